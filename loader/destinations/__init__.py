@@ -1,0 +1,71 @@
+"""Destinations: where a tenant's files are published, atomically.
+
+Every destination offers the same small interface (``Destination``). A file is first written under a
+hidden temporary name in its target folder (``.<name>.partial``), checked, then renamed to its final
+name, so a receiver polling the folder never sees a half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+
+from loader.config import LocalDestination, SftpDestination
+
+PARTIAL_PREFIX = "."
+PARTIAL_SUFFIX = ".partial"
+
+
+def partial_name(final_name: str) -> str:
+    """The hidden temporary name a file is uploaded under before it is renamed."""
+    return f"{PARTIAL_PREFIX}{final_name}{PARTIAL_SUFFIX}"
+
+
+def is_partial(name: str) -> bool:
+    return name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)
+
+
+class Destination(ABC):
+    """One tenant's destination, opened once per run and reused for every file."""
+
+    def __enter__(self) -> Destination:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect (a no-op for local folders)."""
+
+    def close(self) -> None:
+        """Disconnect."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """Where files go, for logs and summaries; never holds a secret."""
+
+    @abstractmethod
+    def publish(self, local: Path, relative: PurePosixPath) -> str:
+        """Place ``local`` at ``relative`` under the root, atomically; return the final location."""
+
+    @abstractmethod
+    def exists(self, relative: PurePosixPath) -> bool:
+        """Whether a file is present under its final name."""
+
+
+def open_destination(config: LocalDestination | SftpDestination, brand: str) -> Destination:
+    """The destination for one tenant's configuration (not yet connected)."""
+    if isinstance(config, LocalDestination):
+        from loader.destinations.local import LocalFolder
+
+        return LocalFolder(config.root)
+    from loader.destinations.sftp import SftpServer
+
+    return SftpServer(config, brand)

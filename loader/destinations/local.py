@@ -1,0 +1,50 @@
+"""A local folder: the embedded default and the demo's destination."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path, PurePosixPath
+
+from loader.destinations import Destination, is_partial, partial_name
+
+
+class LocalFolder(Destination):
+    """Files under a directory, published by copy to a hidden name, fsync, then rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def describe(self) -> str:
+        return f"local folder {self.root}"
+
+    def publish(self, local: Path, relative: PurePosixPath) -> str:
+        final = self.root.joinpath(*relative.parts)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in final.parent.iterdir():  # left by a run that crashed mid-copy
+            if is_partial(stale.name) and stale.name == partial_name(final.name):
+                stale.unlink()
+        temporary = final.with_name(partial_name(final.name))
+        try:
+            with local.open("rb") as source, temporary.open("wb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+                target.flush()
+                os.fsync(target.fileno())
+            if temporary.stat().st_size != local.stat().st_size:
+                raise OSError(f"{temporary}: size differs from {local} after copy")
+            os.replace(temporary, final)
+        finally:
+            temporary.unlink(missing_ok=True)
+        _fsync_dir(final.parent)
+        return str(final)
+
+    def exists(self, relative: PurePosixPath) -> bool:
+        return self.root.joinpath(*relative.parts).is_file()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

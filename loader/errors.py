@@ -1,0 +1,17 @@
+"""The one domain error type, caught at the CLI boundary."""
+
+
+class ExportError(Exception):
+    """A failure a user can act on; the message says what and where, never a secret.
+
+    ``exit_code`` follows the command contract: 1 for a failed delivery, 2 for bad usage or
+    configuration.
+    """
+
+    exit_code = 1
+
+
+class ConfigError(ExportError):
+    """The configuration (tenants.yml, dbt profile, command-line values) is not usable."""
+
+    exit_code = 2

@@ -1,0 +1,220 @@
+"""The writer: one period's slice of the export relations, written with DuckDB ``COPY ... TO``.
+
+Both files of a period are read in one transaction, so they come from one consistent snapshot of
+the warehouse. Each file is written under a hidden temporary name and renamed when complete; its
+rows, bytes and SHA-256 are recorded for the manifest, the ledger and the logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+from loader.config import KINDS, Tenant
+from loader.destinations import partial_name
+from loader.errors import ExportError
+from loader.periods import Period
+from loader.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+# File field -> expression over the export relation, before timestamps are localized.
+ACTIVITY_FIELDS = {
+    "broadcastid": "broadcast_id",
+    "customerid": "customer_id",
+    "externalid": "external_id",
+    "email": "email",
+    "activity": "activity",
+    "activitydate": "occurred_at",
+    "description": "description",
+    "eventid": "event_id",
+    "registereddate": "registered_at",
+    "url": "url",
+    "message": "message",
+    "os": "os",
+    "device": "device",
+    "browser": "browser",
+    "useragent": "user_agent",
+}
+BROADCAST_FIELDS = {
+    "broadcastid": "broadcast_id",
+    "broadcasttype": "broadcast_type",
+    "description": "description",
+    "subject": "subject",
+    "sentdate": "sent_at",
+    "campaignid": "campaign_id",
+    "fromaddress": "from_address",
+}
+TIMESTAMP_FIELDS = {"activitydate", "registereddate", "sentdate"}
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """A finished file: where it is, where it goes, and what it holds."""
+
+    kind: str
+    path: Path
+    relative: PurePosixPath
+    rows: int
+    bytes: int
+    sha256: str
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _instant(moment: datetime) -> str:
+    return f"timestamptz {_literal(moment.isoformat())}"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _projection(tenant: Tenant, kind: str) -> str:
+    expressions = ACTIVITY_FIELDS if kind == "activity" else BROADCAST_FIELDS
+    columns = []
+    for field, title in zip(tenant.fields(kind), tenant.titles(kind), strict=True):
+        expression = expressions[field]
+        if field in TIMESTAMP_FIELDS:
+            expression = (
+                f"strftime(timezone({_literal(tenant.timezone)}, {expression}), "
+                f"{_literal(TIMESTAMP_FORMAT)})"
+            )
+        columns.append(f"{expression} as {_quoted(title)}")
+    return ",\n    ".join(columns)
+
+
+def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
+    """The period's activity rows: every e-mail activity registered in ``[start, end)``."""
+    return f"""
+select
+    {_projection(tenant, "activity")}
+from {warehouse.relation("export_activities")}
+where brand = {_literal(tenant.brand)}
+  and registered_at >= {_instant(period.start_utc)}
+  and registered_at < {_instant(period.end_utc)}
+order by occurred_at, event_id
+"""
+
+
+def broadcast_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
+    """The period's broadcasts: sent in it, or touched by its activities; each once."""
+    return f"""
+select
+    {_projection(tenant, "broadcast")}
+from {warehouse.relation("export_broadcasts")}
+where brand = {_literal(tenant.brand)}
+  and broadcast_id in (
+    select broadcast_id
+    from {warehouse.relation("export_broadcast_touches")}
+    where brand = {_literal(tenant.brand)}
+      and touched_at >= {_instant(period.start_utc)}
+      and touched_at < {_instant(period.end_utc)}
+  )
+order by broadcast_id
+"""
+
+
+def _copy_options(tenant: Tenant) -> str:
+    options = [
+        "format csv",
+        f"delimiter {_literal(tenant.delimiter)}",
+        "quote '\"'",
+        "escape '\"'",
+        "nullstr ''",
+        f"header {'true' if tenant.header else 'false'}",
+        f"compression {_literal(tenant.compression)}",
+    ]
+    return ", ".join(options)
+
+
+def file_digest(path: Path) -> tuple[int, str]:
+    """Size in bytes and SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path) -> list[WrittenFile]:
+    """Write the period's activity and broadcast files (and manifest) under ``out``.
+
+    Files land at ``out / <folder template> / <file name>``; the manifest, when enabled, is last.
+    """
+    queries = {
+        "activity": activity_query(warehouse, tenant, period),
+        "broadcast": broadcast_query(warehouse, tenant, period),
+    }
+    con = warehouse.con
+    staged: list[tuple[str, Path, Path, PurePosixPath, int]] = []
+    con.execute("begin transaction")  # one snapshot for both files
+    try:
+        for kind in KINDS:
+            relative = tenant.relative_path(kind, period)
+            final = out.joinpath(*relative.parts)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            temporary = final.with_name(partial_name(final.name))
+            result = con.execute(
+                f"copy ({queries[kind]}) to {_literal(str(temporary))} ({_copy_options(tenant)})"
+            ).fetchone()
+            staged.append((kind, temporary, final, relative, int(result[0]) if result else 0))
+        con.execute("commit")
+    except Exception as exc:
+        con.execute("rollback")
+        for _kind, temporary, *_ in staged:
+            temporary.unlink(missing_ok=True)
+        if isinstance(exc, ExportError):
+            raise
+        raise ExportError(
+            f"tenant {tenant.brand}: reading period {period.label} failed: {exc}"
+        ) from exc
+    files = []
+    for kind, temporary, final, relative, rows in staged:
+        os.replace(temporary, final)
+        size, sha256 = file_digest(final)
+        files.append(WrittenFile(kind, final, relative, rows, size, sha256))
+        log.info("wrote %s: %d rows, %d bytes", final, rows, size)
+    if tenant.manifest:
+        files.append(_write_manifest(tenant, period, out, files))
+    return files
+
+
+def _write_manifest(tenant: Tenant, period: Period, out: Path, files: list[WrittenFile]) -> WrittenFile:
+    relative = tenant.manifest_path(period)
+    final = out.joinpath(*relative.parts)
+    document = {
+        "brand": tenant.brand,
+        "period": period.label,
+        "period_start": period.start_local.isoformat(),
+        "period_end": period.end_local.isoformat(),
+        "files": [
+            {
+                "kind": written.kind,
+                "name": written.relative.name,
+                "path": str(written.relative),
+                "rows": written.rows,
+                "bytes": written.bytes,
+                "sha256": written.sha256,
+            }
+            for written in files
+        ],
+    }
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temporary = final.with_name(partial_name(final.name))
+    temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(temporary, final)
+    size, sha256 = file_digest(final)
+    return WrittenFile("manifest", final, relative, len(files), size, sha256)
+

@@ -1,0 +1,25 @@
+with
+
+broadcasts as (
+
+    select * from {{ ref('stg_platform__broadcasts') }}
+
+),
+
+email_broadcasts as (
+
+    select
+        broadcast_id,
+        brand,
+        broadcast_type,
+        description,
+        subject,
+        sent_at,
+        campaign_id,
+        from_address
+    from broadcasts
+    where is_email
+
+)
+
+select * from email_broadcasts
