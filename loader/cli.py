@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import date
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -14,11 +16,21 @@ import typer
 
 from loader import generate as generator
 from loader.build import dbt_build
-from loader.config import load_config
-from loader.deliver import TenantReport, deliver_due
+from loader.config import Config, Tenant, load_config
+from loader.deliver import Delivered, TenantReport, backfill_tenant, run_tenant
 from loader.errors import ConfigError, ExportError
-from loader.periods import parse_period
-from loader.warehouse import connect, read_watermark, resolve_target
+from loader.ledger import Ledger, default_ledger_path
+from loader.periods import due_periods, parse_now, parse_period
+from loader.report import (
+    delivered_line,
+    failure_payload,
+    notify,
+    run_summary,
+    status_table,
+    tenant_status,
+)
+from loader.verify import drifted_periods
+from loader.warehouse import Target, Warehouse, connect, read_watermark, resolve_target
 from loader.writer import write_period
 
 log = logging.getLogger("loader")
@@ -44,6 +56,22 @@ ProfilesDirOption = Annotated[
 ]
 TargetOption = Annotated[
     str | None, typer.Option("--target", help="dbt target (default: the profile's).", envvar="DBT_TARGET")
+]
+
+LedgerOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--ledger",
+        help="Ledger file (default: activity-export.ledger.sqlite beside the config).",
+        envvar="ACTIVITY_EXPORT_LEDGER",
+    ),
+]
+BrandOption = Annotated[
+    list[str] | None, typer.Option("--brand", help="Only this tenant (repeatable).")
+]
+NowOption = Annotated[
+    str | None,
+    typer.Option(help="Fix the clock: ISO 8601 with an offset, e.g. 2026-11-26T07:00:00+01:00."),
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -155,8 +183,172 @@ def demo(
     typer.echo(f"3/3 delivering every due period as of {plan.as_of.isoformat()}")
     with connect(warehouse_target) as warehouse:
         watermark = read_watermark(warehouse)
-        reports = [deliver_due(warehouse, tenant, plan.as_of, watermark) for tenant in tenants]
-    _print_summary(reports)
+        reports = [run_tenant(warehouse, tenant, plan.as_of, watermark, None) for tenant in tenants]
+    typer.echo("")
+    typer.echo(run_summary(reports))
+    folders = sorted({str(t.destination.root) for t in tenants if hasattr(t.destination, "root")})
+    typer.echo(f"\nfiles are in: {', '.join(folders)}")
+    if any(report.failed for report in reports):
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def run(
+    brand: BrandOption = None,
+    now: NowOption = None,
+    force: Annotated[bool, typer.Option(help="Re-deliver periods already delivered.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Say what would be delivered; deliver nothing.")] = False,
+    build: Annotated[bool, typer.Option(help="Run `dbt build` first.")] = False,
+    parallel: Annotated[int, typer.Option(min=1, max=64, help="Tenants delivered at once.")] = 4,
+    on_failure: Annotated[
+        str | None,
+        typer.Option(help="Command run with a JSON summary on stdin when a tenant fails.", envvar="ACTIVITY_EXPORT_ON_FAILURE"),
+    ] = None,
+    config: ConfigOption = Path("tenants.yml"),
+    ledger: LedgerOption = None,
+    project_dir: ProjectDirOption = Path("."),
+    profiles_dir: ProfilesDirOption = None,
+    target: TargetOption = None,
+) -> None:
+    """The nightly job: every due, complete, undelivered period of each tenant, oldest first."""
+    settings = load_config(config)
+    tenants = settings.selected(brand)
+    moment = parse_now(now) if now else datetime.now(timezone.utc)
+    warehouse_target = resolve_target(project_dir, profiles_dir, target)
+    if build:
+        dbt_build(project_dir, profiles_dir, warehouse_target.name)
+    ledger_path = ledger or default_ledger_path(config)
+    Ledger(ledger_path).close()  # create it once, before tenants run in parallel
+
+    def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
+        return run_tenant(
+            warehouse, tenant, moment, watermark, ledger_path, force, dry_run, _echo_delivered
+        )
+
+    reports = _each_tenant(warehouse_target, tenants, parallel, one)
+    _finish(reports, moment, on_failure)
+
+
+@app.command()
+@reports_errors
+def backfill(
+    brand: Annotated[str, typer.Option(help="Brand code, as in tenants.yml.")],
+    from_: Annotated[str, typer.Option("--from", help="First period (a local date or date-time in it).")],
+    to: Annotated[str, typer.Option(help="Last period, included.")],
+    dry_run: Annotated[bool, typer.Option(help="Say what would be delivered; deliver nothing.")] = False,
+    config: ConfigOption = Path("tenants.yml"),
+    ledger: LedgerOption = None,
+    project_dir: ProjectDirOption = Path("."),
+    profiles_dir: ProfilesDirOption = None,
+    target: TargetOption = None,
+) -> None:
+    """Re-deliver a range of periods, replacing the files atomically."""
+    tenant = load_config(config).tenant(brand)
+    first, last = parse_period(tenant, from_), parse_period(tenant, to)
+    if last.start_utc < first.start_utc:
+        raise ConfigError(f"backfill: --to {to} is before --from {from_}")
+    periods = [first]
+    while periods[-1].start_utc < last.start_utc:
+        periods.append(periods[-1].next())
+    ledger_path = ledger or default_ledger_path(config)
+    Ledger(ledger_path).close()
+
+    def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
+        return backfill_tenant(warehouse, tenant, periods, watermark, ledger_path, dry_run)
+
+    reports = _each_tenant(resolve_target(project_dir, profiles_dir, target), [tenant], 1, one)
+    _finish(reports, datetime.now(timezone.utc), None)
+
+
+@app.command()
+@reports_errors
+def status(
+    brand: BrandOption = None,
+    now: NowOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    verify: Annotated[bool, typer.Option(help="Recount delivered periods in the warehouse.")] = False,
+    config: ConfigOption = Path("tenants.yml"),
+    ledger: LedgerOption = None,
+    project_dir: ProjectDirOption = Path("."),
+    profiles_dir: ProfilesDirOption = None,
+    target: TargetOption = None,
+) -> None:
+    """The ledger: what was delivered where, and what is pending, waiting or failed."""
+    settings = load_config(config)
+    tenants = settings.selected(brand)
+    moment = parse_now(now) if now else datetime.now(timezone.utc)
+    statuses = []
+    with Ledger(ledger or default_ledger_path(config)) as book, connect(
+        resolve_target(project_dir, profiles_dir, target)
+    ) as warehouse:
+        watermark = read_watermark(warehouse)
+        for tenant in tenants:
+            records = book.records(tenant.brand)
+            ready, waiting = due_periods(tenant, tenant.start, moment, watermark)
+            delivered = {r.period_start for r in records if r.status == "delivered"}
+            pending = [p.label for p in ready if p.start_utc.isoformat() not in delivered]
+            drift = drifted_periods(warehouse, tenant, records) if verify else []
+            statuses.append(
+                tenant_status(
+                    tenant.brand, _where(tenant), records, pending, [p.label for p in waiting], drift
+                )
+            )
+    if as_json:
+        typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
+    else:
+        typer.echo(status_table(statuses, verify))
+    if verify and any(s.drift for s in statuses):
+        raise typer.Exit(1)
+
+
+def _where(tenant: Tenant) -> str:
+    destination = tenant.destination
+    if destination.type == "local":
+        return f"local {destination.root}"
+    return f"sftp://{destination.username}@{destination.host}:{destination.port}{destination.root}"
+
+
+def _echo_delivered(tenant: Tenant, delivered: Delivered) -> None:
+    typer.echo(delivered_line(tenant.brand, delivered))
+
+
+def _each_tenant(
+    target: Target,
+    tenants: list[Tenant],
+    parallel: int,
+    job: Callable[[Warehouse, Tenant, datetime | None], TenantReport],
+) -> list[TenantReport]:
+    """Run ``job`` for every tenant, ``parallel`` at a time; one tenant's failure stops no other."""
+    with connect(target) as warehouse:
+        watermark = read_watermark(warehouse)
+
+        def guarded(tenant: Tenant) -> TenantReport:
+            cursor = warehouse.cursor()
+            try:
+                return job(cursor, tenant, watermark)
+            except ExportError as exc:
+                if isinstance(exc, ConfigError):
+                    raise
+                return TenantReport(tenant, error=str(exc))
+            finally:
+                cursor.close()
+
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            return list(pool.map(guarded, tenants))
+
+
+def _finish(reports: list[TenantReport], moment: datetime, on_failure: str | None) -> None:
+    typer.echo(run_summary(reports))
+    failed = [report for report in reports if report.failed]
+    for report in failed:
+        typer.echo(f"error: tenant {report.tenant.brand}: {report.error}", err=True)
+        if on_failure:
+            problem = notify(on_failure, failure_payload(report, moment))
+            if problem:
+                typer.echo(f"warning: {problem}", err=True)
+    if failed:
+        raise typer.Exit(1)
 
 
 def _plan(brands: str, days: int, events_per_day: int, start: str, seed: int) -> generator.Plan:
@@ -168,19 +360,6 @@ def _plan(brands: str, days: int, events_per_day: int, start: str, seed: int) ->
     except ValueError:
         raise ConfigError(f"--start {start!r}: expected YYYY-MM-DD") from None
     return generator.Plan(codes, first, days, events_per_day, seed)
-
-
-def _print_summary(reports: list[TenantReport]) -> None:
-    typer.echo("")
-    typer.echo(f"{'tenant':<14}{'periods':>8}{'waiting':>8}{'activities':>12}{'broadcasts':>12}{'files':>7}  destination")
-    for report in reports:
-        files = sum(len(d.files) for d in report.delivered)
-        activities = sum(d.rows("activity") for d in report.delivered)
-        broadcasts = sum(d.rows("broadcast") for d in report.delivered)
-        typer.echo(
-            f"{report.tenant.brand:<14}{len(report.delivered):>8}{len(report.waiting):>8}"
-            f"{activities:>12,}{broadcasts:>12,}{files:>7}  {report.destination}"
-        )
 
 
 def main() -> None:

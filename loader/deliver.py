@@ -1,19 +1,26 @@
-"""Delivery: write a period's files to a work folder, then publish them to the tenant's destination.
+"""Delivery: for each tenant, write each period's files, publish them, and record every step.
 
-The data files go first and the manifest last, so a receiver that waits for the manifest never
-reads a file that is not complete.
+The order within a period is always: activity file, broadcast file, manifest last, so a receiver
+that waits for the manifest never reads a file that is not complete. Each file is recorded in the
+ledger as ``uploading`` before it is published and ``delivered`` after, so a crash anywhere leaves a
+state the next run finishes without delivering a file twice or losing one.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from loader.config import Tenant
+from loader import failpoints
+from loader.config import KINDS, Tenant
 from loader.destinations import Destination, open_destination
+from loader.errors import ExportError
+from loader.ledger import Ledger, tenant_lock
 from loader.periods import Period, due_periods
 from loader.warehouse import Warehouse
 from loader.writer import WrittenFile, write_period
@@ -28,9 +35,14 @@ class Delivered:
     period: Period
     files: list[WrittenFile]
     locations: list[str]
+    seconds: float = 0.0
 
     def rows(self, kind: str) -> int:
         return sum(f.rows for f in self.files if f.kind == kind)
+
+    @property
+    def bytes(self) -> int:
+        return sum(f.bytes for f in self.files)
 
 
 @dataclass
@@ -40,34 +52,189 @@ class TenantReport:
     tenant: Tenant
     destination: str = ""
     delivered: list[Delivered] = field(default_factory=list)
+    already: int = 0  # due periods the ledger already holds as delivered
     waiting: list[Period] = field(default_factory=list)
+    planned: list[Period] = field(default_factory=list)  # --dry-run
+    skipped: str | None = None  # e.g. locked by another run
     error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+
+def _kinds(tenant: Tenant) -> list[str]:
+    return [*KINDS, "manifest"] if tenant.manifest else list(KINDS)
 
 
 def deliver_period(
-    warehouse: Warehouse, tenant: Tenant, period: Period, destination: Destination, workdir: Path
+    warehouse: Warehouse,
+    tenant: Tenant,
+    period: Period,
+    destination: Destination,
+    workdir: Path,
+    ledger: Ledger | None = None,
+    force: bool = False,
 ) -> Delivered:
-    """Write one period's files and publish them; the local copies are removed afterwards."""
+    """Write one period's files and publish them; the local copies are removed afterwards.
+
+    With a ledger, files already delivered are not sent again (unless ``force``), and a file a
+    crashed run left as ``uploading`` whose final name already holds the recorded bytes is marked
+    delivered without a second upload.
+    """
+    started = time.monotonic()
     files = write_period(warehouse, tenant, period, workdir)
+    failpoints.hit("after-write")
+    previous = ledger.period_records(tenant.brand, period.start_utc) if ledger else {}
+    locations = []
     try:
-        locations = [destination.publish(written.path, written.relative) for written in files]
+        for written in files:
+            record = previous.get(written.kind)
+            if record and record.status == "delivered" and not force:
+                locations.append(record.remote_path or "")
+                continue
+            if (
+                ledger
+                and record
+                and record.status == "uploading"
+                and record.sha256 == written.sha256
+                and destination.size(written.relative) == written.bytes
+            ):
+                log.info("%s already on %s (found after an interrupted run)", written.relative, destination.describe())
+                ledger.delivered(tenant.brand, written.kind, period.start_utc, record.remote_path or "")
+                locations.append(record.remote_path or "")
+                continue
+            if ledger:
+                ledger.uploading(
+                    tenant.brand, written.kind, period.start_utc, period.end_utc, period.label,
+                    str(written.relative), destination.describe(), written.rows, written.bytes,
+                    written.sha256,
+                )
+            location = destination.publish(written.path, written.relative)
+            failpoints.hit("after-upload")
+            if ledger:
+                ledger.delivered(tenant.brand, written.kind, period.start_utc, location)
+            locations.append(location)
     finally:
         for written in files:
             written.path.unlink(missing_ok=True)
-    return Delivered(period, files, locations)
+    return Delivered(period, files, locations, time.monotonic() - started)
 
 
-def deliver_due(
-    warehouse: Warehouse, tenant: Tenant, now: datetime, watermark: datetime | None
+def deliver_tenant(
+    warehouse: Warehouse,
+    tenant: Tenant,
+    periods: list[Period],
+    ledger: Ledger | None,
+    force: bool = False,
+    on_delivered: Callable[[Tenant, Delivered], None] | None = None,
 ) -> TenantReport:
-    """Deliver every due period of a tenant whose data is complete, oldest first."""
-    ready, waiting = due_periods(tenant, tenant.start, now, watermark)
-    report = TenantReport(tenant, waiting=waiting)
-    with open_destination(tenant.destination, tenant.brand) as destination:
-        report.destination = destination.describe()
-        with tempfile.TemporaryDirectory(prefix=f"activity-export-{tenant.brand}-") as work:
-            for period in ready:
-                report.delivered.append(
-                    deliver_period(warehouse, tenant, period, destination, Path(work))
-                )
+    """Deliver the given periods of one tenant, oldest first, over one destination connection.
+
+    Stops at the first failure, so periods always arrive in order; the error (never a secret) is
+    recorded in the report and the ledger.
+    """
+    report = TenantReport(tenant)
+    todo = [
+        period
+        for period in periods
+        if force or ledger is None or not ledger.is_delivered(tenant.brand, period.start_utc, _kinds(tenant))
+    ]
+    report.already = len(periods) - len(todo)
+    if not todo:
+        return report
+    current: Period | None = None
+    attempt = 0
+    try:
+        with open_destination(tenant.destination, tenant.brand) as destination:
+            report.destination = destination.describe()
+            with tempfile.TemporaryDirectory(prefix=f"activity-export-{tenant.brand}-") as work:
+                for current in todo:
+                    attempt = ledger.start_attempt(tenant.brand, current.start_utc, current.label) if ledger else 0
+                    delivered = deliver_period(
+                        warehouse, tenant, current, destination, Path(work), ledger, force
+                    )
+                    if ledger:
+                        ledger.finish_attempt(attempt, "delivered")
+                    report.delivered.append(delivered)
+                    if on_delivered:
+                        on_delivered(tenant, delivered)
+                    current = None
+    except ExportError as exc:
+        report.error = str(exc)
+    except OSError as exc:  # a local disk problem while writing or copying
+        report.error = f"{type(exc).__name__}: {exc}"
+    if report.error:
+        label = current.label if current else "(connecting)"
+        report.error = f"period {label}: {report.error}" if current else report.error
+        log.error("tenant %s failed: %s", tenant.brand, report.error)
+        if ledger and current:
+            ledger.failed(tenant.brand, current.start_utc, current.end_utc, current.label, report.error)
+            if attempt:
+                ledger.finish_attempt(attempt, "failed", report.error)
     return report
+
+
+def run_tenant(
+    warehouse: Warehouse,
+    tenant: Tenant,
+    now: datetime,
+    watermark: datetime | None,
+    ledger_path: Path | None,
+    force: bool = False,
+    dry_run: bool = False,
+    on_delivered: Callable[[Tenant, Delivered], None] | None = None,
+) -> TenantReport:
+    """The nightly job for one tenant: every due, complete and undelivered period, oldest first."""
+    ready, waiting = due_periods(tenant, tenant.start, now, watermark)
+    return _locked(
+        warehouse, tenant, ready, waiting, ledger_path, force, dry_run, on_delivered
+    )
+
+
+def backfill_tenant(
+    warehouse: Warehouse,
+    tenant: Tenant,
+    periods: list[Period],
+    watermark: datetime | None,
+    ledger_path: Path | None,
+    dry_run: bool = False,
+) -> TenantReport:
+    """Re-deliver a range of periods (replacing files atomically); incomplete ones wait."""
+    ready = [p for p in periods if watermark is not None and p.end_utc <= watermark]
+    waiting = [p for p in periods if p not in ready]
+    return _locked(warehouse, tenant, ready, waiting, ledger_path, True, dry_run, None)
+
+
+def _locked(
+    warehouse: Warehouse,
+    tenant: Tenant,
+    ready: list[Period],
+    waiting: list[Period],
+    ledger_path: Path | None,
+    force: bool,
+    dry_run: bool,
+    on_delivered: Callable[[Tenant, Delivered], None] | None,
+) -> TenantReport:
+    if ledger_path is None:
+        report = deliver_tenant(warehouse, tenant, ready, None, force, on_delivered)
+        report.waiting = waiting
+        return report
+    with tenant_lock(ledger_path, tenant.brand) as acquired:
+        if not acquired:
+            report = TenantReport(tenant, waiting=waiting)
+            report.skipped = "another run is delivering this tenant; skipped"
+            log.warning("tenant %s: %s", tenant.brand, report.skipped)
+            return report
+        with Ledger(ledger_path) as ledger:
+            if dry_run:
+                report = TenantReport(tenant, waiting=waiting)
+                report.planned = [
+                    p for p in ready
+                    if force or not ledger.is_delivered(tenant.brand, p.start_utc, _kinds(tenant))
+                ]
+                report.already = len(ready) - len(report.planned)
+                return report
+            report = deliver_tenant(warehouse, tenant, ready, ledger, force, on_delivered)
+            report.waiting = waiting
+            return report

@@ -142,6 +142,10 @@ class Warehouse:
         parts = [self.catalog, schema or self.target.schema, name]
         return ".".join('"' + part.replace('"', '""') + '"' for part in parts)
 
+    def cursor(self) -> Warehouse:
+        """A connection of its own on the same database, for another thread."""
+        return Warehouse(con=self.con.cursor(), target=self.target, catalog=self.catalog)
+
     def close(self) -> None:
         self.con.close()
 

@@ -43,11 +43,17 @@ class Project:
             self.target,
         ]
 
-    def run(self, *args: str, check: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``activity-export`` in a child process, as a user would."""
         completed = subprocess.run(
             [str(BIN / "activity-export"), *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=cwd or ROOT,
             capture_output=True,
             text=True,

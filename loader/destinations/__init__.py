@@ -59,6 +59,10 @@ class Destination(ABC):
     def exists(self, relative: PurePosixPath) -> bool:
         """Whether a file is present under its final name."""
 
+    def size(self, relative: PurePosixPath) -> int | None:
+        """Size of the file under its final name, or None when it is absent or unknown."""
+        return None
+
 
 def open_destination(config: LocalDestination | SftpDestination, brand: str) -> Destination:
     """The destination for one tenant's configuration (not yet connected)."""

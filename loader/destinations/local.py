@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path, PurePosixPath
 
+from loader import failpoints
 from loader.destinations import Destination, is_partial, partial_name
 
 
@@ -28,6 +29,7 @@ class LocalFolder(Destination):
         try:
             with local.open("rb") as source, temporary.open("wb") as target:
                 shutil.copyfileobj(source, target, 1 << 20)
+                failpoints.hit("mid-upload")
                 target.flush()
                 os.fsync(target.fileno())
             if temporary.stat().st_size != local.stat().st_size:
@@ -40,6 +42,10 @@ class LocalFolder(Destination):
 
     def exists(self, relative: PurePosixPath) -> bool:
         return self.root.joinpath(*relative.parts).is_file()
+
+    def size(self, relative: PurePosixPath) -> int | None:
+        path = self.root.joinpath(*relative.parts)
+        return path.stat().st_size if path.is_file() else None
 
 
 def _fsync_dir(folder: Path) -> None:

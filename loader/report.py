@@ -1,0 +1,156 @@
+"""What a run or the ledger says, as plain-text tables for people and JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from loader.deliver import Delivered, TenantReport
+from loader.ledger import Record
+
+
+def _table(header: Sequence[str], rows: list[Sequence[object]]) -> str:
+    cells = [list(map(str, header))] + [[str(value) for value in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def delivered_line(brand: str, delivered: Delivered) -> str:
+    return (
+        f"{brand} {delivered.period.label}: "
+        f"{delivered.rows('activity'):,} activities, {delivered.rows('broadcast'):,} broadcasts, "
+        f"{delivered.bytes:,} bytes in {delivered.seconds:.1f}s"
+    )
+
+
+def run_summary(reports: list[TenantReport]) -> str:
+    """The table printed at the end of ``run``, ``backfill`` and ``demo``."""
+    rows = []
+    for report in reports:
+        if report.error:
+            state = "FAILED: " + report.error.splitlines()[0][:120]
+        elif report.skipped:
+            state = report.skipped
+        elif report.planned:
+            state = "would deliver " + ", ".join(p.label for p in report.planned)
+        else:
+            state = "ok"
+        rows.append(
+            (
+                report.tenant.brand,
+                len(report.delivered),
+                report.already,
+                len(report.waiting),
+                f"{sum(d.rows('activity') for d in report.delivered):,}",
+                f"{sum(d.rows('broadcast') for d in report.delivered):,}",
+                sum(len(d.files) for d in report.delivered),
+                report.destination or "-",
+                state,
+            )
+        )
+    header = ("tenant", "delivered", "already", "waiting", "activities", "broadcasts", "files", "destination", "state")
+    return _table(header, rows)
+
+
+def failure_payload(report: TenantReport, now: datetime) -> str:
+    """The JSON a failure notification receives (no secrets: errors are already scrubbed)."""
+    return json.dumps(
+        {
+            "event": "activity-export.tenant_failed",
+            "brand": report.tenant.brand,
+            "at": now.isoformat(),
+            "error": report.error,
+            "delivered": [d.period.label for d in report.delivered],
+            "waiting": [p.label for p in report.waiting],
+        }
+    )
+
+
+def notify(command: str, payload: str) -> str | None:
+    """Run the failure-notification command with the payload on stdin; return a problem, if any."""
+    try:
+        completed = subprocess.run(
+            command, shell=True, input=payload, text=True, capture_output=True, timeout=60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return f"notification command timed out: {command}"
+    if completed.returncode != 0:
+        return f"notification command exited {completed.returncode}: {command}"
+    return None
+
+
+@dataclass
+class TenantStatus:
+    """One tenant's line in ``status``."""
+
+    brand: str
+    destination: str
+    last_delivered: str | None
+    delivered_periods: int
+    pending: list[str]
+    waiting: list[str]
+    failed: list[str]
+    rows: int
+    bytes: int
+    drift: list[str]
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def tenant_status(
+    brand: str,
+    destination: str,
+    records: list[Record],
+    pending: list[str],
+    waiting: list[str],
+    drift: list[str],
+) -> TenantStatus:
+    delivered = [r for r in records if r.status == "delivered" and r.kind != "manifest"]
+    periods = sorted({r.period_start: r.period_label for r in delivered}.items())
+    failed = sorted({r.period_label for r in records if r.status in ("failed", "uploading")})
+    return TenantStatus(
+        brand=brand,
+        destination=destination,
+        last_delivered=periods[-1][1] if periods else None,
+        delivered_periods=len(periods),
+        pending=pending,
+        waiting=waiting,
+        failed=failed,
+        rows=sum(r.rows or 0 for r in delivered),
+        bytes=sum(r.bytes or 0 for r in delivered),
+        drift=drift,
+    )
+
+
+def status_table(statuses: list[TenantStatus], verified: bool) -> str:
+    def _few(labels: list[str]) -> str:
+        if not labels:
+            return "-"
+        return ", ".join(labels[:3]) + (f" (+{len(labels) - 3})" if len(labels) > 3 else "")
+
+    header = ["tenant", "last delivered", "periods", "pending", "waiting", "failed", "rows", "bytes", "destination"]
+    if verified:
+        header.append("drift")
+    rows = []
+    for status in statuses:
+        row: list[object] = [
+            status.brand,
+            status.last_delivered or "-",
+            status.delivered_periods,
+            _few(status.pending),
+            _few(status.waiting),
+            _few(status.failed),
+            f"{status.rows:,}",
+            f"{status.bytes:,}",
+            status.destination,
+        ]
+        if verified:
+            row.append(_few(status.drift))
+        rows.append(row)
+    return _table(header, rows)
