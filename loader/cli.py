@@ -21,6 +21,7 @@ from loader.deliver import Delivered, TenantReport, backfill_tenant, run_tenant
 from loader.errors import ConfigError, ExportError
 from loader.ledger import Ledger, default_ledger_path
 from loader.periods import due_periods, parse_now, parse_period
+from loader.prune import prune_tenant
 from loader.report import (
     delivered_line,
     failure_payload,
@@ -29,6 +30,7 @@ from loader.report import (
     status_table,
     tenant_status,
 )
+from loader.shards import parse_shard, shard_of
 from loader.verify import drifted_periods
 from loader.warehouse import Target, Warehouse, connect, read_watermark, resolve_target
 from loader.writer import write_period
@@ -201,6 +203,9 @@ def run(
     dry_run: Annotated[bool, typer.Option(help="Say what would be delivered; deliver nothing.")] = False,
     build: Annotated[bool, typer.Option(help="Run `dbt build` first.")] = False,
     parallel: Annotated[int, typer.Option(min=1, max=64, help="Tenants delivered at once.")] = 4,
+    shard: Annotated[
+        str | None, typer.Option(help="Only the tenants of shard I of N (I/N), by a stable hash.")
+    ] = None,
     on_failure: Annotated[
         str | None,
         typer.Option(help="Command run with a JSON summary on stdin when a tenant fails.", envvar="ACTIVITY_EXPORT_ON_FAILURE"),
@@ -214,6 +219,9 @@ def run(
     """The nightly job: every due, complete, undelivered period of each tenant, oldest first."""
     settings = load_config(config)
     tenants = settings.selected(brand)
+    if shard:
+        index, count = parse_shard(shard)
+        tenants = [tenant for tenant in tenants if shard_of(tenant.brand, count) == index]
     moment = parse_now(now) if now else datetime.now(timezone.utc)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
     if build:
@@ -299,6 +307,36 @@ def status(
     else:
         typer.echo(status_table(statuses, verify))
     if verify and any(s.drift for s in statuses):
+        raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def prune(
+    brand: BrandOption = None,
+    now: NowOption = None,
+    dry_run: Annotated[bool, typer.Option(help="List what would be deleted; delete nothing.")] = False,
+    config: ConfigOption = Path("tenants.yml"),
+) -> None:
+    """On destinations with retention_days, delete this product's own files older than that."""
+    tenants = load_config(config).selected(brand)
+    moment = parse_now(now) if now else datetime.now(timezone.utc)
+    failed = False
+    for tenant in tenants:
+        try:
+            report = prune_tenant(tenant, moment, dry_run)
+        except ExportError as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            typer.echo(f"error: tenant {tenant.brand}: {exc}", err=True)
+            failed = True
+            continue
+        verb = "would delete" if dry_run else "deleted"
+        for path in report.deleted:
+            typer.echo(f"{tenant.brand}: {verb} {path}")
+        if report.destination:
+            typer.echo(f"{tenant.brand}: {verb} {len(report.deleted)} files on {report.destination}")
+    if failed:
         raise typer.Exit(1)
 
 

@@ -143,7 +143,7 @@ def deliver_tenant(
     report.already = len(periods) - len(todo)
     if not todo:
         return report
-    current: Period | None = None
+    current: Period | None = todo[0]  # a failure to connect is this period's failed attempt
     attempt = 0
     try:
         with open_destination(tenant.destination, tenant.brand) as destination:
@@ -164,14 +164,13 @@ def deliver_tenant(
         report.error = str(exc)
     except OSError as exc:  # a local disk problem while writing or copying
         report.error = f"{type(exc).__name__}: {exc}"
-    if report.error:
-        label = current.label if current else "(connecting)"
-        report.error = f"period {label}: {report.error}" if current else report.error
+    if report.error and current:
+        report.error = f"period {current.label}: {report.error}"
         log.error("tenant %s failed: %s", tenant.brand, report.error)
-        if ledger and current:
+        if ledger:
             ledger.failed(tenant.brand, current.start_utc, current.end_utc, current.label, report.error)
-            if attempt:
-                ledger.finish_attempt(attempt, "failed", report.error)
+            attempt = attempt or ledger.start_attempt(tenant.brand, current.start_utc, current.label)
+            ledger.finish_attempt(attempt, "failed", report.error)
     return report
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import sqlite3
 import subprocess
+from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 
@@ -40,6 +43,16 @@ def server_files(folder: Path) -> dict[str, tuple[str, int]]:
 def attempts(config: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(config.parent / "activity-export.ledger.sqlite") as db:
         return db.execute("select period_label, outcome from attempts order by attempt_id").fetchall()
+
+
+def fresh_project(base: Project, folder: Path, *generate_args: str) -> Project:
+    """A DuckDB target of its own, generated and built, for tests that change or shape the data."""
+    project = Project(base.target, base.profiles_dir, dict(base.env))
+    project.env["ACTIVITY_EXPORT_DUCKDB"] = str(folder / "own.duckdb")
+    project.env["DBT_TARGET_PATH"] = str(folder / "target")
+    project.run("generate", *generate_args, *project.cli_args())
+    project.dbt("build")
+    return project
 
 
 EXPECTED = [f"{kind}_BRANDNAAM_2026110{day}.csv" for kind in ("activity", "broadcast") for day in (1, 2, 3)]
@@ -174,12 +187,7 @@ def _late_event_sql() -> str:
 
 
 def test_late_registered_event_lands_in_the_next_period(duckdb_project: Project, tmp_path: Path) -> None:
-    import duckdb
-
-    project = Project(duckdb_project.target, duckdb_project.profiles_dir, dict(duckdb_project.env))
-    project.env["ACTIVITY_EXPORT_DUCKDB"] = str(tmp_path / "late.duckdb")
-    project.run("generate", *GENERATE_ARGS, *project.cli_args())
-    project.dbt("build")
+    project = fresh_project(duckdb_project, tmp_path, *GENERATE_ARGS)
     config = write_config(tmp_path, extra_fields={"activity": ["eventid"]})
     run(project, config)
     delivered_day_one = server_files(tmp_path)["activity_BRANDNAAM_20261101.csv"]
@@ -195,3 +203,55 @@ def test_late_registered_event_lands_in_the_next_period(duckdb_project: Project,
     assert "999000001" in day_four and "late@example.nl" in day_four
     everything = "".join(p.read_text() for p in (tmp_path / "server").glob("activity_*.csv"))
     assert everything.count("999000001") == 1
+
+
+INDEPENDENT_COUNT = """
+with first_registration as (
+    select event_id, min(registered_at) as registered_at
+    from raw.events group by event_id
+),
+exported as (
+    select distinct events.event_id, first_registration.registered_at
+    from raw.events as events
+    inner join first_registration using (event_id)
+    inner join raw.broadcasts as broadcasts using (broadcast_id)
+    where events.brand = 'BRANDNAAM' and broadcasts.channel = 'email'
+      and events.event_type in ('sent', 'open', 'click', 'softbounce', 'hardbounce',
+                                'complaint', 'unsubscribe')
+)
+select count(*) from exported
+where registered_at >= timestamptz '{start}' and registered_at < timestamptz '{end}'
+"""
+
+
+@pytest.mark.parametrize(
+    ("day", "start_utc", "end_utc"),
+    [
+        ("2026-03-29", "2026-03-28 23:00:00+00", "2026-03-29 22:00:00+00"),  # 23 hours
+        ("2026-10-25", "2026-10-24 22:00:00+00", "2026-10-25 23:00:00+00"),  # 25 hours
+    ],
+)
+def test_dst_days_deliver_23_and_25_hours_of_activity(
+    duckdb_project: Project, tmp_path: Path, day: str, start_utc: str, end_utc: str
+) -> None:
+    first = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    following = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    project = fresh_project(
+        duckdb_project, tmp_path, "--brands", "BRANDNAAM", "--days", "3",
+        "--events-per-day", "500", "--start", first,
+    )
+    config = write_config(tmp_path, start=day, extra_fields={"activity": ["registereddate"]})
+    project.run(
+        "run", "--config", str(config), "--now", f"{following}T07:00:00+01:00",
+        *project.cli_args(),
+    )
+    name = f"activity_BRANDNAAM_{day.replace('-', '')}.csv"
+    with (tmp_path / "server" / name).open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle, delimiter=";"))
+    with duckdb.connect(project.env["ACTIVITY_EXPORT_DUCKDB"], read_only=True) as con:
+        expected = con.execute(INDEPENDENT_COUNT.format(start=start_utc, end=end_utc)).fetchone()[0]
+    assert len(rows) == expected > 0
+    assert {row["registereddate"][:10] for row in rows} == {day}
+    hours = {row["registereddate"][11:13] for row in rows}
+    assert {"00", "23"} <= hours
+

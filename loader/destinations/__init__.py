@@ -7,6 +7,7 @@ name, so a receiver polling the folder never sees a half-written file under a fi
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 from types import TracebackType
@@ -64,12 +65,20 @@ class Destination(ABC):
         return None
 
 
+RETRY_SECONDS_VARIABLE = "ACTIVITY_EXPORT_SFTP_RETRY_SECONDS"
+
+
 def open_destination(config: LocalDestination | SftpDestination, brand: str) -> Destination:
-    """The destination for one tenant's configuration (not yet connected)."""
+    """The destination for one tenant's configuration (not yet connected).
+
+    ``ACTIVITY_EXPORT_SFTP_RETRY_SECONDS`` bounds how long one SFTP operation retries transient
+    failures (default 60).
+    """
     if isinstance(config, LocalDestination):
         from loader.destinations.local import LocalFolder
 
         return LocalFolder(config.root)
     from loader.destinations.sftp import SftpServer
 
-    return SftpServer(config, brand)
+    budget = float(os.environ.get(RETRY_SECONDS_VARIABLE) or 60)
+    return SftpServer(config, brand, retry_budget=budget)
