@@ -17,13 +17,13 @@ import typer
 from loader import generate as generator
 from loader.build import dbt_build
 from loader.config import Config, Tenant, load_config
-from loader.deliver import Delivered, TenantReport, backfill_tenant, run_tenant
+from loader.deliver import TenantReport, backfill_tenant, run_tenant
 from loader.errors import ConfigError, ExportError
 from loader.ledger import Ledger, default_ledger_path
 from loader.periods import due_periods, parse_now, parse_period
 from loader.prune import prune_tenant
 from loader.report import (
-    delivered_line,
+    Progress,
     failure_payload,
     notify,
     run_summary,
@@ -229,12 +229,20 @@ def run(
     ledger_path = ledger or default_ledger_path(config)
     Ledger(ledger_path).close()  # create it once, before tenants run in parallel
 
-    def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
-        return run_tenant(
-            warehouse, tenant, moment, watermark, ledger_path, force, dry_run, _echo_delivered
-        )
+    progress = Progress(len(tenants), interactive=sys.stdout.isatty())
 
-    reports = _each_tenant(warehouse_target, tenants, parallel, one)
+    def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
+        try:
+            return run_tenant(
+                warehouse, tenant, moment, watermark, ledger_path, force, dry_run, progress.delivered
+            )
+        finally:
+            progress.tenant_done()
+
+    try:
+        reports = _each_tenant(warehouse_target, tenants, parallel, one)
+    finally:
+        progress.stop()
     _finish(reports, moment, on_failure)
 
 
@@ -345,10 +353,6 @@ def _where(tenant: Tenant) -> str:
     if destination.type == "local":
         return f"local {destination.root}"
     return f"sftp://{destination.username}@{destination.host}:{destination.port}{destination.root}"
-
-
-def _echo_delivered(tenant: Tenant, delivered: Delivered) -> None:
-    typer.echo(delivered_line(tenant.brand, delivered))
 
 
 def _each_tenant(

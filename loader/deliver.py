@@ -127,7 +127,7 @@ def deliver_tenant(
     periods: list[Period],
     ledger: Ledger | None,
     force: bool = False,
-    on_delivered: Callable[[Tenant, Delivered], None] | None = None,
+    on_delivered: Callable[[str, Delivered], None] | None = None,
 ) -> TenantReport:
     """Deliver the given periods of one tenant, oldest first, over one destination connection.
 
@@ -158,7 +158,7 @@ def deliver_tenant(
                         ledger.finish_attempt(attempt, "delivered")
                     report.delivered.append(delivered)
                     if on_delivered:
-                        on_delivered(tenant, delivered)
+                        on_delivered(tenant.brand, delivered)
                     current = None
     except ExportError as exc:
         report.error = str(exc)
@@ -182,7 +182,7 @@ def run_tenant(
     ledger_path: Path | None,
     force: bool = False,
     dry_run: bool = False,
-    on_delivered: Callable[[Tenant, Delivered], None] | None = None,
+    on_delivered: Callable[[str, Delivered], None] | None = None,
 ) -> TenantReport:
     """The nightly job for one tenant: every due, complete and undelivered period, oldest first."""
     ready, waiting = due_periods(tenant, tenant.start, now, watermark)
@@ -213,7 +213,7 @@ def _locked(
     ledger_path: Path | None,
     force: bool,
     dry_run: bool,
-    on_delivered: Callable[[Tenant, Delivered], None] | None,
+    on_delivered: Callable[[str, Delivered], None] | None,
 ) -> TenantReport:
     if ledger_path is None:
         report = deliver_tenant(warehouse, tenant, ready, None, force, on_delivered)

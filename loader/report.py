@@ -154,3 +154,32 @@ def status_table(statuses: list[TenantStatus], verified: bool) -> str:
             row.append(_few(status.drift))
         rows.append(row)
     return _table(header, rows)
+
+
+class Progress:
+    """Progress of a run: a live bar on a terminal, one plain line per period otherwise."""
+
+    def __init__(self, tenants: int, interactive: bool) -> None:
+        self._bar = None
+        if interactive:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn
+
+            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+            self._task = self._bar.add_task("tenants", total=tenants)
+            self._bar.start()
+
+    def delivered(self, brand: str, delivered: Delivered) -> None:
+        line = delivered_line(brand, delivered)
+        if self._bar is None:
+            print(line, flush=True)
+        else:
+            self._bar.console.print(line)
+            self._bar.update(self._task, description=f"{brand} {delivered.period.label}")
+
+    def tenant_done(self) -> None:
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
