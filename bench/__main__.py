@@ -1,0 +1,366 @@
+"""`make bench`: activity-export against the hand-made floor, `psql \\copy` + OpenSSH `sftp put`.
+
+Every scenario runs its baseline and activity-export side by side in one run, so machine noise
+cancels out in the ratios. Results go to bench/results/README.md (table) and bench.png (chart).
+
+    .venv/bin/python -m bench [--large 10000000] [--small 1000000] [--tenants 1000] [--only 1,3]
+
+Scenarios:
+  1. one tenant-day of --large activity rows in PostgreSQL: psql \\copy of the same slice + sftp put,
+     against `activity-export run` for that period to the same sshd: wall time, rows/s, MB/s, RSS;
+  2. the same with --small rows: how cost and memory grow with size;
+  3. --tenants tenants with small days: one whole `run` to sshd, total and per tenant;
+  4. an incremental `dbt build` of one new day with 1x and 10x history (bench/dbt_incremental.py);
+  5. gzip and zstd against none for the --small day: time and bytes.
+
+Needs root (the sshd fixture creates chrooted accounts), openssh-server, and PostgreSQL (PG*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.sshd import SshServer  # noqa: E402
+
+BIN = Path(sys.executable).parent
+RESULTS = ROOT / "bench" / "results"
+DAY = "2026-11-01"
+NOW = "2026-11-03T07:00:00+00:00"
+
+
+@dataclass
+class Measurement:
+    seconds: float
+    peak_rss_mb: float
+
+
+@dataclass
+class Row:
+    scenario: str
+    what: str
+    seconds: float
+    peak_rss_mb: float | None = None
+    rows: int | None = None
+    megabytes: float | None = None
+    note: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def timed(command: list[str], env: dict[str, str], stdin: str | None = None) -> Measurement:
+    """Wall time and peak RSS of one child process (its own, via wait4), failing loudly."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    if stdin:
+        assert process.stdin is not None
+        process.stdin.write(stdin)
+        process.stdin.close()
+    out = process.stdout.read() if process.stdout else ""
+    err = process.stderr.read() if process.stderr else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}\n{out[-3000:]}\n{err[-3000:]}")
+    return Measurement(elapsed, usage.ru_maxrss / 1024)
+
+
+def pg_env(database: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PGHOST", "127.0.0.1")
+    env.setdefault("PGPORT", "5432")
+    env.setdefault("PGUSER", "postgres")
+    env["PGDATABASE"] = database
+    return env
+
+
+def recreate_database(name: str) -> None:
+    env = pg_env("postgres")
+    subprocess.run(["psql", "-q", "-c", f'drop database if exists "{name}" with (force)'], env=env, check=True)
+    subprocess.run(["psql", "-q", "-c", f'create database "{name}"'], env=env, check=True)
+
+
+def project_env(work: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["DBT_TARGET_PATH"] = str(work / "target")
+    env["DBT_LOG_PATH"] = str(work / "logs")
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    return [str(BIN / "activity-export"), *args]
+
+
+def dbt(*args: str) -> list[str]:
+    return [str(BIN / "dbt"), *args, "--project-dir", str(ROOT)]
+
+
+def dbt_models(profiles: Path, target: str, env: dict[str, str]) -> Measurement:
+    """Seeds and models, without the data tests (the suite runs those): what a nightly build costs."""
+    timed(dbt("seed", "--profiles-dir", str(profiles), "--target", target), env)
+    return timed(dbt("run", "--profiles-dir", str(profiles), "--target", target), env)
+
+
+def sftp_destination(server: SshServer, account, known_hosts: Path, root: str) -> dict:
+    return {
+        "type": "sftp", "host": server.host, "port": server.port, "username": account.username,
+        "private_key": str(account.private_key), "known_hosts": str(known_hosts), "root": root,
+    }
+
+
+def write_tenants(path: Path, tenants: dict, **defaults: object) -> Path:
+    import yaml
+
+    path.write_text(yaml.safe_dump({"defaults": defaults, "tenants": tenants}))
+    return path
+
+
+# -- scenarios 1 and 2 --------------------------------------------------------------------------
+
+BASELINE_ACTIVITY = """\\copy (select broadcast_id as broadcastid, customer_id as customerid,
+ external_id as externalid, email, activity,
+ to_char(occurred_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') as activitydate, description
+ from analytics.export_activities where brand = 'BENCH'
+ and registered_at >= '2026-11-01 00:00:00+00' and registered_at < '2026-11-02 00:00:00+00'
+ order by occurred_at, event_id) to '{path}' with (format csv, header, delimiter ';')"""
+BASELINE_BROADCAST = """\\copy (select broadcast_id as broadcastid, broadcast_type as broadcasttype,
+ description, subject, to_char(sent_at at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS') as sentdate
+ from analytics.export_broadcasts where brand = 'BENCH' and broadcast_id in (
+ select broadcast_id from analytics.export_broadcast_touches where brand = 'BENCH'
+ and touched_at >= '2026-11-01 00:00:00+00' and touched_at < '2026-11-02 00:00:00+00')
+ order by broadcast_id) to '{path}' with (format csv, header, delimiter ';')"""
+
+
+def one_tenant_day(rows: int, label: str, server: SshServer, work: Path) -> list[Row]:
+    """Scenario 1/2: psql \\copy + sftp put against activity-export run, same slice, same sshd."""
+    database = f"aexp_bench_{rows}"
+    recreate_database(database)
+    folder = work / f"day_{rows}"
+    folder.mkdir()
+    profiles = folder / "profiles"
+    profiles.mkdir()
+    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
+    env = project_env(folder, pg_env(database))
+    target = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", "postgres"]
+    print(f"[{label}] generating {rows:,} events into PostgreSQL", flush=True)
+    timed(cli("generate", "--brands", "BENCH", "--days", "1", "--events-per-day", str(rows), "--start", DAY, *target), env)
+    print(f"[{label}] dbt run", flush=True)
+    dbt_models(profiles, "postgres", env)
+
+    account = server.add_account()
+    known_hosts = server.write_known_hosts(folder / "known_hosts")
+    config = write_tenants(
+        folder / "tenants.yml",
+        {"BENCH": {"start": DAY, "timezone": "UTC", "destination": sftp_destination(server, account, known_hosts, "/upload/ours")}},
+    )
+    base_dir = folder / "baseline"
+    base_dir.mkdir()
+    results: list[Row] = []
+    for round_number in range(2):
+        print(f"[{label}] round {round_number + 1}: baseline psql \\copy + sftp put", flush=True)
+        activity, broadcast = base_dir / f"activity_BENCH_{DAY.replace('-', '')}.csv", base_dir / f"broadcast_BENCH_{DAY.replace('-', '')}.csv"
+        copy_a = timed(["psql", "-q", "-c", BASELINE_ACTIVITY.format(path=activity).replace("\n", "")], env)
+        copy_b = timed(["psql", "-q", "-c", BASELINE_BROADCAST.format(path=broadcast).replace("\n", "")], env)
+        put_started = time.perf_counter()
+        put = server.openssh_sftp(account, f"-mkdir /upload/base\nput {activity} /upload/base/\nput {broadcast} /upload/base/\n", timeout=1800)
+        put_seconds = time.perf_counter() - put_started
+        if put.returncode != 0:
+            raise SystemExit(f"sftp put failed: {put.stderr}")
+        baseline_seconds = copy_a.seconds + copy_b.seconds + put_seconds
+        size = (activity.stat().st_size + broadcast.stat().st_size) / 1e6
+
+        print(f"[{label}] round {round_number + 1}: activity-export run", flush=True)
+        ours = timed(
+            cli("run", "--config", str(config), "--ledger", str(folder / "ledger.sqlite"), "--now", NOW, "--force", *target),
+            env,
+        )
+        delivered = account.upload / "ours" / activity.name
+        identical = delivered.read_bytes() == activity.read_bytes() if rows <= 2_000_000 else delivered.stat().st_size == activity.stat().st_size
+        results.append(Row(label, f"baseline psql \\copy + sftp put (round {round_number + 1})", baseline_seconds,
+                           max(copy_a.peak_rss_mb, copy_b.peak_rss_mb), rows, size,
+                           f"copy {copy_a.seconds + copy_b.seconds:.1f}s + put {put_seconds:.1f}s"))
+        results.append(Row(label, f"activity-export run (round {round_number + 1})", ours.seconds, ours.peak_rss_mb, rows, size,
+                           f"{ours.seconds / baseline_seconds:.2f}x baseline; same bytes: {identical}",
+                           {"ratio": ours.seconds / baseline_seconds}))
+        for path in (account.upload / "ours").glob("*"):
+            path.unlink()
+    subprocess.run(["psql", "-q", "-c", f'drop database if exists "{database}" with (force)'], env=pg_env("postgres"), check=False)
+    return results
+
+
+# -- scenario 3 ---------------------------------------------------------------------------------
+
+
+def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
+    folder = work / "tenants"
+    folder.mkdir()
+    profiles = folder / "profiles"
+    profiles.mkdir()
+    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
+    env = project_env(folder, {"ACTIVITY_EXPORT_DUCKDB": str(folder / "warehouse.duckdb")})
+    target = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", "duckdb"]
+    brands = [f"T{i:04d}" for i in range(1, count + 1)]
+    print(f"[3] generating {count} tenants", flush=True)
+    timed(cli("generate", "--brands", ",".join(brands), "--days", "1", "--events-per-day", "40", "--start", DAY, *target), env)
+    dbt_models(profiles, "duckdb", env)
+    account = server.add_account()
+    known_hosts = server.write_known_hosts(folder / "known_hosts")
+    tenants = {
+        brand: {"destination": sftp_destination(server, account, known_hosts, f"/upload/{brand}")} for brand in brands
+    }
+    config = write_tenants(folder / "tenants.yml", tenants, start=DAY, timezone="UTC")
+    print(f"[3] run for {count} tenants", flush=True)
+    first = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
+    delivered = sum(1 for _ in account.upload.rglob("*.csv"))
+    second = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
+    return [
+        Row("3", f"run, {count} tenants, sftp, 8 in parallel", first.seconds, first.peak_rss_mb, None, None,
+            f"{first.seconds / count * 1000:.0f} ms per tenant; {delivered} files"),
+        Row("3", f"second run, nothing left to deliver", second.seconds, second.peak_rss_mb, None, None,
+            f"{second.seconds / count * 1000:.1f} ms per tenant"),
+    ]
+
+
+# -- scenario 4 ---------------------------------------------------------------------------------
+
+
+def incremental_dbt(work: Path) -> list[Row]:
+    script = ROOT / "bench" / "dbt_incremental.py"
+    if not script.exists():
+        return [Row("4", "incremental dbt build", float("nan"), note="bench/dbt_incremental.py missing")]
+    out = work / "dbt_incremental.json"
+    print("[4] incremental dbt build, 1x and 10x history", flush=True)
+    timed([sys.executable, str(script), "--json", str(out)], dict(os.environ))
+    data = json.loads(out.read_text())
+    rows = []
+    for entry in data["runs"]:
+        rows.append(Row("4", entry["label"], entry["seconds"], None, entry.get("rows"), None, entry.get("note", "")))
+    rows.append(Row("4", "10x / 1x", data["ratio"], note="target <= 1.3", extra={"ratio": data["ratio"]}))
+    return rows
+
+
+# -- scenario 5 ---------------------------------------------------------------------------------
+
+
+def compression(rows: int, work: Path) -> list[Row]:
+    folder = work / "compression"
+    folder.mkdir()
+    profiles = folder / "profiles"
+    profiles.mkdir()
+    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
+    env = project_env(folder, {"ACTIVITY_EXPORT_DUCKDB": str(folder / "warehouse.duckdb")})
+    target = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", "duckdb"]
+    print(f"[5] compression on {rows:,} rows", flush=True)
+    timed(cli("generate", "--brands", "BENCH", "--days", "1", "--events-per-day", str(rows), "--start", DAY, *target), env)
+    dbt_models(profiles, "duckdb", env)
+    results = []
+    plain = None
+    for kind in ("none", "gzip", "zstd"):
+        out = folder / kind
+        config = write_tenants(folder / f"{kind}.yml", {"BENCH": {"compression": kind, "destination": {"type": "local", "root": str(out)}}}, timezone="UTC")
+        measured = timed(cli("export", "--config", str(config), "--brand", "BENCH", "--period", DAY, "--out", str(out), *target), env)
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
+        plain = plain or size
+        results.append(Row("5", f"export, compression {kind}", measured.seconds, measured.peak_rss_mb, rows, size,
+                           f"{size / plain:.0%} of uncompressed bytes"))
+    return results
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def markdown(rows: list[Row], started: datetime) -> str:
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Run {started:%Y-%m-%d %H:%M} UTC on {machine()} with `make bench` (`python -m bench`).",
+        "Baselines and activity-export run side by side in the same run; ratios compare them.",
+        "",
+        "| scenario | what | seconds | peak RSS (MB) | rows | MB | rows/s | MB/s | note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in rows:
+        rate = f"{row.rows / row.seconds:,.0f}" if row.rows and row.seconds else ""
+        mbps = f"{row.megabytes / row.seconds:.1f}" if row.megabytes and row.seconds else ""
+        lines.append(
+            f"| {row.scenario} | {row.what} | {row.seconds:.2f} | "
+            f"{'' if row.peak_rss_mb is None else f'{row.peak_rss_mb:.0f}'} | "
+            f"{'' if row.rows is None else f'{row.rows:,}'} | "
+            f"{'' if row.megabytes is None else f'{row.megabytes:.1f}'} | {rate} | {mbps} | {row.note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[Row], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [row for row in rows if row.scenario in ("1", "2", "3", "5") and row.seconds == row.seconds]
+    figure, axis = plt.subplots(figsize=(11, 0.45 * len(shown) + 1.5))
+    labels = [f"[{row.scenario}] {row.what}" for row in shown]
+    colors = ["#888888" if "baseline" in row.what else "#1f77b4" for row in shown]
+    axis.barh(labels, [row.seconds for row in shown], color=colors)
+    axis.invert_yaxis()
+    axis.set_xlabel("wall time (s)")
+    axis.set_title("activity-export (blue) against psql \\copy + sftp put (grey)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large", type=int, default=10_000_000, help="rows of scenario 1")
+    parser.add_argument("--small", type=int, default=1_000_000, help="rows of scenarios 2 and 5")
+    parser.add_argument("--tenants", type=int, default=1000, help="tenants of scenario 3")
+    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated scenarios to run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args()
+    chosen = set(args.only.split(","))
+    started = datetime.now(timezone.utc)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="aexp-bench-") as temporary:
+        work = Path(temporary)
+        with SshServer(work / "sshd") as server:
+            if "1" in chosen:
+                rows += one_tenant_day(args.large, "1", server, work)
+            if "2" in chosen:
+                rows += one_tenant_day(args.small, "2", server, work)
+            if "3" in chosen:
+                rows += many_tenants(args.tenants, server, work)
+        if "4" in chosen:
+            rows += incremental_dbt(work)
+        if "5" in chosen:
+            rows += compression(args.small, work)
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows, started)
+    (args.out / "README.md").write_text(text)
+    chart(rows, args.out / "bench.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
