@@ -16,7 +16,8 @@ import typer
 
 from loader import generate as generator
 from loader.build import dbt_build
-from loader.config import Config, Tenant, load_config
+from loader.check import check_config, check_connections, raise_on_problems, render_summary
+from loader.config import Tenant, load_config
 from loader.deliver import TenantReport, backfill_tenant, run_tenant
 from loader.errors import ConfigError, ExportError
 from loader.ledger import Ledger, default_ledger_path
@@ -192,6 +193,30 @@ def demo(
     typer.echo(f"\nfiles are in: {', '.join(folders)}")
     if any(report.failed for report in reports):
         raise typer.Exit(1)
+
+
+@app.command()
+@reports_errors
+def check(
+    brand: BrandOption = None,
+    login: Annotated[
+        bool, typer.Option("--connect", help="Also log in to every destination and write a probe file.")
+    ] = False,
+    now: NowOption = None,
+    config: ConfigOption = Path("tenants.yml"),
+) -> None:
+    """Validate tenants.yml and show what each tenant gets; exit 2 on any problem."""
+    settings = load_config(config)
+    moment = parse_now(now) if now else datetime.now(timezone.utc)
+    summaries = check_config(settings, moment, brand)
+    typer.echo(render_summary(summaries))
+    raise_on_problems(summaries)
+    if login:
+        results = check_connections(settings, brand)
+        for result in results:
+            typer.echo(f"{result.brand}: {'ok' if result.ok else 'FAILED'}: {result.message}")
+        if not all(result.ok for result in results):
+            raise typer.Exit(1)
 
 
 @app.command()

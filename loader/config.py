@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import string
-from datetime import date, datetime, time
+from datetime import date, time
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -51,6 +51,7 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
 TEMPLATE_FIELDS = ("brand", "kind", "period", "extension")
 COMPRESSION_SUFFIX = {"none": "", "gzip": ".gz", "zstd": ".zst"}
 BRAND_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_FILE_NAME = {
     "hourly": "{kind}_{brand}_{period:%Y%m%d%H}.{extension}",
     "daily": "{kind}_{brand}_{period:%Y%m%d}.{extension}",
@@ -96,6 +97,16 @@ class SftpDestination(_Strict):
         if self.passphrase_env and self.private_key is None:
             raise ValueError("passphrase_env goes with private_key")
         return self
+
+    @field_validator("password_env", "passphrase_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME_PATTERN.match(value):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, '_'), "
+                "not the secret itself"
+            )
+        return value
 
     def secret_env_vars(self) -> list[str]:
         """The environment variables this destination reads secrets from."""
@@ -148,11 +159,14 @@ class Tenant(_Strict):
             raise ValueError("not a known IANA timezone, e.g. Europe/Amsterdam") from None
         return value
 
-    @field_validator("run_at")
+    @field_validator("run_at", mode="before")
     @classmethod
-    def _clock_time(cls, value: str) -> str:
-        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
-            raise ValueError('must be a local time "HH:MM", e.g. "06:00"')
+    def _clock_time(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML 1.1 reads an unquoted 06:00 as the base-60 number 360
+            raise ValueError('must be a quoted local time "HH:MM", e.g. run_at: "06:00"')
+        if not isinstance(value, str) or not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError('must be a local time "HH:MM" (00:00 to 23:59), e.g. "06:00"')
         return value
 
     @field_validator("extension")
@@ -168,9 +182,13 @@ class Tenant(_Strict):
         if value == "\\t":
             value = "\t"
         if not isinstance(value, str) or len(value) != 1:
-            raise ValueError("must be exactly one character (\"\\t\" for tab)")
+            # DuckDB would silently use only the first character of a longer delimiter
+            raise ValueError('must be exactly one character, e.g. ";", "|", "," or "\\t" for tab')
         if value in {'"', "\n", "\r"}:
-            raise ValueError("may not be the quote character or a line break")
+            raise ValueError("may not be the quote character '\"' or a line break")
+        if not value.isascii() or (not value.isprintable() and value != "\t"):
+            # DuckDB's CSV writer takes one byte: a multi-byte character crashes it
+            raise ValueError("must be a printable ASCII character or \"\\t\" (tab)")
         return value
 
     @field_validator("extra_fields")
@@ -194,43 +212,55 @@ class Tenant(_Strict):
             for column, title in renames.items():
                 if column not in known:
                     raise ValueError(
-                        f"columns.{kind}: {column!r} is not a column of this tenant's "
+                        f"columns.{kind}.{column}: {column!r} is not a column of this tenant's "
                         f"{kind} file; its columns: {', '.join(known)}"
                     )
-                if not title or any(ch in title for ch in "\r\n"):
-                    raise ValueError(f"columns.{kind}: title for {column!r} is empty or multi-line")
+                if not title.strip() or any(ch in title for ch in "\r\n"):
+                    raise ValueError(
+                        f"columns.{kind}.{column} = {title!r}: a title must be one non-empty line"
+                    )
         for kind in KINDS:
             titles = self.titles(kind)
             doubles = sorted({t for t in titles if titles.count(t) > 1})
             if doubles:
-                raise ValueError(f"columns.{kind}: two columns have the title {doubles[0]!r}")
+                which = [f for f, t in zip(self.fields(kind), titles, strict=True) if t == doubles[0]]
+                raise ValueError(
+                    f"columns.{kind}: columns {' and '.join(which)} both get the title "
+                    f"{doubles[0]!r}; every title must be different"
+                )
         _check_template("file_name", self.name_template)
         _check_template("folder", self.folder)
         if "/" in self.name_template or "\\" in self.name_template:
-            raise ValueError("file_name: may not hold a path separator; use folder for folders")
+            raise ValueError(
+                f"file_name = {self.name_template!r}: may not hold a path separator; "
+                "use folder for folders"
+            )
         self._check_paths()
         return self
 
     def _check_paths(self) -> None:
-        from loader.periods import period_containing  # periods needs no config: no cycle
+        """Render the templates for a sample of periods: safe, and one name per period and kind."""
+        from loader.periods import sample_periods  # periods needs no config: no cycle
 
-        first = period_containing(self, datetime(2026, 3, 29, 1, 30))  # a DST change day
-        second = first.next()
-        for kind in KINDS:
-            for period in (first, second):
-                path = self.relative_path(kind, period)
-                if path.is_absolute() or ".." in path.parts or path.parts[:1] == ("",):
+        kinds = (*KINDS, "manifest") if self.manifest else KINDS
+        seen: dict[PurePosixPath, tuple[str, Any]] = {}
+        for period in sample_periods(self):
+            for kind in kinds:
+                path = self._path(kind, period)
+                _check_result(path, self._name(kind, period))
+                if path in seen:
+                    other_kind, other = seen[path]
+                    if other_kind != kind:
+                        raise ValueError(
+                            f"file_name = {self.name_template!r}: the {other_kind} and {kind} "
+                            f"files both get the name {str(path)!r}; put {{kind}} in it"
+                        )
                     raise ValueError(
-                        f"file_name/folder: {str(path)!r} is absolute or climbs out of the root"
+                        f"file_name = {self.name_template!r}: the {self.interval} periods "
+                        f"{other.label} and {period.label} both get the name {str(path)!r}; "
+                        f"put the whole period in it, e.g. {DEFAULT_FILE_NAME[self.interval]!r}"
                     )
-            if self.relative_path(kind, first) == self.relative_path(kind, second):
-                raise ValueError(
-                    f"file_name: two {self.interval} periods get the same name "
-                    f"{str(self.relative_path(kind, first))!r}; put the period in it "
-                    f"({DEFAULT_FILE_NAME[self.interval]!r})"
-                )
-        if self.relative_path("activity", first) == self.relative_path("broadcast", first):
-            raise ValueError("file_name: the activity and broadcast files get the same name")
+                seen[path] = (kind, period)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -253,28 +283,36 @@ class Tenant(_Strict):
         renames = self.columns.get(kind, {})
         return [renames.get(field, field) for field in self.fields(kind)]
 
-    def relative_path(self, kind: str, period: Any) -> PurePosixPath:
-        """Where a file lands under the destination root, e.g. ``activity/activity_X_20261125.csv``."""
-        values = {
+    def _values(self, kind: str, period: Any) -> dict[str, Any]:
+        manifest = kind == "manifest"
+        return {
             "brand": self.brand,
             "kind": kind,
-            "period": period.start_local.replace(tzinfo=None),
-            "extension": self.extension,
+            "period": period.start_local.replace(tzinfo=None, fold=0),
+            "extension": "json" if manifest else self.extension,
         }
-        name = self.name_template.format(**values)
+
+    def _name(self, kind: str, period: Any) -> str:
+        name = self.name_template.format(**self._values(kind, period))
         if kind in KINDS:
             name += COMPRESSION_SUFFIX[self.compression]
-        return PurePosixPath(self.folder.format(**values)) / name
+        return name
+
+    def _path(self, kind: str, period: Any) -> PurePosixPath:
+        folder = self.folder.format(**self._values(kind, period))
+        return PurePosixPath(folder) / self._name(kind, period)
+
+    def relative_path(self, kind: str, period: Any) -> PurePosixPath:
+        """Where a file lands under the destination root, e.g. ``activity/activity_X_20261125.csv``.
+
+        The name is the ``file_name`` template filled in with the period's local start, plus
+        ``.gz`` or ``.zst`` when compressed.
+        """
+        return self._path(kind, period)
 
     def manifest_path(self, period: Any) -> PurePosixPath:
         """The manifest is named like the data files, with kind ``manifest`` and ``.json``."""
-        values = {
-            "brand": self.brand,
-            "kind": "manifest",
-            "period": period.start_local.replace(tzinfo=None),
-            "extension": "json",
-        }
-        return PurePosixPath(self.folder.format(**values)) / self.name_template.format(**values)
+        return self._path("manifest", period)
 
     def missing_secrets(self) -> list[str]:
         """Environment variables this tenant needs that are not set (checked by ``check``)."""
@@ -284,22 +322,50 @@ class Tenant(_Strict):
 
 
 def _check_template(key: str, template: str) -> None:
+    """Only the documented fields, no attribute or index access, a format only for {period}."""
+    allowed = ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ValueError(f"{key}: {template!r} is not a valid template ({exc})") from None
+        raise ValueError(f"{key} = {template!r}: not a valid template ({exc})") from None
     for _literal, field, spec, conversion in parsed:
         if field is None:
             continue
+        name = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if name != field and name in TEMPLATE_FIELDS:
+            raise ValueError(
+                f"{key} = {template!r}: {{{field}}} uses attribute or index access, which is "
+                f"not allowed; allowed fields: {allowed}"
+            )
         if field not in TEMPLATE_FIELDS:
             raise ValueError(
-                f"{key}: {{{field}}} is not a template field; allowed: "
-                + ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
+                f"{key} = {template!r}: {{{field}}} is not a template field; allowed: {allowed}"
             )
         if conversion:
-            raise ValueError(f"{key}: conversions like !{conversion} are not allowed")
+            raise ValueError(f"{key} = {template!r}: conversions like !{conversion} are not allowed")
         if spec and field != "period":
-            raise ValueError(f"{key}: only {{period}} takes a format, e.g. {{period:%Y%m%d}}")
+            raise ValueError(
+                f"{key} = {template!r}: only {{period}} takes a format, e.g. {{period:%Y%m%d}}"
+            )
+        if spec and ("{" in spec or "}" in spec):
+            raise ValueError(f"{key} = {template!r}: a format may not hold another field")
+
+
+def _check_result(path: PurePosixPath, name: str) -> None:
+    """A rendered path stays under the root and names a plain file."""
+    text = str(path)
+    if path.is_absolute() or ".." in path.parts:
+        raise ValueError(
+            f"file_name/folder: {text!r} is absolute or climbs out of the destination root; "
+            "give a relative folder without '..'"
+        )
+    if "/" in name or "\\" in name or name in {"", ".", ".."} or name.startswith("."):
+        raise ValueError(
+            f"file_name: {name!r} is not a plain visible file name (no path separator from a "
+            "{period:...} format, no leading dot)"
+        )
+    if any(not ch.isprintable() for ch in text):
+        raise ValueError(f"file_name/folder: {text!r} holds a control character")
 
 
 class Config(BaseModel):
@@ -350,11 +416,20 @@ def parse_config(raw: Any, path: Path) -> Config:
         raise ConfigError(f"{path}: 'defaults' must be a mapping of tenant keys")
     if not isinstance(tenants_raw, dict) or not tenants_raw:
         raise ConfigError(f"{path}: 'tenants' must map at least one brand code to its settings")
-    problems: list[str] = []
+    problems = [
+        f"defaults: unknown key {key!r}; allowed: {_allowed_keys(())}"
+        for key in defaults
+        if key not in Tenant.model_fields or key == "brand"
+    ]
+    if problems:  # reported once here, not once per tenant
+        raise ConfigError(f"{path}: invalid configuration\n  " + "\n  ".join(problems))
     tenants: dict[str, Tenant] = {}
     for brand, settings in tenants_raw.items():
         if settings is not None and not isinstance(settings, dict):
             problems.append(f"tenant {brand}: settings must be a mapping")
+            continue
+        if settings and "brand" in settings:
+            problems.append(f"tenant {brand}: brand: unknown key; the brand code is the tenant's name")
             continue
         merged = {**defaults, **(settings or {}), "brand": str(brand)}
         try:
@@ -366,22 +441,36 @@ def parse_config(raw: Any, path: Path) -> Config:
     return Config(path=path, tenants=tenants)
 
 
+def _allowed_keys(location: tuple[Any, ...]) -> str:
+    """The keys a section takes, for an "unknown key" message."""
+    model: type[BaseModel] = Tenant
+    if location[:1] == ("destination",) and len(location) > 2:
+        model = LocalDestination if location[1] == "local" else SftpDestination
+    return ", ".join(name for name in model.model_fields if name != "brand")
+
+
 def _describe(brand: str, exc: ValidationError) -> list[str]:
     """One readable line per pydantic error: tenant, key, value, what is allowed."""
     lines = []
     for error in exc.errors(include_url=False):
-        location = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
-        # a discriminated union puts the chosen type in the path: drop it for the reader
-        location = [part for part in location if part not in {"local", "sftp"}]
+        raw_location = tuple(error["loc"])
+        location = [str(part) for part in raw_location if not str(part).startswith("function-")]
+        # a discriminated union puts the chosen type in the path, a dict its "[key]": drop them
+        location = [part for part in location if part not in {"local", "sftp", "[key]"}]
         key = ".".join(location)
         message = error["msg"].removeprefix("Value error, ")
+        value = error.get("input")
         if error["type"] == "extra_forbidden":
-            message = "unknown key for this section"
+            message = f"unknown key; allowed here: {_allowed_keys(raw_location)}"
         elif error["type"] == "missing":
             message = "required"
-        value = error.get("input")
+        elif error["type"] == "union_tag_not_found":
+            message = "needs a type: sftp or local"
+        elif error["type"] == "union_tag_invalid":
+            key, value = f"{key}.type", error.get("ctx", {}).get("tag", value)
+            message = "allowed types: sftp, local"
         shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {value!r}"
         if "password" in key or "passphrase" in key:
-            shown = ""
+            shown = ""  # never echo what might be a secret
         lines.append(f"tenant {brand}: {key}{shown}: {message}" if key else f"tenant {brand}: {message}")
     return lines

@@ -31,13 +31,14 @@ class HasSchedule(Protocol):
 
 def _localize(wall: datetime, zone: ZoneInfo) -> datetime:
     """The instant a wall-clock time names; a time skipped by DST maps to the moment of the jump."""
-    return wall.replace(tzinfo=zone).astimezone(timezone.utc).astimezone(zone)
+    # fold=0: a repeated autumn wall time means its first occurrence
+    return wall.replace(tzinfo=zone, fold=0).astimezone(timezone.utc).astimezone(zone)
 
 
 def _floor(wall: datetime, interval: str) -> datetime:
     if interval == "hourly":
-        return wall.replace(minute=0, second=0, microsecond=0, tzinfo=None)
-    day = wall.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+        return wall.replace(minute=0, second=0, microsecond=0, tzinfo=None, fold=0)
+    day = wall.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None, fold=0)
     if interval == "weekly":
         day -= timedelta(days=day.weekday())
     return day
@@ -49,9 +50,13 @@ def _step(wall: datetime, interval: str) -> datetime:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Period:
-    """One period of one tenant's schedule."""
+    """One period of one tenant's schedule.
+
+    Two periods are equal when they cover the same UTC span on the same schedule (aware datetimes
+    in one zone compare by wall time, which would make the two 02:00 of an autumn night equal).
+    """
 
     interval: str
     zone: ZoneInfo
@@ -76,12 +81,25 @@ class Period:
         fmt = "%Y-%m-%dT%H" if self.interval == "hourly" else "%Y-%m-%d"
         return self.start_local.strftime(fmt)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Period):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple[str, str, datetime, datetime]:
+        return (self.interval, str(self.zone), self.start_utc, self.end_utc)
+
     def next(self) -> Period:
         return _period_from_wall(self.interval, self.zone, _step(self._start_wall, self.interval))
 
     @property
     def _start_wall(self) -> datetime:
-        return self.start_local.replace(tzinfo=None)
+        # the nominal wall start: a start moved by a DST jump (Santiago's midnight becomes 01:00)
+        # must not move every following period
+        return _floor(self.start_local.replace(tzinfo=None, fold=0), self.interval)
 
 
 def _period_from_wall(interval: str, zone: ZoneInfo, start_wall: datetime) -> Period:
@@ -141,7 +159,8 @@ def due_at(tenant: HasSchedule, period: Period) -> datetime:
     """When a finished period is due: its end plus ``run_at`` (minutes only for hourly tenants)."""
     run_at = tenant.run_at_time
     if period.interval == "hourly":
-        return period.end_local + timedelta(minutes=run_at.minute)
+        # in UTC: wall-clock arithmetic on an aware datetime would ignore a DST change
+        return (period.end_utc + timedelta(minutes=run_at.minute)).astimezone(period.zone)
     return _localize(datetime.combine(period.end_local.date(), run_at), period.zone)
 
 
@@ -173,3 +192,28 @@ def due_periods(
             waiting.append(period)
         period = period.next()
     return ready, waiting
+
+
+# Local wall times the file-name check renders periods around: both DST changes of Europe, a year
+# end, and the same dates a year later (a name without the year collides with those).
+_SAMPLE_ANCHORS = tuple(
+    datetime(year, month, day, 1, 30)
+    for year in (2026, 2027)
+    for month, day in ((3, 29), (10, 25), (12, 31))
+)
+_SAMPLE_LENGTH = {"hourly": 50, "daily": 10, "weekly": 6}
+
+
+def sample_periods(tenant: HasSchedule) -> list[Period]:
+    """Runs of consecutive periods around DST changes and year ends, in two years.
+
+    Configuration validation renders file names for these: two periods with one name (a daily
+    name without the day, an hourly one without the hour) would overwrite each other's files.
+    """
+    periods = []
+    for anchor in _SAMPLE_ANCHORS:
+        period = period_containing(tenant, anchor)
+        for _ in range(_SAMPLE_LENGTH[tenant.interval]):
+            periods.append(period)
+            period = period.next()
+    return periods

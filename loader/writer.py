@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
+import duckdb
+
 from loader.config import KINDS, Tenant
 from loader.destinations import partial_name
 from loader.errors import ExportError
@@ -159,6 +161,8 @@ def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path
     }
     con = warehouse.con
     staged: list[tuple[str, Path, Path, PurePosixPath, int]] = []
+    temporaries: list[Path] = []
+    committed = False
     con.execute("begin transaction")  # one snapshot for both files
     try:
         for kind in KINDS:
@@ -166,20 +170,23 @@ def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path
             final = out.joinpath(*relative.parts)
             final.parent.mkdir(parents=True, exist_ok=True)
             temporary = final.with_name(partial_name(final.name))
+            temporaries.append(temporary)  # before COPY: a failed COPY can leave a partial file
             result = con.execute(
                 f"copy ({queries[kind]}) to {_literal(str(temporary))} ({_copy_options(tenant)})"
             ).fetchone()
             staged.append((kind, temporary, final, relative, int(result[0]) if result else 0))
         con.execute("commit")
-    except Exception as exc:
-        con.execute("rollback")
-        for _kind, temporary, *_ in staged:
-            temporary.unlink(missing_ok=True)
-        if isinstance(exc, ExportError):
-            raise
+        committed = True
+    except (duckdb.Error, OSError) as exc:
         raise ExportError(
-            f"tenant {tenant.brand}: reading period {period.label} failed: {exc}"
+            f"tenant {tenant.brand}: writing period {period.label} failed: {exc}"
         ) from exc
+    finally:
+        if not committed:  # also on KeyboardInterrupt: no open transaction, no partial files
+            _rollback(con)
+            for temporary in temporaries:
+                if temporary.is_file():
+                    temporary.unlink()
     files = []
     for kind, temporary, final, relative, rows in staged:
         os.replace(temporary, final)
@@ -189,6 +196,13 @@ def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path
     if tenant.manifest:
         files.append(_write_manifest(tenant, period, out, files))
     return files
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("rollback")
+    except duckdb.Error:  # a failed commit has already ended the transaction
+        pass
 
 
 def _write_manifest(tenant: Tenant, period: Period, out: Path, files: list[WrittenFile]) -> WrittenFile:

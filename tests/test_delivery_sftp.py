@@ -146,3 +146,25 @@ def test_every_tenant_lands_in_exactly_one_shard() -> None:
         assert sorted(b for shard in shards for b in shard) == sorted(brands)
         assert min(len(shard) for shard in shards) > len(brands) / count / 2  # roughly even
     assert parse_shard("2/4") == (2, 4)
+
+
+def test_check_connect_logs_in_and_names_the_tenant_it_cannot_trust(
+    built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
+) -> None:
+    good, other = sshd_server.add_account(), sshd_server.add_account()
+    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    empty = tmp_path / "empty_known_hosts"
+    empty.write_text("")
+    config = write(
+        tmp_path,
+        {
+            "BRANDNAAM": sftp_tenant(sshd_server, good, known_hosts),
+            "MODEHUIS": sftp_tenant(sshd_server, other, empty),
+        },
+    )
+    result = built_duckdb.run("check", "--config", str(config), "--connect", check=False)
+    assert result.returncode == 1
+    lines = {line.split(":")[0]: line for line in result.stdout.splitlines() if line.startswith(("BRANDNAAM:", "MODEHUIS:"))}
+    assert "ok" in lines["BRANDNAAM"] and "probe" in lines["BRANDNAAM"]
+    assert "FAILED" in lines["MODEHUIS"] and "SHA256:" in lines["MODEHUIS"] and "ssh-keyscan" in lines["MODEHUIS"]
+    assert list(good.upload.iterdir()) == []  # the probe file was removed again

@@ -60,6 +60,10 @@ class Destination(ABC):
     def exists(self, relative: PurePosixPath) -> bool:
         """Whether a file is present under its final name."""
 
+    @abstractmethod
+    def check_writable(self) -> str:
+        """Create and remove a probe file in the root; a one-line report (for ``check --connect``)."""
+
     def size(self, relative: PurePosixPath) -> int | None:
         """Size of the file under its final name, or None when it is absent or unknown."""
         return None

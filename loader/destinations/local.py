@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 
 from loader import failpoints
 from loader.destinations import Destination, is_partial, partial_name
+from loader.errors import ExportError
 
 
 class LocalFolder(Destination):
@@ -42,6 +43,16 @@ class LocalFolder(Destination):
 
     def exists(self, relative: PurePosixPath) -> bool:
         return self.root.joinpath(*relative.parts).is_file()
+
+    def check_writable(self) -> str:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / partial_name(f"activity-export-probe-{os.getpid()}")
+            probe.write_bytes(b"activity-export probe\n")
+            probe.unlink()
+        except OSError as exc:
+            raise ExportError(f"{self.describe()}: not writable: {exc}") from None
+        return f"{self.describe()}: wrote and removed a probe file"
 
     def size(self, relative: PurePosixPath) -> int | None:
         path = self.root.joinpath(*relative.parts)

@@ -1,0 +1,215 @@
+"""``check``: what each tenant's configuration means, in words, and what the environment lacks.
+
+``load_config`` has already refused anything that cannot work on any machine. ``check`` adds what
+only this machine can tell: secrets whose environment variables are unset and key files that are
+missing. Each tenant gets a readable summary: schedule, next period, format, file names for that
+period, and the destination, with secrets shown by the NAME of their variable, never their value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+
+from loader.config import KINDS, Config, LocalDestination, SftpDestination, Tenant
+from loader.errors import ConfigError
+from loader.periods import Period, due_at, period_containing
+
+TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
+DELIMITER_NAMES = {"\t": "tab", " ": "space", ",": "comma", ";": "semicolon", "|": "pipe"}
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    """One tenant's configuration as a reader wants to see it, plus what is wrong on this machine."""
+
+    brand: str
+    schedule: str
+    next_period: Period
+    next_due: datetime
+    format: str
+    extra_fields: dict[str, tuple[str, ...]]
+    renamed: dict[str, dict[str, str]]
+    files: list[PurePosixPath]
+    destination: str
+    problems: list[str] = field(default_factory=list)
+
+
+def readable_delimiter(delimiter: str) -> str:
+    """``"\\t" (tab)``, ``";" (semicolon)``: a delimiter as one can type it in ``tenants.yml``."""
+    shown = "\\t" if delimiter == "\t" else delimiter
+    name = DELIMITER_NAMES.get(delimiter)
+    return f'"{shown}" ({name})' if name else f'"{shown}"'
+
+
+def next_due_period(tenant: Tenant, now: datetime) -> Period:
+    """The first period that is not yet due at ``now`` (and not before the tenant's start)."""
+    period = period_containing(tenant, now)
+    while due_at(tenant, period) <= now:  # rare: run_at before the period's own end (hourly)
+        period = period.next()
+    previous = period_containing(tenant, period.start_utc - timedelta(microseconds=1))
+    while due_at(tenant, previous) > now:
+        period, previous = previous, period_containing(
+            tenant, previous.start_utc - timedelta(microseconds=1)
+        )
+    if tenant.start is not None:
+        first = period_containing(tenant, datetime.combine(tenant.start, datetime.min.time()))
+        if first.start_utc > period.start_utc:
+            return first
+    return period
+
+
+def describe_destination(tenant: Tenant) -> str:
+    """Where the files go, with secrets named by their environment variable only."""
+    destination = tenant.destination
+    if isinstance(destination, LocalDestination):
+        return f"local folder {destination.root}"
+    login = (
+        f"key {destination.private_key}"
+        if destination.private_key is not None
+        else f"password from ${destination.password_env}"
+    )
+    if destination.passphrase_env:
+        login += f" (passphrase from ${destination.passphrase_env})"
+    retention = (
+        f", files older than {destination.retention_days} days pruned"
+        if destination.retention_days
+        else ", files kept forever"
+    )
+    return (
+        f"sftp {destination.username}@{destination.host}:{destination.port} "
+        f"root {destination.root}, {login}, known_hosts {destination.known_hosts}{retention}"
+    )
+
+
+def environment_problems(tenant: Tenant) -> list[str]:
+    """What this machine lacks for the tenant: unset secret variables, missing key files."""
+    problems = [
+        f"tenant {tenant.brand}: destination: environment variable {name} is not set "
+        "(it must hold the secret)"
+        for name in tenant.missing_secrets()
+    ]
+    destination = tenant.destination
+    if isinstance(destination, SftpDestination):
+        for key, path in (
+            ("private_key", destination.private_key),
+            ("known_hosts", destination.known_hosts),
+        ):
+            if path is not None and not path.is_file():
+                problems.append(
+                    f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: no such file"
+                )
+    return problems
+
+
+def summarize(tenant: Tenant, now: datetime) -> TenantSummary:
+    """The summary of one tenant as of ``now``."""
+    period = next_due_period(tenant, now)
+    run_at = (
+        f"{tenant.run_at_time.minute:02d} minutes past each hour"
+        if tenant.interval == "hourly"
+        else tenant.run_at
+    )
+    schedule = f"{tenant.interval} in {tenant.timezone}, due at {run_at}"
+    schedule += f", from {tenant.start.isoformat()}" if tenant.start else ", from the latest due period"
+    fmt = (
+        f"delimiter {readable_delimiter(tenant.delimiter)}, "
+        f"header {'yes' if tenant.header else 'no'}, compression {tenant.compression}, "
+        f"extension {tenant.extension}, manifest {'yes' if tenant.manifest else 'no'}"
+    )
+    files = [tenant.relative_path(kind, period) for kind in KINDS]
+    if tenant.manifest:
+        files.append(tenant.manifest_path(period))
+    return TenantSummary(
+        brand=tenant.brand,
+        schedule=schedule,
+        next_period=period,
+        next_due=due_at(tenant, period),
+        format=fmt,
+        extra_fields={kind: tuple(tenant.extra_fields.get(kind, ())) for kind in KINDS},
+        renamed={kind: dict(tenant.columns.get(kind, {})) for kind in KINDS},
+        files=files,
+        destination=describe_destination(tenant),
+        problems=environment_problems(tenant),
+    )
+
+
+def check_config(config: Config, now: datetime, brands: list[str] | None = None) -> list[TenantSummary]:
+    """Summaries of the (selected) tenants of a validated configuration, as of ``now`` (aware)."""
+    return [summarize(tenant, now) for tenant in config.selected(brands)]
+
+
+def config_problems(summaries: list[TenantSummary]) -> list[str]:
+    """Every problem found, one line each; empty when the configuration is usable here."""
+    return [problem for summary in summaries for problem in summary.problems]
+
+
+def raise_on_problems(summaries: list[TenantSummary]) -> None:
+    """A ConfigError (exit code 2) listing every problem, if there is any."""
+    problems = config_problems(summaries)
+    if problems:
+        raise ConfigError("configuration not usable on this machine:\n  " + "\n  ".join(problems))
+
+
+def render_summary(summaries: list[TenantSummary]) -> str:
+    """The text ``check`` prints: one block per tenant."""
+    blocks = []
+    for summary in summaries:
+        period = summary.next_period
+        lines = [
+            summary.brand,
+            _line("schedule", summary.schedule),
+            _line(
+                "next period",
+                f"{period.label}: {period.start_local.strftime(TIME_FORMAT)} to "
+                f"{period.end_local.strftime(TIME_FORMAT)}, due {summary.next_due.strftime(TIME_FORMAT)}",
+            ),
+            _line("format", summary.format),
+        ]
+        for kind in KINDS:
+            extras = ", ".join(summary.extra_fields[kind]) or "none"
+            renamed = ", ".join(f"{column} as {title}" for column, title in summary.renamed[kind].items())
+            lines.append(_line(f"{kind} file", f"extra fields {extras}; renamed {renamed or 'none'}"))
+        lines.extend(
+            _line("files" if number == 0 else "", str(path)) for number, path in enumerate(summary.files)
+        )
+        lines.append(_line("destination", summary.destination))
+        lines.extend(_line("PROBLEM", problem) for problem in summary.problems)
+        blocks.append("\n".join(lines))
+    problems = config_problems(summaries)
+    verdict = (
+        f"{len(problems)} problem(s): fix them before the next run"
+        if problems
+        else f"configuration OK: {len(summaries)} tenant(s)"
+    )
+    return "\n\n".join(blocks) + "\n\n" + verdict
+
+
+def _line(label: str, text: str) -> str:
+    return f"  {label:<16}{text}"
+
+
+
+@dataclass(frozen=True)
+class ConnectionCheck:
+    """What ``check --connect`` found for one tenant's destination."""
+
+    brand: str
+    ok: bool
+    message: str
+
+
+def check_connections(config: Config, brands: list[str] | None = None) -> list[ConnectionCheck]:
+    """Log in to every destination and write and remove a probe file in its root."""
+    from loader.destinations import open_destination
+    from loader.errors import ExportError
+
+    results = []
+    for tenant in config.selected(brands):
+        try:
+            with open_destination(tenant.destination, tenant.brand) as destination:
+                results.append(ConnectionCheck(tenant.brand, True, destination.check_writable()))
+        except ExportError as exc:
+            results.append(ConnectionCheck(tenant.brand, False, str(exc)))
+    return results

@@ -1,0 +1,411 @@
+"""The writer: one period's files from small literal export relations, compared with golden files.
+
+The export relations are created here with the columns and types of
+``models/exports/_exports__models.yml`` and filled with a handful of literal rows, so the golden
+files in ``tests/golden/`` do not depend on the generator or on dbt. ``UPDATE_GOLDEN=1`` rewrites
+them (then review the diff); without it every case compares byte for byte.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from loader.config import Tenant, parse_config
+from loader.errors import ExportError
+from loader.periods import parse_period
+from loader.warehouse import Target, Warehouse, connect
+from loader.writer import write_period
+
+GOLDEN = Path(__file__).parent / "golden"
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+# Column lists and types as in models/exports/_exports__models.yml (contracts enforced there).
+EXPORT_RELATIONS_DDL = """
+create table main.export_activities (
+    event_id bigint not null, brand varchar(64) not null, broadcast_id bigint, customer_id bigint,
+    external_id text, email text, activity varchar(32), occurred_at timestamp with time zone,
+    registered_at timestamp with time zone, description text, url text, message text, os text,
+    device text, browser text, user_agent text
+);
+create table main.export_broadcasts (
+    broadcast_id bigint not null, brand varchar(64), broadcast_type varchar(64), description text,
+    subject text, sent_at timestamp with time zone, campaign_id bigint, from_address text
+);
+create table main.export_broadcast_touches (
+    broadcast_id bigint, brand varchar(64), touched_at timestamp with time zone
+);
+create table main.export_watermark (
+    watermark_id integer, registered_until timestamp with time zone, activity_count bigint
+);
+"""
+
+# Touches derived the way export_broadcast_touches defines them: per UTC quarter hour in which a
+# broadcast was sent or had an activity registered.
+TOUCHES_SQL = """
+delete from main.export_broadcast_touches;
+insert into main.export_broadcast_touches
+select distinct broadcast_id, brand, time_bucket(interval 15 minutes, moment) as touched_at
+from (
+    select broadcast_id, brand, registered_at as moment from main.export_activities
+    union all
+    select broadcast_id, brand, sent_at from main.export_broadcasts where sent_at is not null
+);
+delete from main.export_watermark;
+insert into main.export_watermark
+select 1, timestamptz '2027-01-01 00:00:00+00', count(*) from main.export_activities;
+"""
+
+BROADCASTS = [
+    # broadcast_id, brand, type, description, subject, sent_at (UTC), campaign_id, from_address
+    (101, "GOLD", "SINGLE", "Winter sale; 50% off", 'Hi {$firstname}, "cold" deals',
+     "2026-11-25 08:00:00", 7, "news@gold.example"),
+    (102, "GOLD", "CAMPAIGN", "Welkom | series", "Line one\r\nline two", "2025-11-20 09:00:00",
+     None, None),
+    (103, "GOLD", "QUICKMAIL", "Sent today, no activity yet", "", "2026-11-25 22:30:00", 8,
+     "quick@gold.example"),
+    (104, "GOLD", "SPLITRUN", "Tab\there", "Ünïcödé 😀 – “quotes”", "2026-03-28 23:30:00", None,
+     "split@gold.example"),
+    (105, "GOLD", "SINGLE", "Herfst", "Autumn night", "2026-10-25 01:15:00", 9, None),
+    (106, "GOLD", "SINGLE", "Kolkata hour", None, "2026-11-25 07:45:00", None, None),
+    (107, "GOLD", "SINGLE", "Never sent", "Draft", None, None, None),
+    (201, "OTHER", "SINGLE", "Another brand", "Not yours", "2026-11-25 10:00:00", 1, None),
+]
+
+UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)"
+BOUNCE = "550 5.1.1 <d@x.nl>: Recipient address rejected:\nUser unknown in virtual mailbox"
+COMPLAINT = 'Spam; "abuse" report\r\nsecond line'
+URL = 'https://gold.example/p?a=1;b=2|c=\t3&d="4"'
+
+
+def _event(event_id: int, broadcast_id: int, customer_id: int, activity: str, occurred: str,
+           registered: str, *, brand: str = "GOLD", external_id: str | None = None,
+           email: str | None = None, description: str | None = None, url: str | None = None,
+           message: str | None = None, os_name: str | None = None, device: str | None = None,
+           browser: str | None = None, user_agent: str | None = None) -> tuple[Any, ...]:
+    return (event_id, brand, broadcast_id, customer_id, external_id, email, activity, occurred,
+            registered, description, url, message, os_name, device, browser, user_agent)
+
+
+ACTIVITIES = [
+    # 2026-11-25 in Europe/Amsterdam is [2026-11-24 23:00, 2026-11-25 23:00) UTC
+    _event(1001, 101, 1, "BROADCAST", "2026-11-25 08:00:05", "2026-11-25 08:00:06",
+           external_id="K-1", email="a@x.nl"),
+    _event(1002, 101, 2, "OPEN", "2026-11-25 09:15:00", "2026-11-25 09:15:01", email="b@x.nl",
+           os_name="iOS", device="mobile", browser="Apple Mail", user_agent=UA),
+    _event(1003, 101, 3, "CLICK", "2026-11-25 09:20:00", "2026-11-25 09:20:30", external_id="",
+           email="c@x.nl", description=URL, url=URL, os_name="Windows", device="desktop",
+           browser="Edge", user_agent=""),
+    _event(1004, 102, 1, "OPEN", "2026-11-25 12:00:00", "2026-11-25 12:00:01",
+           external_id="K-1", email="a@x.nl"),
+    _event(1005, 101, 4, "HARDBOUNCE", "2026-11-24 22:59:59", "2026-11-25 03:00:00",
+           external_id="K-4", email="d@x.nl", description=BOUNCE, message=BOUNCE),
+    _event(1006, 101, 5, "OPEN", "2026-11-24 20:00:00", "2026-11-24 22:59:59", email="e@x.nl"),
+    _event(1007, 101, 6, "CLICK", "2026-11-25 22:50:00", "2026-11-25 23:00:00", email="f@x.nl",
+           description="https://late.example", url="https://late.example"),
+    _event(1008, 101, 7, "UNSUBSCRIBE", "2026-11-25 22:59:59", "2026-11-25 22:59:59",
+           external_id="K-7", email="g@x.nl"),
+    _event(1009, 101, 8, "COMPLAINT", "2026-11-25 10:00:00", "2026-11-25 10:05:00",
+           external_id="K;8", email="h@x.nl", description=COMPLAINT, message=COMPLAINT),
+    _event(1010, 101, 9, "SOFTBOUNCE", "2026-11-25 09:20:00", "2026-11-25 09:21:00",
+           external_id='K"9', email="i@x.nl", description="mailbox full", message="mailbox full"),
+    # Asia/Kolkata 2026-11-25T13 is [07:30, 08:30) UTC
+    _event(1011, 106, 10, "OPEN", "2026-11-25 07:29:00", "2026-11-25 07:29:59", email="j@x.nl"),
+    _event(1012, 106, 10, "OPEN", "2026-11-25 07:29:30", "2026-11-25 07:30:00", email="j@x.nl"),
+    _event(1013, 106, 11, "CLICK", "2026-11-25 08:29:00", "2026-11-25 08:29:59",
+           email="k@x.nl", description="https://in.example", url="https://in.example"),
+    _event(1014, 106, 11, "OPEN", "2026-11-25 08:30:00", "2026-11-25 08:30:00", email="k@x.nl"),
+    _event(2001, 201, 1, "OPEN", "2026-11-25 10:00:00", "2026-11-25 10:00:00", brand="OTHER",
+           email="other@x.nl"),
+    # 2026-03-29 in Amsterdam: [2026-03-28 23:00, 2026-03-29 22:00) UTC, 23 hours
+    _event(1101, 104, 12, "OPEN", "2026-03-28 22:59:59", "2026-03-28 22:59:59", email="l@x.nl"),
+    _event(1102, 104, 12, "OPEN", "2026-03-28 23:00:00", "2026-03-28 23:00:00", email="l@x.nl"),
+    _event(1103, 104, 13, "CLICK", "2026-03-29 00:59:00", "2026-03-29 00:59:59", email="m@x.nl",
+           description="https://spring.example", url="https://spring.example"),
+    _event(1104, 104, 13, "OPEN", "2026-03-29 01:00:00", "2026-03-29 01:00:00", email="m@x.nl"),
+    _event(1105, 104, 14, "OPEN", "2026-03-29 21:59:59", "2026-03-29 21:59:59", email="n@x.nl"),
+    _event(1106, 104, 14, "OPEN", "2026-03-29 22:00:00", "2026-03-29 22:00:00", email="n@x.nl"),
+    # 2026-10-25 in Amsterdam: [2026-10-24 22:00, 2026-10-25 23:00) UTC, 25 hours
+    _event(1201, 105, 15, "OPEN", "2026-10-24 21:59:59", "2026-10-24 21:59:59", email="o@x.nl"),
+    _event(1202, 105, 15, "OPEN", "2026-10-24 22:00:00", "2026-10-24 22:00:00", email="o@x.nl"),
+    _event(1203, 105, 16, "OPEN", "2026-10-25 00:30:00", "2026-10-25 00:30:00", email="p@x.nl"),
+    _event(1204, 105, 16, "CLICK", "2026-10-25 01:30:00", "2026-10-25 01:30:00", email="p@x.nl",
+           description="https://autumn.example", url="https://autumn.example"),
+    _event(1205, 105, 17, "OPEN", "2026-10-25 22:59:59", "2026-10-25 22:59:59", email="q@x.nl"),
+    _event(1206, 105, 17, "OPEN", "2026-10-25 23:00:00", "2026-10-25 23:00:00", email="q@x.nl"),
+]
+
+
+def create_export_relations(con: duckdb.DuckDBPyConnection) -> None:
+    """The four export relations, empty, in schema main."""
+    con.execute("set timezone = 'UTC'")
+    con.execute(EXPORT_RELATIONS_DDL)
+
+
+def fill_export_relations(
+    con: duckdb.DuckDBPyConnection,
+    activities: list[tuple[Any, ...]],
+    broadcasts: list[tuple[Any, ...]],
+) -> None:
+    """Replace the relations' rows (UTC timestamps given as text) and derive touches/watermark."""
+    con.execute("delete from main.export_activities")
+    con.execute("delete from main.export_broadcasts")
+    if activities:
+        con.executemany(
+            "insert into main.export_activities values "
+            "(?, ?, ?, ?, ?, ?, ?, cast(? || '+00' as timestamptz), "
+            "cast(? || '+00' as timestamptz), ?, ?, ?, ?, ?, ?, ?)",
+            activities,
+        )
+    if broadcasts:
+        con.executemany(
+            "insert into main.export_broadcasts values "
+            "(?, ?, ?, ?, ?, cast(? || '+00' as timestamptz), ?, ?)",
+            broadcasts,
+        )
+    con.execute(TOUCHES_SQL)
+
+
+def tenant(**settings: Any) -> Tenant:
+    raw = {"tenants": {"GOLD": {"destination": {"type": "local", "root": "/unused"}, **settings}}}
+    return parse_config(raw, Path("tenants.yml")).tenant("GOLD")
+
+
+@pytest.fixture(scope="module")
+def golden_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB file holding only the literal rows above."""
+    path = tmp_path_factory.mktemp("golden") / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:
+        create_export_relations(con)
+        fill_export_relations(con, ACTIVITIES, BROADCASTS)
+    return path
+
+
+@pytest.fixture
+def warehouse(golden_database: Path) -> Iterator[Warehouse]:
+    with connect(Target("golden", "duckdb", "main", duckdb_path=golden_database)) as opened:
+        yield opened
+
+
+def decompressed(path: Path) -> bytes:
+    """A file's content, decompressed by the standard tools (gzip module, zstd command)."""
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        assert data[:2] == b"\x1f\x8b", path
+        return gzip.decompress(data)
+    if path.name.endswith(".zst"):
+        assert data[:4] == b"\x28\xb5\x2f\xfd", path
+        zstd = shutil.which("zstd")
+        if zstd is None:
+            pytest.fail("the zstd command is needed to check .zst files: apt-get install zstd")
+        return subprocess.run([zstd, "-dc", str(path)], capture_output=True, check=True).stdout
+    return data
+
+
+def _plain_name(relative: Path) -> Path:
+    for suffix in (".gz", ".zst"):
+        if relative.name.endswith(suffix):
+            return relative.with_name(relative.name.removesuffix(suffix))
+    return relative
+
+
+GOLDEN_CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "default": ({}, "2026-11-25"),
+    "pipe_delimiter": ({"delimiter": "|"}, "2026-11-25"),
+    "tab_delimiter": ({"delimiter": "\\t"}, "2026-11-25"),
+    "no_header": ({"header": False}, "2026-11-25"),
+    "gzip": ({"compression": "gzip"}, "2026-11-25"),
+    "zstd": ({"compression": "zstd"}, "2026-11-25"),
+    "extras_renamed_manifest": (
+        {
+            "extra_fields": {
+                "activity": ["eventid", "registereddate", "url", "message", "os", "device",
+                             "browser", "useragent"],
+                "broadcast": ["fromaddress", "campaignid"],
+            },
+            "columns": {
+                "activity": {"externalid": "klantnummer", "registereddate": "geregistreerd"},
+                "broadcast": {"sentdate": "verzonden", "campaignid": "campagne"},
+            },
+            "folder": "{kind}/{period:%Y}/{period:%m}",
+            "manifest": True,
+            "compression": "gzip",
+        },
+        "2026-11-25",
+    ),
+    "hourly_kolkata": ({"interval": "hourly", "timezone": "Asia/Kolkata"}, "2026-11-25T13"),
+    "dst_spring_amsterdam": ({}, "2026-03-29"),
+    "dst_autumn_amsterdam": ({}, "2026-10-25"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+def test_files_match_the_golden_files(case: str, warehouse: Warehouse, tmp_path: Path) -> None:
+    settings, period_text = GOLDEN_CASES[case]
+    configured = tenant(**settings)
+    files = write_period(warehouse, configured, parse_period(configured, period_text), tmp_path)
+    written = {
+        _plain_name(Path(*f.relative.parts)).as_posix(): decompressed(f.path) for f in files
+    }
+    folder = GOLDEN / case
+    if UPDATE:
+        shutil.rmtree(folder, ignore_errors=True)
+        for name, content in written.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+    expected = {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+    assert sorted(written) == sorted(expected), "files differ from tests/golden/" + case
+    for name, content in written.items():
+        assert content == expected[name], f"{name} differs from tests/golden/{case}/{name}"
+
+
+def test_default_activity_file_reads_as_the_spec_says(warehouse: Warehouse, tmp_path: Path) -> None:
+    configured = tenant()
+    files = write_period(warehouse, configured, parse_period(configured, "2026-11-25"), tmp_path)
+    activity = files[0].path.read_bytes()
+    lines = activity.split(b"\n")
+    assert lines[0] == b"broadcastid;customerid;externalid;email;activity;activitydate;description"
+    assert not activity.startswith(b"\xef\xbb\xbf") and activity.endswith(b"\n")
+    assert b";K-1;a@x.nl;BROADCAST;2026-11-25 09:00:05;\n" in activity  # tenant time, NULL empty
+    assert b';"";c@x.nl;CLICK;' in activity  # an empty string is quoted, unlike NULL
+    assert b'"K;8"' in activity and b'"K""9"' in activity
+    # rows ordered by activity date, then event id; period bounds exact: 1006 and 1007 are out
+    order = [line.split(b";")[4] for line in lines[1:] if line.count(b";") >= 6]
+    assert order[:3] == [b"HARDBOUNCE", b"OPEN", b"OPEN"]
+    assert files[0].rows == 12 and b"late.example" not in activity and b"e@x.nl" not in activity
+    with files[1].path.open(newline="", encoding="utf-8") as handle:
+        broadcast_ids = [row[0] for row in csv.reader(handle, delimiter=";")][1:]
+    assert broadcast_ids == ["101", "102", "103", "106"]  # 102: a year old, touched today
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_same_period_same_data_gives_the_same_bytes(
+    compression: str, golden_database: Path, tmp_path: Path
+) -> None:
+    configured = tenant(compression=compression, manifest=True)
+    period = parse_period(configured, "2026-11-25")
+    digests = []
+    for attempt in ("one", "two"):
+        with connect(Target("golden", "duckdb", "main", duckdb_path=golden_database)) as opened:
+            if attempt == "two":
+                opened.con.execute("set threads = 1")
+            files = write_period(opened, configured, period, tmp_path / attempt)
+        digests.append([(f.relative, f.path.read_bytes(), f.sha256, f.bytes) for f in files])
+    assert digests[0] == digests[1]
+    assert [entry[0].name for entry in digests[0]][-1] == "manifest_GOLD_20261125.json"
+
+
+def test_same_bytes_for_many_rows_across_threads(tmp_path: Path) -> None:
+    """Enough rows for DuckDB to write in several parallel batches: order and bytes stay fixed."""
+    con = duckdb.connect()
+    create_export_relations(con)
+    con.execute(
+        """
+        insert into main.export_activities
+        select i, 'GOLD', i % 7, i % 1000, 'ext' || (i % 13), 'x' || i || '@x.nl', 'OPEN',
+               timestamptz '2026-11-25 00:00:00+00' + (i % 3600) * interval 1 second,
+               timestamptz '2026-11-25 01:00:00+00', null, null, null, null, null, null, null
+        from range(300000) as r(i)
+        """
+    )
+    con.execute(TOUCHES_SQL)
+    warehouse = Warehouse(con, Target("memory", "duckdb", "main"), "memory")
+    digests = set()
+    for threads, compression in [(1, "zstd"), (2, "zstd"), (4, "zstd"), (4, "gzip"), (1, "gzip")]:
+        con.execute(f"set threads = {threads}")
+        configured = tenant(compression=compression)
+        period = parse_period(configured, "2026-11-25")
+        files = write_period(warehouse, configured, period, tmp_path / f"{threads}{compression}")
+        digests.add((compression, files[0].sha256))
+        assert files[0].rows == 300000
+    assert len(digests) == 2  # one per compression, whatever the thread count
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, {"activity": b"broadcastid;customerid;externalid;email;activity;activitydate;description\n",
+              "broadcast": b"broadcastid;broadcasttype;description;subject;sentdate\n"}),
+        ({"header": False}, {"activity": b"", "broadcast": b""}),
+        ({"header": False, "compression": "gzip"}, {"activity": b"", "broadcast": b""}),
+        ({"header": False, "compression": "zstd"}, {"activity": b"", "broadcast": b""}),
+        ({"compression": "zstd", "delimiter": "\\t"},
+         {"activity": b"broadcastid\tcustomerid\texternalid\temail\tactivity\tactivitydate\tdescription\n",
+          "broadcast": b"broadcastid\tbroadcasttype\tdescription\tsubject\tsentdate\n"}),
+    ],
+)
+def test_empty_period_still_gives_both_files(
+    settings: dict[str, Any], expected: dict[str, bytes], warehouse: Warehouse, tmp_path: Path
+) -> None:
+    configured = tenant(**settings)
+    files = write_period(warehouse, configured, parse_period(configured, "2026-06-01"), tmp_path)
+    assert [f.kind for f in files] == ["activity", "broadcast"]
+    for written in files:
+        assert written.path.exists() and written.rows == 0
+        assert decompressed(written.path) == expected[written.kind]
+        if settings.get("compression", "none") == "none" and not settings.get("header", True):
+            assert written.bytes == 0
+
+
+def test_manifest_names_each_file_with_rows_bytes_and_sha256(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    configured = tenant(manifest=True, compression="gzip", folder="{kind}")
+    files = write_period(warehouse, configured, parse_period(configured, "2026-11-25"), tmp_path)
+    manifest = json.loads(files[-1].path.read_text(encoding="utf-8"))
+    assert files[-1].relative.as_posix() == "manifest/manifest_GOLD_20261125.json"
+    assert manifest["brand"] == "GOLD" and manifest["period"] == "2026-11-25"
+    assert manifest["period_start"] == "2026-11-25T00:00:00+01:00"
+    assert [entry["path"] for entry in manifest["files"]] == [
+        "activity/activity_GOLD_20261125.csv.gz",
+        "broadcast/broadcast_GOLD_20261125.csv.gz",
+    ]
+    for entry, written in zip(manifest["files"], files[:2], strict=True):
+        data = written.path.read_bytes()
+        assert entry["bytes"] == len(data) == written.bytes
+        assert entry["rows"] == written.rows
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_a_failed_write_leaves_no_file_and_no_open_transaction(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    configured = tenant()
+    period = parse_period(configured, "2026-11-25")
+    blocker = tmp_path / "broadcast_GOLD_20261125.csv"
+    blocker.mkdir()  # the final broadcast name is taken by a folder: the rename fails ...
+    (tmp_path / ".broadcast_GOLD_20261125.csv.partial").mkdir()  # ... and so does the COPY
+    with pytest.raises(ExportError, match="tenant GOLD: writing period 2026-11-25 failed"):
+        write_period(warehouse, configured, period, tmp_path)
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == [".broadcast_GOLD_20261125.csv.partial", "broadcast_GOLD_20261125.csv"]
+    # the connection is usable again: nothing left of the failed transaction
+    (tmp_path / ".broadcast_GOLD_20261125.csv.partial").rmdir()
+    blocker.rmdir()
+    assert len(write_period(warehouse, configured, period, tmp_path)) == 2
+
+
+def test_a_stale_partial_file_is_overwritten(warehouse: Warehouse, tmp_path: Path) -> None:
+    configured = tenant()
+    (tmp_path / ".activity_GOLD_20261125.csv.partial").write_bytes(b"x" * 100000)
+    files = write_period(warehouse, configured, parse_period(configured, "2026-11-25"), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "activity_GOLD_20261125.csv",
+        "broadcast_GOLD_20261125.csv",
+    ]
+    assert files[0].bytes < 100000
