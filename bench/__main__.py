@@ -104,6 +104,25 @@ def project_env(work: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Workspace:
+    """A folder with its own dbt profiles, environment and target arguments."""
+
+    folder: Path
+    profiles: Path
+    env: dict[str, str]
+    target: list[str]
+
+
+def workspace(work: Path, name: str, target: str, extra_env: dict[str, str]) -> Workspace:
+    folder = work / name
+    profiles = folder / "profiles"
+    profiles.mkdir(parents=True)
+    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
+    arguments = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", target]
+    return Workspace(folder, profiles, project_env(folder, extra_env), arguments)
+
+
 def cli(*args: str) -> list[str]:
     return [str(BIN / "activity-export"), *args]
 
@@ -152,13 +171,8 @@ def one_tenant_day(rows: int, label: str, server: SshServer, work: Path) -> list
     """Scenario 1/2: psql \\copy + sftp put against activity-export run, same slice, same sshd."""
     database = f"aexp_bench_{rows}"
     recreate_database(database)
-    folder = work / f"day_{rows}"
-    folder.mkdir()
-    profiles = folder / "profiles"
-    profiles.mkdir()
-    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
-    env = project_env(folder, pg_env(database))
-    target = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", "postgres"]
+    space = workspace(work, f"day_{rows}", "postgres", pg_env(database))
+    folder, profiles, env, target = space.folder, space.profiles, space.env, space.target
     print(f"[{label}] generating {rows:,} events into PostgreSQL", flush=True)
     timed(cli("generate", "--brands", "BENCH", "--days", "1", "--events-per-day", str(rows), "--start", DAY, *target), env)
     print(f"[{label}] dbt run", flush=True)
@@ -209,13 +223,8 @@ def one_tenant_day(rows: int, label: str, server: SshServer, work: Path) -> list
 
 
 def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
-    folder = work / "tenants"
-    folder.mkdir()
-    profiles = folder / "profiles"
-    profiles.mkdir()
-    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
-    env = project_env(folder, {"ACTIVITY_EXPORT_DUCKDB": str(folder / "warehouse.duckdb")})
-    target = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", "duckdb"]
+    space = workspace(work, "tenants", "duckdb", {"ACTIVITY_EXPORT_DUCKDB": str(work / "tenants.duckdb")})
+    folder, profiles, env, target = space.folder, space.profiles, space.env, space.target
     brands = [f"T{i:04d}" for i in range(1, count + 1)]
     print(f"[3] generating {count} tenants", flush=True)
     timed(cli("generate", "--brands", ",".join(brands), "--days", "1", "--events-per-day", "40", "--start", DAY, *target), env)
@@ -260,13 +269,8 @@ def incremental_dbt(work: Path) -> list[Row]:
 
 
 def compression(rows: int, work: Path) -> list[Row]:
-    folder = work / "compression"
-    folder.mkdir()
-    profiles = folder / "profiles"
-    profiles.mkdir()
-    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
-    env = project_env(folder, {"ACTIVITY_EXPORT_DUCKDB": str(folder / "warehouse.duckdb")})
-    target = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", "duckdb"]
+    space = workspace(work, "compression", "duckdb", {"ACTIVITY_EXPORT_DUCKDB": str(work / "compression.duckdb")})
+    folder, profiles, env, target = space.folder, space.profiles, space.env, space.target
     print(f"[5] compression on {rows:,} rows", flush=True)
     timed(cli("generate", "--brands", "BENCH", "--days", "1", "--events-per-day", str(rows), "--start", DAY, *target), env)
     dbt_models(profiles, "duckdb", env)

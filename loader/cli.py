@@ -72,6 +72,7 @@ LedgerOption = Annotated[
 BrandOption = Annotated[
     list[str] | None, typer.Option("--brand", help="Only this tenant (repeatable).")
 ]
+DryRunOption = Annotated[bool, typer.Option(help="Say what would be done; do nothing.")]
 NowOption = Annotated[
     str | None,
     typer.Option(help="Fix the clock: ISO 8601 with an offset, e.g. 2026-11-26T07:00:00+01:00."),
@@ -225,7 +226,7 @@ def run(
     brand: BrandOption = None,
     now: NowOption = None,
     force: Annotated[bool, typer.Option(help="Re-deliver periods already delivered.")] = False,
-    dry_run: Annotated[bool, typer.Option(help="Say what would be delivered; deliver nothing.")] = False,
+    dry_run: DryRunOption = False,
     build: Annotated[bool, typer.Option(help="Run `dbt build` first.")] = False,
     parallel: Annotated[int, typer.Option(min=1, max=64, help="Tenants delivered at once.")] = 4,
     shard: Annotated[
@@ -277,7 +278,7 @@ def backfill(
     brand: Annotated[str, typer.Option(help="Brand code, as in tenants.yml.")],
     from_: Annotated[str, typer.Option("--from", help="First period (a local date or date-time in it).")],
     to: Annotated[str, typer.Option(help="Last period, included.")],
-    dry_run: Annotated[bool, typer.Option(help="Say what would be delivered; deliver nothing.")] = False,
+    dry_run: DryRunOption = False,
     config: ConfigOption = Path("tenants.yml"),
     ledger: LedgerOption = None,
     project_dir: ProjectDirOption = Path("."),
@@ -348,7 +349,7 @@ def status(
 def prune(
     brand: BrandOption = None,
     now: NowOption = None,
-    dry_run: Annotated[bool, typer.Option(help="List what would be deleted; delete nothing.")] = False,
+    dry_run: DryRunOption = False,
     config: ConfigOption = Path("tenants.yml"),
 ) -> None:
     """On destinations with retention_days, delete this product's own files older than that."""
