@@ -12,6 +12,13 @@ from pathlib import Path
 from tests.conftest import ROOT, Project
 
 
+def own_warehouse(project: Project, folder: Path) -> Project:
+    """The demo deletes and rebuilds its DuckDB file: give it one no other test uses."""
+    env = {**project.env, "ACTIVITY_EXPORT_DUCKDB": str(folder / "demo.duckdb")}
+    env["DBT_TARGET_PATH"] = str(folder / "target")
+    return Project(project.target, project.profiles_dir, env)
+
+
 def _tree(folder: Path) -> dict[str, str]:
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -23,6 +30,7 @@ def _tree(folder: Path) -> dict[str, str]:
 def test_demo_delivers_every_due_period_and_a_second_run_changes_nothing(
     duckdb_project: Project, tmp_path: Path
 ) -> None:
+    duckdb_project = own_warehouse(duckdb_project, tmp_path)
     workdir = tmp_path / "work"
     (workdir / "demo").mkdir(parents=True)
     shutil.copy(ROOT / "demo" / "tenants.yml", workdir / "demo" / "tenants.yml")
@@ -47,6 +55,7 @@ def test_demo_delivers_every_due_period_and_a_second_run_changes_nothing(
 
 
 def test_demo_tenant_with_gzip_folders_and_manifest(duckdb_project: Project, tmp_path: Path) -> None:
+    duckdb_project = own_warehouse(duckdb_project, tmp_path)
     workdir = tmp_path / "work"
     (workdir / "demo").mkdir(parents=True)
     shutil.copy(ROOT / "demo" / "tenants.yml", workdir / "demo" / "tenants.yml")
