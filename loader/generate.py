@@ -31,6 +31,8 @@ EVENT_MIX = (
 )
 BROADCASTS_PER_DAY = 8
 OLD_BROADCASTS = 12  # sent about a year before the first day; they keep getting opens
+OLD_OFFSET = 900_000  # broadcast numbers of the old ones, apart from the daily ones
+UNSENT_OFFSET = 999_998
 DUPLICATE_PER_MILLE = 2
 
 # Text that breaks naive CSV handling: delimiters, quotes, line breaks, non-ASCII.
@@ -140,13 +142,19 @@ def _brands_sql(plan: Plan) -> str:
 
 
 def _broadcasts_sql(plan: Plan) -> str:
+    """Per brand: BROADCASTS_PER_DAY a day, OLD_BROADCASTS sent a year earlier, one unsent.
+
+    Numbers do not depend on ``days``: generating one day more leaves the earlier rows unchanged.
+    """
     seed, first = plan.seed, plan.first_instant.isoformat()
-    per_brand = plan.days * BROADCASTS_PER_DAY + OLD_BROADCASTS + 1
     key = "brand_index * 1000000 + n"
     return f"""
     with numbered as (
         select brands.brand_index, brands.brand, n
-        from {_brands_sql(plan)}, range({per_brand}) as r(n)
+        from {_brands_sql(plan)},
+            (select range as n from range({plan.days * BROADCASTS_PER_DAY})
+             union all select {OLD_OFFSET} + range from range({OLD_BROADCASTS})
+             union all select {UNSENT_OFFSET}) as numbers
     )
     select
         cast(brand_index * 1000000 + n + 1 as bigint) as broadcast_id,
@@ -162,9 +170,10 @@ def _broadcasts_sql(plan: Plan) -> str:
         case when n % 7 = 3 then null
              else {_pick(SUBJECTS, f"hash({seed}, {key}, 's')")} end as subject,
         case
-            when n = {per_brand - 1} then null  -- a broadcast that is not sent yet
-            when n >= {plan.days * BROADCASTS_PER_DAY} then
-                timestamptz '{first}' - interval 365 day + to_seconds(cast(n * 3600 as bigint))
+            when n = {UNSENT_OFFSET} then null  -- a broadcast that is not sent yet
+            when n >= {OLD_OFFSET} then
+                timestamptz '{first}' - interval 365 day
+                + to_seconds(cast((n - {OLD_OFFSET}) * 3600 as bigint))
             else timestamptz '{first}' + to_seconds(cast(
                 (n // {BROADCASTS_PER_DAY}) * 86400 + 5 * 3600
                 + floor({_rand(seed, key, 'h')} * 14 * 3600) as bigint))
@@ -202,10 +211,9 @@ def _events_sql(plan: Plan) -> str:
         f"+ hash({seed}, {key}, 'b') % {BROADCASTS_PER_DAY} + 1"
     )
     old_broadcast = (
-        f"brand_index * 1000000 + {days * BROADCASTS_PER_DAY} "
-        f"+ hash({seed}, {key}, 'o') % {OLD_BROADCASTS} + 1"
+        f"brand_index * 1000000 + {OLD_OFFSET} + hash({seed}, {key}, 'o') % {OLD_BROADCASTS} + 1"
     )
-    recent_cutoff = max(0, days - max(1, (2 * days) // 3))  # device details only for recent days
+    recent_cutoff = 1  # device details are only known for recent events: not on the first day
     return f"""
     with base as (
         select

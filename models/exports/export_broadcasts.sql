@@ -1,3 +1,11 @@
+{{
+    config(
+        post_hook=[
+            "{{ export_index(['broadcast_id'], unique=true) }}",
+        ],
+    )
+}}
+
 with
 
 broadcasts as (

@@ -1,0 +1,32 @@
+{#- The broadcast file of a period must hold every broadcast its activity file refers to: each
+    activity's broadcast is touched in the quarter hour the activity was registered in. -#}
+with
+
+activities as (
+
+    select * from {{ ref('export_activities') }}
+
+),
+
+touches as (
+
+    select * from {{ ref('export_broadcast_touches') }}
+
+),
+
+untouched as (
+
+    select
+        activities.event_id,
+        activities.broadcast_id,
+        activities.registered_at
+    from activities
+    left join touches
+        on
+            activities.broadcast_id = touches.broadcast_id
+            and {{ quarter_hour_floor('activities.registered_at') }} = touches.touched_at
+    where touches.broadcast_id is null
+
+)
+
+select * from untouched
