@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--targets", default="postgres,duckdb")
     parser.add_argument("--without-raw-index", action="store_true", help="also run PostgreSQL without it")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "dbt_incremental.md")
+    parser.add_argument("--json", type=Path, help="also write the runs as JSON (for `make bench`)")
     args = parser.parse_args()
     work = ROOT / "bench" / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -227,6 +228,26 @@ def main() -> None:
     text = report(rows, args)
     args.out.write_text(text)
     print(text)
+    if args.json:
+        args.json.write_text(json.dumps(summary(rows)))
+
+
+def summary(rows: list[tuple[Measurement, bool]]) -> dict:
+    """The runs and the 10x/1x ratio of the first target, for bench/__main__.py's table."""
+    runs = [
+        {
+            "label": f"incremental dbt run, {row.target}, {row.history_days} d history",
+            "seconds": row.incremental_s,
+            "rows": row.new_events,
+            "note": f"export_activities {row.export_activities_s:.2f}s; first build {row.first_build_s:.1f}s",
+        }
+        for row, raw_index in rows
+        if raw_index
+    ]
+    first_target = [row for row, raw_index in rows if raw_index and row.target == rows[0][0].target]
+    short = min(first_target, key=lambda r: r.history_days)
+    long = max(first_target, key=lambda r: r.history_days)
+    return {"runs": runs, "ratio": long.incremental_s / short.incremental_s, "target": short.target}
 
 
 if __name__ == "__main__":
