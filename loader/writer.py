@@ -97,33 +97,61 @@ def _projection(tenant: Tenant, kind: str) -> str:
 
 def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
     """The period's activity rows: every e-mail activity registered in ``[start, end)``."""
-    return f"""
-select
-    {_projection(tenant, "activity")}
-from {warehouse.relation("export_activities")}
-where brand = {_literal(tenant.brand)}
-  and registered_at >= {_instant(period.start_utc)}
-  and registered_at < {_instant(period.end_utc)}
-order by occurred_at, event_id
-"""
+    where = (
+        f"brand = {_brand(warehouse, tenant)}"
+        f" and registered_at >= {_instant(period.start_utc)}"
+        f" and registered_at < {_instant(period.end_utc)}"
+    )
+    return _slice(warehouse, tenant, "activity", "export_activities", where, "occurred_at, event_id")
 
 
 def broadcast_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
     """The period's broadcasts: sent in it, or touched by its activities; each once."""
-    return f"""
-select
-    {_projection(tenant, "broadcast")}
-from {warehouse.relation("export_broadcasts")}
-where brand = {_literal(tenant.brand)}
-  and broadcast_id in (
-    select broadcast_id
-    from {warehouse.relation("export_broadcast_touches")}
-    where brand = {_literal(tenant.brand)}
-      and touched_at >= {_instant(period.start_utc)}
-      and touched_at < {_instant(period.end_utc)}
-  )
-order by broadcast_id
-"""
+    touches = _relation(warehouse, "export_broadcast_touches")
+    where = (
+        f"brand = {_brand(warehouse, tenant)} and broadcast_id in ("
+        f"select broadcast_id from {touches} where brand = {_brand(warehouse, tenant)}"
+        f" and touched_at >= {_instant(period.start_utc)}"
+        f" and touched_at < {_instant(period.end_utc)})"
+    )
+    return _slice(warehouse, tenant, "broadcast", "export_broadcasts", where, "broadcast_id")
+
+
+def _pushed_down(warehouse: Warehouse) -> bool:
+    return warehouse.target.kind == "postgres"
+
+
+def _relation(warehouse: Warehouse, name: str) -> str:
+    if _pushed_down(warehouse):  # inside postgres_query: PostgreSQL's own names
+        return f"{_quoted(warehouse.target.schema)}.{_quoted(name)}"
+    return warehouse.relation(name)
+
+
+def _brand(warehouse: Warehouse, tenant: Tenant) -> str:
+    # the export indexes on PostgreSQL are on (brand collate "C", ...): compare the same way
+    return _literal(tenant.brand) + (' collate "C"' if _pushed_down(warehouse) else "")
+
+
+def _slice(warehouse: Warehouse, tenant: Tenant, kind: str, table: str, where: str, order: str) -> str:
+    """The select a file is copied from: filter, stable order, then the file's columns.
+
+    On PostgreSQL the filter and the sort run in PostgreSQL (``postgres_query``), which uses the
+    export indexes and sorts in its own work memory; DuckDB keeps the rows in that order and only
+    formats them, so the loader's memory stays flat however large the slice is. On DuckDB the
+    sort spills to the connection's temporary folder.
+    """
+    projection = _projection(tenant, kind)
+    if _pushed_down(warehouse):
+        expressions = ACTIVITY_FIELDS if kind == "activity" else BROADCAST_FIELDS
+        needed = dict.fromkeys(expressions[field] for field in tenant.fields(kind))
+        inner = (
+            f"select {', '.join(needed)} from {_relation(warehouse, table)}"
+            f" where {where} order by {order}"
+        )
+        return f"select\n    {projection}\nfrom postgres_query({_literal(warehouse.catalog)}, {_literal(inner)})\n"
+    return (
+        f"select\n    {projection}\nfrom {warehouse.relation(table)}\nwhere {where}\norder by {order}\n"
+    )
 
 
 def _copy_options(tenant: Tenant) -> str:
