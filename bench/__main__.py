@@ -346,24 +346,27 @@ def main() -> None:
     chosen = set(args.only.split(","))
     started = datetime.now(timezone.utc)
     rows: list[Row] = []
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def save(new: list[Row]) -> None:  # after every scenario: a late failure keeps the others
+        rows.extend(new)
+        (args.out / "README.md").write_text(markdown(rows, started))
+
     with tempfile.TemporaryDirectory(prefix="aexp-bench-") as temporary:
         work = Path(temporary)
         with SshServer(work / "sshd") as server:
             if "1" in chosen:
-                rows += one_tenant_day(args.large, "1", server, work)
+                save(one_tenant_day(args.large, "1", server, work))
             if "2" in chosen:
-                rows += one_tenant_day(args.small, "2", server, work)
+                save(one_tenant_day(args.small, "2", server, work))
             if "3" in chosen:
-                rows += many_tenants(args.tenants, server, work)
+                save(many_tenants(args.tenants, server, work))
         if "4" in chosen:
-            rows += incremental_dbt(work)
+            save(incremental_dbt(work))
         if "5" in chosen:
-            rows += compression(args.small, work)
-    args.out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, started)
-    (args.out / "README.md").write_text(text)
+            save(compression(args.small, work))
     chart(rows, args.out / "bench.png")
-    print(text)
+    print(markdown(rows, started))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -18,22 +17,14 @@ from loader import generate as generator
 from loader.build import dbt_build
 from loader.check import check_config, check_connections, raise_on_problems, render_summary
 from loader.config import Tenant, load_config
-from loader.deliver import TenantReport, backfill_tenant, run_tenant
+from loader.deliver import TenantReport, backfill_tenant, each_tenant, run_tenant
 from loader.errors import ConfigError, ExportError
 from loader.ledger import Ledger, default_ledger_path
-from loader.periods import due_periods, parse_now, parse_period
+from loader.periods import parse_now, parse_period, periods_between
 from loader.prune import prune_tenant
-from loader.report import (
-    Progress,
-    failure_payload,
-    notify,
-    run_summary,
-    status_table,
-    tenant_status,
-)
+from loader.report import Progress, collect_status, failure_payload, notify, run_summary, status_table
 from loader.shards import parse_shard, shard_of
-from loader.verify import drifted_periods
-from loader.warehouse import Target, Warehouse, connect, read_watermark, resolve_target
+from loader.warehouse import Warehouse, connect, read_watermark, resolve_target
 from loader.writer import write_period
 
 log = logging.getLogger("loader")
@@ -266,7 +257,7 @@ def run(
             progress.tenant_done()
 
     try:
-        reports = _each_tenant(warehouse_target, tenants, parallel, one)
+        reports = each_tenant(warehouse_target, tenants, parallel, one)
     finally:
         progress.stop()
     _finish(reports, moment, on_failure)
@@ -290,16 +281,14 @@ def backfill(
     first, last = parse_period(tenant, from_), parse_period(tenant, to)
     if last.start_utc < first.start_utc:
         raise ConfigError(f"backfill: --to {to} is before --from {from_}")
-    periods = [first]
-    while periods[-1].start_utc < last.start_utc:
-        periods.append(periods[-1].next())
+    periods = periods_between(first, last)
     ledger_path = ledger or default_ledger_path(config)
     Ledger(ledger_path).close()
 
     def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
         return backfill_tenant(warehouse, tenant, periods, watermark, ledger_path, dry_run)
 
-    reports = _each_tenant(resolve_target(project_dir, profiles_dir, target), [tenant], 1, one)
+    reports = each_tenant(resolve_target(project_dir, profiles_dir, target), [tenant], 1, one)
     _finish(reports, datetime.now(timezone.utc), None)
 
 
@@ -320,22 +309,10 @@ def status(
     settings = load_config(config)
     tenants = settings.selected(brand)
     moment = parse_now(now) if now else datetime.now(timezone.utc)
-    statuses = []
     with Ledger(ledger or default_ledger_path(config)) as book, connect(
         resolve_target(project_dir, profiles_dir, target)
     ) as warehouse:
-        watermark = read_watermark(warehouse)
-        for tenant in tenants:
-            records = book.records(tenant.brand)
-            ready, waiting = due_periods(tenant, tenant.start, moment, watermark)
-            delivered = {r.period_start for r in records if r.status == "delivered"}
-            pending = [p.label for p in ready if p.start_utc.isoformat() not in delivered]
-            drift = drifted_periods(warehouse, tenant, records) if verify else []
-            statuses.append(
-                tenant_status(
-                    tenant.brand, _where(tenant), records, pending, [p.label for p in waiting], drift
-                )
-            )
+        statuses = collect_status(book, warehouse, tenants, moment, verify)
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
     else:
@@ -372,38 +349,6 @@ def prune(
             typer.echo(f"{tenant.brand}: {verb} {len(report.deleted)} files on {report.destination}")
     if failed:
         raise typer.Exit(1)
-
-
-def _where(tenant: Tenant) -> str:
-    destination = tenant.destination
-    if destination.type == "local":
-        return f"local {destination.root}"
-    return f"sftp://{destination.username}@{destination.host}:{destination.port}{destination.root}"
-
-
-def _each_tenant(
-    target: Target,
-    tenants: list[Tenant],
-    parallel: int,
-    job: Callable[[Warehouse, Tenant, datetime | None], TenantReport],
-) -> list[TenantReport]:
-    """Run ``job`` for every tenant, ``parallel`` at a time; one tenant's failure stops no other."""
-    with connect(target) as warehouse:
-        watermark = read_watermark(warehouse)
-
-        def guarded(tenant: Tenant) -> TenantReport:
-            cursor = warehouse.cursor()
-            try:
-                return job(cursor, tenant, watermark)
-            except ExportError as exc:
-                if isinstance(exc, ConfigError):
-                    raise
-                return TenantReport(tenant, error=str(exc))
-            finally:
-                cursor.close()
-
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            return list(pool.map(guarded, tenants))
 
 
 def _finish(reports: list[TenantReport], moment: datetime, on_failure: str | None) -> None:

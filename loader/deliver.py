@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +20,10 @@ from pathlib import Path
 from loader import failpoints
 from loader.config import KINDS, Tenant
 from loader.destinations import Destination, open_destination
-from loader.errors import ExportError
+from loader.errors import ConfigError, ExportError
 from loader.ledger import Ledger, tenant_lock
 from loader.periods import Period, due_periods
-from loader.warehouse import Warehouse
+from loader.warehouse import Target, Warehouse, connect, read_watermark
 from loader.writer import WrittenFile, write_period
 
 log = logging.getLogger(__name__)
@@ -237,3 +238,28 @@ def _locked(
             report = deliver_tenant(warehouse, tenant, ready, ledger, force, on_delivered)
             report.waiting = waiting
             return report
+
+
+def each_tenant(
+    target: Target,
+    tenants: list[Tenant],
+    parallel: int,
+    job: Callable[[Warehouse, Tenant, datetime | None], TenantReport],
+) -> list[TenantReport]:
+    """Run ``job`` for every tenant, ``parallel`` at a time; one tenant's failure stops no other."""
+    with connect(target) as warehouse:
+        watermark = read_watermark(warehouse)
+
+        def guarded(tenant: Tenant) -> TenantReport:
+            cursor = warehouse.cursor()
+            try:
+                return job(cursor, tenant, watermark)
+            except ExportError as exc:
+                if isinstance(exc, ConfigError):
+                    raise
+                return TenantReport(tenant, error=str(exc))
+            finally:
+                cursor.close()
+
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            return list(pool.map(guarded, tenants))

@@ -137,7 +137,7 @@ def generate(warehouse: Warehouse, plan: Plan, schema: str = "raw") -> dict[str,
 
 
 def _brands_sql(plan: Plan) -> str:
-    rows = ", ".join(f"({i}, '{brand}')" for i, brand in enumerate(plan.brands))
+    rows = ", ".join(f"(cast({i} as bigint), '{brand}')" for i, brand in enumerate(plan.brands))
     return f"(values {rows}) as brands(brand_index, brand)"
 
 

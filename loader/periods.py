@@ -217,3 +217,11 @@ def sample_periods(tenant: HasSchedule) -> list[Period]:
             periods.append(period)
             period = period.next()
     return periods
+
+
+def periods_between(first: Period, last: Period) -> list[Period]:
+    """``first`` up to and including ``last``, in order."""
+    periods = [first]
+    while periods[-1].start_utc < last.start_utc:
+        periods.append(periods[-1].next())
+    return periods

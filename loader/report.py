@@ -8,8 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from loader.config import Tenant
 from loader.deliver import Delivered, TenantReport
-from loader.ledger import Record
+from loader.ledger import Ledger, Record
+from loader.periods import due_periods
+from loader.verify import drifted_periods
+from loader.warehouse import Warehouse, read_watermark
 
 
 def _table(header: Sequence[str], rows: list[Sequence[object]]) -> str:
@@ -126,6 +130,34 @@ def tenant_status(
         bytes=sum(r.bytes or 0 for r in delivered),
         drift=drift,
     )
+
+
+def destination_label(tenant: Tenant) -> str:
+    """Where a tenant's files go, without secrets."""
+    destination = tenant.destination
+    if destination.type == "local":
+        return f"local {destination.root}"
+    return f"sftp://{destination.username}@{destination.host}:{destination.port}{destination.root}"
+
+
+def collect_status(
+    ledger: Ledger, warehouse: Warehouse, tenants: list[Tenant], now: datetime, verify: bool
+) -> list[TenantStatus]:
+    """Per tenant: the ledger's deliveries, and the due periods still pending or waiting."""
+    watermark = read_watermark(warehouse)
+    statuses = []
+    for tenant in tenants:
+        records = ledger.records(tenant.brand)
+        ready, waiting = due_periods(tenant, tenant.start, now, watermark)
+        delivered = {r.period_start for r in records if r.status == "delivered"}
+        pending = [p.label for p in ready if p.start_utc.isoformat() not in delivered]
+        drift = drifted_periods(warehouse, tenant, records) if verify else []
+        statuses.append(
+            tenant_status(
+                tenant.brand, destination_label(tenant), records, pending, [p.label for p in waiting], drift
+            )
+        )
+    return statuses
 
 
 def status_table(statuses: list[TenantStatus], verified: bool) -> str:
