@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import copy_profiles, machine, project_env  # noqa: E402
 from tests.sshd import SshServer  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -97,14 +96,6 @@ def recreate_database(name: str) -> None:
     subprocess.run(["psql", "-q", "-c", f'create database "{name}"'], env=env, check=True)
 
 
-def project_env(work: Path, extra: dict[str, str]) -> dict[str, str]:
-    env = {**os.environ, **extra}
-    env["DBT_TARGET_PATH"] = str(work / "target")
-    env["DBT_LOG_PATH"] = str(work / "logs")
-    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
-    return env
-
-
 @dataclass
 class Workspace:
     """A folder with its own dbt profiles, environment and target arguments."""
@@ -117,9 +108,7 @@ class Workspace:
 
 def workspace(work: Path, name: str, target: str, extra_env: dict[str, str]) -> Workspace:
     folder = work / name
-    profiles = folder / "profiles"
-    profiles.mkdir(parents=True)
-    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
+    profiles = copy_profiles(folder)
     arguments = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", target]
     return Workspace(folder, profiles, project_env(folder, extra_env), arguments)
 
@@ -290,11 +279,6 @@ def compression(rows: int, work: Path) -> list[Row]:
 
 
 # -- report -------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, {memory:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def markdown(rows: list[Row], started: datetime) -> str:

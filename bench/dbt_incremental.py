@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,10 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import copy_profiles, machine, project_env  # noqa: E402
+
 BIN = Path(sys.executable).parent
 START = date(2026, 11, 1)
 AS_OF_HOURS = 6  # the generator's snapshot lies this far past its last day
@@ -97,17 +100,8 @@ def _sql(target: str, env: dict[str, str], statements: list[str]) -> list[tuple]
 
 def measure(target: str, history_days: int, brands: str, per_day: int, raw_index: bool, work: Path) -> Measurement:
     tmp = Path(tempfile.mkdtemp(prefix=f"{target}_{history_days}d_", dir=work))
-    env = dict(os.environ)
-    env.update(
-        DBT_TARGET_PATH=str(tmp / "target"),
-        DBT_LOG_PATH=str(tmp / "logs"),
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        ACTIVITY_EXPORT_DUCKDB=str(tmp / "warehouse.duckdb"),
-    )
-    env.pop("DBT_PROFILES_DIR", None)
-    profiles = tmp / "profiles"
-    profiles.mkdir()
-    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
+    env = project_env(tmp, {"ACTIVITY_EXPORT_DUCKDB": str(tmp / "warehouse.duckdb")})
+    profiles = copy_profiles(tmp)
     admin = None
     if target == "postgres":
         env["PGDATABASE"] = f"aexp_bench_{uuid.uuid4().hex[:8]}"
@@ -160,16 +154,11 @@ def measure(target: str, history_days: int, brands: str, per_day: int, raw_index
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _machine() -> str:
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{platform.machine()}, {os.cpu_count()} CPUs (nproc), {memory:.0f} GiB RAM, {platform.platform()}"
-
-
 def report(rows: list[Measurement], args: argparse.Namespace) -> str:
     lines = [
         "# Incremental dbt run: 1x vs 10x history",
         "",
-        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {_machine()}.",
+        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
         "",
         f"Brands {args.brands}, {args.events_per_day:,} events per brand per day; history N days "
         "plus one new day; `bench/dbt_incremental.py`. The timed step is "
@@ -215,16 +204,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "dbt_incremental.md")
     parser.add_argument("--json", type=Path, help="also write the runs as JSON (for `make bench`)")
     args = parser.parse_args()
-    work = ROOT / "bench" / "work"
-    work.mkdir(parents=True, exist_ok=True)
     rows = []
-    for target in args.targets.split(","):
-        variants = [True, False] if target == "postgres" and args.without_raw_index else [True]
-        for raw_index in variants:
-            for days in (int(d) for d in args.history.split(",")):
-                row = measure(target, days, args.brands, args.events_per_day, raw_index, work)
-                print(row, flush=True)
-                rows.append((row, raw_index))
+    with tempfile.TemporaryDirectory(prefix="aexp-dbt-incremental-") as temporary:
+        work = Path(temporary)
+        for target in args.targets.split(","):
+            variants = [True, False] if target == "postgres" and args.without_raw_index else [True]
+            for raw_index in variants:
+                for days in (int(d) for d in args.history.split(",")):
+                    row = measure(target, days, args.brands, args.events_per_day, raw_index, work)
+                    print(row, flush=True)
+                    rows.append((row, raw_index))
     text = report(rows, args)
     args.out.write_text(text)
     print(text)

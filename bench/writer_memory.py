@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -34,6 +32,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import copy_profiles, machine, project_env  # noqa: E402
+
 BIN = Path(sys.executable).parent
 BRAND = "BENCH"
 DAY = "2026-11-01"
@@ -48,15 +50,7 @@ SETTINGS: dict[str, list[str] | None] = {
 
 
 def _env(work: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        ACTIVITY_EXPORT_DUCKDB=str(work / "warehouse.duckdb"),
-        DBT_TARGET_PATH=str(work / "target"),
-        DBT_LOG_PATH=str(work / "logs"),
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-    )
-    env.pop("DBT_PROFILES_DIR", None)
-    return env
+    return project_env(work, {"ACTIVITY_EXPORT_DUCKDB": str(work / "warehouse.duckdb")})
 
 
 def build_warehouse(work: Path, events: int) -> Path:
@@ -65,9 +59,7 @@ def build_warehouse(work: Path, events: int) -> Path:
     if (work / "built").exists():
         return database
     work.mkdir(parents=True, exist_ok=True)
-    (work / "profiles").mkdir(exist_ok=True)
-    shutil.copy(ROOT / "profiles.yml.example", work / "profiles" / "profiles.yml")
-    common = ["--project-dir", str(ROOT), "--profiles-dir", str(work / "profiles"), "--target", "duckdb"]
+    common = ["--project-dir", str(ROOT), "--profiles-dir", str(copy_profiles(work)), "--target", "duckdb"]
     env = _env(work)
     subprocess.run(
         [str(BIN / "activity-export"), "generate", "--brands", BRAND, "--days", "1",
@@ -163,12 +155,7 @@ def main() -> None:
             f"{row['setting']} | {row['peak_mib']:.0f} | {row['seconds']:.1f} | "
             f"{kinds['activity'][1] / 1e6:.0f} |"
         )
-    header = (
-        f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}: "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
-        f"Python {platform.python_version()}\n\n"
-    )
+    header = f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}\n\n"
     text = header + "\n".join(table) + "\n"
     print(text)
     if args.markdown:

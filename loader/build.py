@@ -26,7 +26,6 @@ def dbt_build(
     project_dir: Path,
     profiles_dir: Path | None,
     target: str | None,
-    select: str | None = None,
     quiet: bool = True,
 ) -> None:
     """Run ``dbt build`` (seeds, models, tests) and raise ExportError when it fails."""
@@ -35,8 +34,6 @@ def dbt_build(
         command += ["--profiles-dir", str(profiles_dir)]
     if target:
         command += ["--target", target]
-    if select:
-        command += ["--select", select]
     if quiet:
         command += ["--quiet"]
     log.info("running %s", " ".join(command))

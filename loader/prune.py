@@ -32,7 +32,6 @@ class PruneReport:
     tenant: Tenant
     destination: str = ""
     deleted: list[str] = field(default_factory=list)
-    kept: int = 0
     error: str | None = None
 
 
@@ -116,7 +115,6 @@ def prune_tenant(tenant: Tenant, now: datetime, dry_run: bool) -> PruneReport:
             for folder in _folders(tenant, kind, first, cutoff):
                 for name in destination.list_files(folder):  # type: ignore[attr-defined]
                     if not expired(tenant, kind, name, cutoff):
-                        report.kept += 1
                         continue
                     relative = folder / name
                     if not dry_run:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from loader.config import parse_config
 from loader.errors import ConfigError
-from loader.periods import due_periods, parse_now, parse_period, period_containing
-from pathlib import Path
+from loader.periods import (
+    due_at,
+    due_periods,
+    parse_now,
+    parse_period,
+    period_containing,
+    sample_periods,
+)
 
 
 def tenant(**settings):  # noqa: ANN201
@@ -76,3 +84,106 @@ def test_bad_period_and_now_are_configuration_errors() -> None:
         parse_period(tenant(), "yesterday")
     with pytest.raises(ConfigError, match="with an offset"):
         parse_now("2026-11-26T07:00:00")
+
+
+# --- schedules: periods from the tenant's interval and timezone --------------------------------
+
+
+ZONES = ["Europe/Amsterdam", "Asia/Kolkata", "America/New_York", "Australia/Lord_Howe",
+         "America/Santiago", "Pacific/Chatham", "UTC"]
+
+
+@pytest.mark.parametrize("zone", ZONES)
+@pytest.mark.parametrize("interval", ["hourly", "daily", "weekly"])
+def test_every_instant_lies_in_exactly_one_period(zone: str, interval: str) -> None:
+    configured = tenant(timezone=zone, interval=interval)
+    # every 5 minutes through the 2026 DST changes of the northern and southern hemisphere
+    for start in (datetime(2026, 3, 27, tzinfo=timezone.utc), datetime(2026, 4, 3, tzinfo=timezone.utc),
+                  datetime(2026, 9, 4, tzinfo=timezone.utc), datetime(2026, 10, 23, tzinfo=timezone.utc),
+                  datetime(2026, 10, 30, tzinfo=timezone.utc)):
+        chain = period_containing(configured, start)
+        for step in range(0, 4 * 24 * 12):
+            instant = start + timedelta(minutes=5 * step)
+            while chain.end_utc <= instant:
+                following = chain.next()
+                assert following.start_utc == chain.end_utc  # no gap, no overlap
+                chain = following
+            found = period_containing(configured, instant)
+            assert found.start_utc <= instant < found.end_utc
+            assert found == chain
+            assert found.start_utc.minute % 15 == 0
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "hours"),
+    [
+        ("Europe/Amsterdam", "2026-03-29", 23),
+        ("Europe/Amsterdam", "2026-10-25", 25),
+        ("America/New_York", "2026-03-08", 23),
+        ("America/New_York", "2026-11-01", 25),
+        ("Australia/Lord_Howe", "2026-04-05", 24.5),
+        ("Asia/Kolkata", "2026-03-29", 24),
+    ],
+)
+def test_daily_periods_follow_the_local_calendar(zone: str, day: str, hours: float) -> None:
+    period = parse_period(tenant(timezone=zone), day)
+    assert period.duration == timedelta(hours=hours)
+    assert period.start_local.strftime("%Y-%m-%d %H:%M") == f"{day} 00:00"
+
+
+def test_amsterdam_dst_days_have_exact_utc_bounds() -> None:
+    spring = parse_period(tenant(), "2026-03-29")
+    assert (spring.start_utc, spring.end_utc) == (
+        datetime(2026, 3, 28, 23, tzinfo=timezone.utc), datetime(2026, 3, 29, 22, tzinfo=timezone.utc)
+    )
+    autumn = parse_period(tenant(), "2026-10-25")
+    assert (autumn.start_utc, autumn.end_utc) == (
+        datetime(2026, 10, 24, 22, tzinfo=timezone.utc), datetime(2026, 10, 25, 23, tzinfo=timezone.utc)
+    )
+
+
+def test_second_occurrence_of_the_autumn_hour_is_in_the_same_hourly_period() -> None:
+    hourly = tenant(interval="hourly")
+    first = period_containing(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc))  # 02:30 CEST
+    second = period_containing(hourly, datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc))  # 02:30 CET
+    assert first == second
+    assert first.start_utc == datetime(2026, 10, 25, 0, tzinfo=timezone.utc)
+    assert first.end_utc == datetime(2026, 10, 25, 2, tzinfo=timezone.utc)
+    assert str(hourly.relative_path("activity", first)) == "activity_T_2026102502.csv"
+
+
+def test_a_wall_time_in_the_skipped_spring_hour_belongs_to_the_next_period() -> None:
+    hourly = tenant(interval="hourly")
+    period = parse_period(hourly, "2026-03-29T02")
+    assert period.label == "2026-03-29T03"
+    assert period.start_utc == datetime(2026, 3, 29, 1, tzinfo=timezone.utc)
+
+
+def test_weekly_periods_start_on_monday_in_the_tenant_timezone() -> None:
+    weekly = tenant(interval="weekly", timezone="Asia/Kolkata")
+    for day in ("2026-11-23", "2026-11-26", "2026-11-29"):
+        period = parse_period(weekly, day)
+        assert period.start_local.strftime("%A %Y-%m-%d %H:%M") == "Monday 2026-11-23 00:00"
+        assert period.start_utc == datetime(2026, 11, 22, 18, 30, tzinfo=timezone.utc)
+    dst_week = parse_period(tenant(interval="weekly"), "2026-03-29")
+    assert dst_week.duration == timedelta(days=7, hours=-1)
+
+
+def test_hourly_due_time_counts_real_minutes_over_the_autumn_change() -> None:
+    hourly = tenant(interval="hourly", run_at="00:15")
+    merged = period_containing(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc))
+    assert due_at(hourly, merged) == datetime(2026, 10, 25, 2, 15, tzinfo=timezone.utc)
+
+
+def test_sample_periods_are_consecutive_runs() -> None:
+    for interval in ("hourly", "daily", "weekly"):
+        periods = sample_periods(tenant(interval=interval))
+        assert len(set(periods)) == len(periods)
+
+
+def test_periods_of_the_autumn_night_are_told_apart() -> None:
+    hourly = tenant(interval="hourly")
+    a = period_containing(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc))
+    b = a.next()
+    assert a != b and len({a, b}) == 2
+    assert re.fullmatch(r"2026-10-25T0[23]", b.label)
