@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint lint-python bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,11 +19,18 @@ profiles.yml:
 demo: $(STAMP) profiles.yml
 	$(BIN)/activity-export demo
 
-test: $(STAMP) profiles.yml
+test: lint-python
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) profiles.yml
-	$(BIN)/sqlfluff lint models macros
+# ruff (lint and format) and mypy --strict on the package; `make test` runs these first, and
+# sqlfluff inside the suite (tests/test_models.py).
+lint-python: $(STAMP)
+	$(BIN)/ruff check loader tests bench
+	$(BIN)/ruff format --check loader tests bench
+	$(BIN)/mypy
+
+lint: lint-python profiles.yml
+	$(BIN)/sqlfluff lint models macros tests/dbt
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 

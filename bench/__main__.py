@@ -26,14 +26,15 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import copy_profiles, machine, project_env  # noqa: E402
 from tests.sshd import SshServer  # noqa: E402
+
+from bench.common import copy_profiles, machine, project_env  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
@@ -64,8 +65,13 @@ def timed(command: list[str], env: dict[str, str], stdin: str | None = None) -> 
     """Wall time and peak RSS of one child process (its own, via wait4), failing loudly."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        command,
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     if stdin:
         assert process.stdin is not None
@@ -92,7 +98,9 @@ def pg_env(database: str) -> dict[str, str]:
 
 def recreate_database(name: str) -> None:
     env = pg_env("postgres")
-    subprocess.run(["psql", "-q", "-c", f'drop database if exists "{name}" with (force)'], env=env, check=True)
+    subprocess.run(
+        ["psql", "-q", "-c", f'drop database if exists "{name}" with (force)'], env=env, check=True
+    )
     subprocess.run(["psql", "-q", "-c", f'create database "{name}"'], env=env, check=True)
 
 
@@ -129,8 +137,13 @@ def dbt_models(profiles: Path, target: str, env: dict[str, str]) -> Measurement:
 
 def sftp_destination(server: SshServer, account, known_hosts: Path, root: str) -> dict:
     return {
-        "type": "sftp", "host": server.host, "port": server.port, "username": account.username,
-        "private_key": str(account.private_key), "known_hosts": str(known_hosts), "root": root,
+        "type": "sftp",
+        "host": server.host,
+        "port": server.port,
+        "username": account.username,
+        "private_key": str(account.private_key),
+        "known_hosts": str(known_hosts),
+        "root": root,
     }
 
 
@@ -164,7 +177,21 @@ def one_tenant_day(rows: int, label: str, server: SshServer, work: Path) -> list
     space = workspace(work, f"day_{rows}", "postgres", pg_env(database))
     folder, profiles, env, target = space.folder, space.profiles, space.env, space.target
     print(f"[{label}] generating {rows:,} events into PostgreSQL", flush=True)
-    timed(cli("generate", "--brands", "BENCH", "--days", "1", "--events-per-day", str(rows), "--start", DAY, *target), env)
+    timed(
+        cli(
+            "generate",
+            "--brands",
+            "BENCH",
+            "--days",
+            "1",
+            "--events-per-day",
+            str(rows),
+            "--start",
+            DAY,
+            *target,
+        ),
+        env,
+    )
     print(f"[{label}] dbt run", flush=True)
     dbt_models(profiles, "postgres", env)
 
@@ -172,19 +199,32 @@ def one_tenant_day(rows: int, label: str, server: SshServer, work: Path) -> list
     known_hosts = server.write_known_hosts(folder / "known_hosts")
     config = write_tenants(
         folder / "tenants.yml",
-        {"BENCH": {"start": DAY, "timezone": "UTC", "destination": sftp_destination(server, account, known_hosts, "/upload/ours")}},
+        {
+            "BENCH": {
+                "start": DAY,
+                "timezone": "UTC",
+                "destination": sftp_destination(server, account, known_hosts, "/upload/ours"),
+            }
+        },
     )
     base_dir = folder / "baseline"
     base_dir.mkdir()
     results: list[Row] = []
     for round_number in range(2):
         print(f"[{label}] round {round_number + 1}: baseline psql \\copy + sftp put", flush=True)
-        activity, broadcast = base_dir / f"activity_BENCH_{DAY.replace('-', '')}.csv", base_dir / f"broadcast_BENCH_{DAY.replace('-', '')}.csv"
+        activity, broadcast = (
+            base_dir / f"activity_BENCH_{DAY.replace('-', '')}.csv",
+            base_dir / f"broadcast_BENCH_{DAY.replace('-', '')}.csv",
+        )
         copy_a = timed(["psql", "-c", BASELINE_ACTIVITY.format(path=activity).replace("\n", "")], env)
         activity_rows = int(copy_a.output.split()[-1])  # psql prints "COPY <rows>"
         copy_b = timed(["psql", "-q", "-c", BASELINE_BROADCAST.format(path=broadcast).replace("\n", "")], env)
         put_started = time.perf_counter()
-        put = server.openssh_sftp(account, f"-mkdir /upload/base\nput {activity} /upload/base/\nput {broadcast} /upload/base/\n", timeout=1800)
+        put = server.openssh_sftp(
+            account,
+            f"-mkdir /upload/base\nput {activity} /upload/base/\nput {broadcast} /upload/base/\n",
+            timeout=1800,
+        )
         put_seconds = time.perf_counter() - put_started
         if put.returncode != 0:
             raise SystemExit(f"sftp put failed: {put.stderr}")
@@ -193,20 +233,55 @@ def one_tenant_day(rows: int, label: str, server: SshServer, work: Path) -> list
 
         print(f"[{label}] round {round_number + 1}: activity-export run", flush=True)
         ours = timed(
-            cli("run", "--config", str(config), "--ledger", str(folder / "ledger.sqlite"), "--now", NOW, "--force", *target),
+            cli(
+                "run",
+                "--config",
+                str(config),
+                "--ledger",
+                str(folder / "ledger.sqlite"),
+                "--now",
+                NOW,
+                "--force",
+                *target,
+            ),
             env,
         )
         delivered = account.upload / "ours" / activity.name
-        identical = delivered.read_bytes() == activity.read_bytes() if rows <= 2_000_000 else delivered.stat().st_size == activity.stat().st_size
-        results.append(Row(label, f"baseline psql \\copy + sftp put (round {round_number + 1})", baseline_seconds,
-                           max(copy_a.peak_rss_mb, copy_b.peak_rss_mb), activity_rows, size,
-                           f"copy {copy_a.seconds + copy_b.seconds:.1f}s + put {put_seconds:.1f}s"))
-        results.append(Row(label, f"activity-export run (round {round_number + 1})", ours.seconds, ours.peak_rss_mb, activity_rows, size,
-                           f"{ours.seconds / baseline_seconds:.2f}x baseline; same bytes: {identical}",
-                           {"ratio": ours.seconds / baseline_seconds}))
+        identical = (
+            delivered.read_bytes() == activity.read_bytes()
+            if rows <= 2_000_000
+            else delivered.stat().st_size == activity.stat().st_size
+        )
+        results.append(
+            Row(
+                label,
+                f"baseline psql \\copy + sftp put (round {round_number + 1})",
+                baseline_seconds,
+                max(copy_a.peak_rss_mb, copy_b.peak_rss_mb),
+                activity_rows,
+                size,
+                f"copy {copy_a.seconds + copy_b.seconds:.1f}s + put {put_seconds:.1f}s",
+            )
+        )
+        results.append(
+            Row(
+                label,
+                f"activity-export run (round {round_number + 1})",
+                ours.seconds,
+                ours.peak_rss_mb,
+                activity_rows,
+                size,
+                f"{ours.seconds / baseline_seconds:.2f}x baseline; same bytes: {identical}",
+                {"ratio": ours.seconds / baseline_seconds},
+            )
+        )
         for path in (account.upload / "ours").glob("*"):
             path.unlink()
-    subprocess.run(["psql", "-q", "-c", f'drop database if exists "{database}" with (force)'], env=pg_env("postgres"), check=False)
+    subprocess.run(
+        ["psql", "-q", "-c", f'drop database if exists "{database}" with (force)'],
+        env=pg_env("postgres"),
+        check=False,
+    )
     return results
 
 
@@ -218,12 +293,27 @@ def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
     folder, profiles, env, target = space.folder, space.profiles, space.env, space.target
     brands = [f"T{i:04d}" for i in range(1, count + 1)]
     print(f"[3] generating {count} tenants", flush=True)
-    timed(cli("generate", "--brands", ",".join(brands), "--days", "1", "--events-per-day", "40", "--start", DAY, *target), env)
+    timed(
+        cli(
+            "generate",
+            "--brands",
+            ",".join(brands),
+            "--days",
+            "1",
+            "--events-per-day",
+            "40",
+            "--start",
+            DAY,
+            *target,
+        ),
+        env,
+    )
     dbt_models(profiles, "duckdb", env)
     account = server.add_account()
     known_hosts = server.write_known_hosts(folder / "known_hosts")
     tenants = {
-        brand: {"destination": sftp_destination(server, account, known_hosts, f"/upload/{brand}")} for brand in brands
+        brand: {"destination": sftp_destination(server, account, known_hosts, f"/upload/{brand}")}
+        for brand in brands
     }
     config = write_tenants(folder / "tenants.yml", tenants, start=DAY, timezone="UTC")
     print(f"[3] run for {count} tenants", flush=True)
@@ -231,10 +321,24 @@ def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
     delivered = sum(1 for _ in account.upload.rglob("*.csv"))
     second = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
     return [
-        Row("3", f"run, {count} tenants, sftp, 8 in parallel", first.seconds, first.peak_rss_mb, None, None,
-            f"{first.seconds / count * 1000:.0f} ms per tenant; {delivered} files"),
-        Row("3", f"second run, nothing left to deliver", second.seconds, second.peak_rss_mb, None, None,
-            f"{second.seconds / count * 1000:.1f} ms per tenant"),
+        Row(
+            "3",
+            f"run, {count} tenants, sftp, 8 in parallel",
+            first.seconds,
+            first.peak_rss_mb,
+            None,
+            None,
+            f"{first.seconds / count * 1000:.0f} ms per tenant; {delivered} files",
+        ),
+        Row(
+            "3",
+            "second run, nothing left to deliver",
+            second.seconds,
+            second.peak_rss_mb,
+            None,
+            None,
+            f"{second.seconds / count * 1000:.1f} ms per tenant",
+        ),
     ]
 
 
@@ -251,8 +355,18 @@ def incremental_dbt(work: Path) -> list[Row]:
     data = json.loads(out.read_text())
     rows = []
     for entry in data["runs"]:
-        rows.append(Row("4", entry["label"], entry["seconds"], None, entry.get("rows"), None, entry.get("note", "")))
-    rows.append(Row("4", f"ratio 10x / 1x history ({data['target']})", data["ratio"], note="target <= 1.3 (a ratio, not seconds)", extra={"ratio": data["ratio"]}))
+        rows.append(
+            Row("4", entry["label"], entry["seconds"], None, entry.get("rows"), None, entry.get("note", ""))
+        )
+    rows.append(
+        Row(
+            "4",
+            f"ratio 10x / 1x history ({data['target']})",
+            data["ratio"],
+            note="target <= 1.3 (a ratio, not seconds)",
+            extra={"ratio": data["ratio"]},
+        )
+    )
     return rows
 
 
@@ -260,21 +374,64 @@ def incremental_dbt(work: Path) -> list[Row]:
 
 
 def compression(rows: int, work: Path) -> list[Row]:
-    space = workspace(work, "compression", "duckdb", {"ACTIVITY_EXPORT_DUCKDB": str(work / "compression.duckdb")})
+    space = workspace(
+        work, "compression", "duckdb", {"ACTIVITY_EXPORT_DUCKDB": str(work / "compression.duckdb")}
+    )
     folder, profiles, env, target = space.folder, space.profiles, space.env, space.target
     print(f"[5] compression on {rows:,} rows", flush=True)
-    timed(cli("generate", "--brands", "BENCH", "--days", "1", "--events-per-day", str(rows), "--start", DAY, *target), env)
+    timed(
+        cli(
+            "generate",
+            "--brands",
+            "BENCH",
+            "--days",
+            "1",
+            "--events-per-day",
+            str(rows),
+            "--start",
+            DAY,
+            *target,
+        ),
+        env,
+    )
     dbt_models(profiles, "duckdb", env)
     results = []
     plain = None
     for kind in ("none", "gzip", "zstd"):
         out = folder / kind
-        config = write_tenants(folder / f"{kind}.yml", {"BENCH": {"compression": kind, "destination": {"type": "local", "root": str(out)}}}, timezone="UTC")
-        measured = timed(cli("export", "--config", str(config), "--brand", "BENCH", "--period", DAY, "--out", str(out), *target), env)
+        config = write_tenants(
+            folder / f"{kind}.yml",
+            {"BENCH": {"compression": kind, "destination": {"type": "local", "root": str(out)}}},
+            timezone="UTC",
+        )
+        measured = timed(
+            cli(
+                "export",
+                "--config",
+                str(config),
+                "--brand",
+                "BENCH",
+                "--period",
+                DAY,
+                "--out",
+                str(out),
+                *target,
+            ),
+            env,
+        )
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
         plain = plain or size
-        results.append(Row("5", f"export, compression {kind}", measured.seconds, measured.peak_rss_mb, rows, size,
-                           f"{size / plain:.0%} of uncompressed bytes"))
+        results.append(
+            Row(
+                "5",
+                f"export, compression {kind}",
+                measured.seconds,
+                measured.peak_rss_mb,
+                rows,
+                size,
+                f"{size / plain:.0%} of uncompressed bytes",
+            )
+        )
     return results
 
 
@@ -334,7 +491,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args()
     chosen = set(args.only.split(","))
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     rows: list[Row] = []
     args.out.mkdir(parents=True, exist_ok=True)
 

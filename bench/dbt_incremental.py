@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +57,9 @@ def _run(command: list[str], env: dict[str, str]) -> float:
     completed = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     elapsed = time.perf_counter() - began
     if completed.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{completed.stdout[-4000:]}\n{completed.stderr[-2000:]}")
+        raise SystemExit(
+            f"{' '.join(command)} failed:\n{completed.stdout[-4000:]}\n{completed.stderr[-2000:]}"
+        )
     return elapsed
 
 
@@ -66,7 +68,7 @@ def _model_seconds(target_path: Path) -> dict[str, float]:
     return {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results["results"]}
 
 
-def _pg(dbname: str):  # noqa: ANN202 - psycopg2 connection
+def _pg(dbname: str):
     import psycopg2
 
     con = psycopg2.connect(
@@ -98,7 +100,9 @@ def _sql(target: str, env: dict[str, str], statements: list[str]) -> list[tuple]
     return rows
 
 
-def measure(target: str, history_days: int, brands: str, per_day: int, raw_index: bool, work: Path) -> Measurement:
+def measure(
+    target: str, history_days: int, brands: str, per_day: int, raw_index: bool, work: Path
+) -> Measurement:
     tmp = Path(tempfile.mkdtemp(prefix=f"{target}_{history_days}d_", dir=work))
     env = project_env(tmp, {"ACTIVITY_EXPORT_DUCKDB": str(tmp / "warehouse.duckdb")})
     profiles = copy_profiles(tmp)
@@ -111,11 +115,22 @@ def measure(target: str, history_days: int, brands: str, per_day: int, raw_index
     where = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", target]
     try:
         _run(
-            [str(BIN / "activity-export"), "generate", "--brands", brands, "--days", str(history_days + 1),
-             "--events-per-day", str(per_day), "--start", START.isoformat(), *where],
+            [
+                str(BIN / "activity-export"),
+                "generate",
+                "--brands",
+                brands,
+                "--days",
+                str(history_days + 1),
+                "--events-per-day",
+                str(per_day),
+                "--start",
+                START.isoformat(),
+                *where,
+            ],
             env,
         )
-        cutoff = datetime.combine(START, datetime.min.time(), tzinfo=timezone.utc) + timedelta(
+        cutoff = datetime.combine(START, datetime.min.time(), tzinfo=UTC) + timedelta(
             days=history_days, hours=AS_OF_HOURS
         )
         statements = [
@@ -133,8 +148,10 @@ def measure(target: str, history_days: int, brands: str, per_day: int, raw_index
         raw_events, new_events = _sql(
             target,
             env,
-            [f"select count(*), count(*) filter (where registered_at >= timestamptz '{cutoff.isoformat()}') "
-             "from raw.events"],
+            [
+                f"select count(*), count(*) filter (where registered_at >= timestamptz '{cutoff.isoformat()}') "
+                "from raw.events"
+            ],
         )[0]
         first = _run([str(BIN / "dbt"), "build", "--vars", "{raw_schema: raw_asof}", "--quiet", *where], env)
         # point the staging views back at the full raw schema (untimed: views only)
@@ -143,8 +160,15 @@ def measure(target: str, history_days: int, brands: str, per_day: int, raw_index
         seconds = _model_seconds(tmp / "target")
         tests = _run([str(BIN / "dbt"), "test", "--select", "export_*", "--quiet", *where], env)
         return Measurement(
-            target, history_days, raw_events, new_events, first, incremental,
-            seconds.get("export_activities", 0.0), seconds.get("export_broadcast_touches", 0.0), tests,
+            target,
+            history_days,
+            raw_events,
+            new_events,
+            first,
+            incremental,
+            seconds.get("export_activities", 0.0),
+            seconds.get("export_broadcast_touches", 0.0),
+            tests,
         )
     finally:
         if admin is not None:
@@ -158,7 +182,7 @@ def report(rows: list[Measurement], args: argparse.Namespace) -> str:
     lines = [
         "# Incremental dbt run: 1x vs 10x history",
         "",
-        f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
+        f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
         "",
         f"Brands {args.brands}, {args.events_per_day:,} events per brand per day; history N days "
         "plus one new day; `bench/dbt_incremental.py`. The timed step is "
@@ -195,7 +219,9 @@ def report(rows: list[Measurement], args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--brands", default="A,B")
     parser.add_argument("--events-per-day", type=int, default=100_000)
     parser.add_argument("--history", default="1,10", help="history lengths in days, comma separated")

@@ -22,18 +22,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import paramiko  # noqa: E402
-
-from loader.config import SftpDestination  # noqa: E402
-from loader.destinations import sftp as sftp_module  # noqa: E402
-from loader.destinations.sftp import SftpServer  # noqa: E402
 from tests.sshd import Account, SshServer  # noqa: E402
+
+from activity_export.config import SftpDestination  # noqa: E402
+from activity_export.destinations import sftp as sftp_module  # noqa: E402
+from activity_export.destinations.sftp import SftpServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "sftp_throughput.md"
 
@@ -88,8 +88,13 @@ def main() -> None:
                     out.write(os.urandom(10**6))
             size = source.stat().st_size
             config = SftpDestination(
-                type="sftp", host=server.host, port=server.port, username=account.username,
-                private_key=account.private_key, known_hosts=server.known_hosts, root=account.root,
+                type="sftp",
+                host=server.host,
+                port=server.port,
+                username=account.username,
+                private_key=account.private_key,
+                known_hosts=server.known_hosts,
+                root=account.root,
             )
             preferred = sftp_module.PREFERRED_CIPHERS
             sftp_module.PREFERRED_CIPHERS = (args.cipher,)
@@ -104,26 +109,37 @@ def main() -> None:
                         openssh_times.append(openssh_put(server, account, source, args.cipher))
                     else:
                         paramiko_times.append(paramiko_publish(config, source))
-                print(f"round {round_number + 1}: openssh {openssh_times[-1]:.2f}s, "
-                      f"SftpServer {paramiko_times[-1]:.2f}s", file=sys.stderr)
+                print(
+                    f"round {round_number + 1}: openssh {openssh_times[-1]:.2f}s, "
+                    f"SftpServer {paramiko_times[-1]:.2f}s",
+                    file=sys.stderr,
+                )
             rows = [
                 _row(f"OpenSSH sftp put ({args.cipher})", openssh_times, size),
                 _row(f"SftpServer.publish ({args.cipher})", paramiko_times, size),
             ]
             # context: OpenSSH's default cipher, and paramiko with AES-CTR + HMAC (paramiko's default)
-            rows.append(measure(
-                "OpenSSH sftp put (default cipher, chacha20-poly1305)",
-                lambda: openssh_put(server, account, source, None), args.rounds, size, account,
-            ))
+            rows.append(
+                measure(
+                    "OpenSSH sftp put (default cipher, chacha20-poly1305)",
+                    lambda: openssh_put(server, account, source, None),
+                    args.rounds,
+                    size,
+                    account,
+                )
+            )
             sftp_module.PREFERRED_CIPHERS = ("aes128-ctr",)
-            rows.append(measure(
-                "SftpServer.publish (aes128-ctr + hmac-sha2-256, paramiko's default)",
-                lambda: paramiko_publish(config, source), args.rounds, size, account,
-            ))
+            rows.append(
+                measure(
+                    "SftpServer.publish (aes128-ctr + hmac-sha2-256, paramiko's default)",
+                    lambda: paramiko_publish(config, source),
+                    args.rounds,
+                    size,
+                    account,
+                )
+            )
             sftp_module.PREFERRED_CIPHERS = preferred
-            openssh_version = subprocess.run(
-                ["ssh", "-V"], capture_output=True, text=True
-            ).stderr.strip()
+            openssh_version = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -148,9 +164,9 @@ def main() -> None:
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"paramiko {paramiko.__version__}, {openssh_version}; "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        "What SftpServer does for speed (loader/destinations/sftp.py):",
+        "What SftpServer does for speed (loader/activity_export/destinations/sftp.py):",
         "",
         "- pipelined SFTP writes (`set_pipelined`): requests go out without waiting for each answer;",
         "- write requests as large as the server takes (`limits@openssh.com`, capped at 256 KiB; "

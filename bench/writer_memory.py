@@ -10,7 +10,7 @@ peak RSS from ``resource.getrusage(RUSAGE_CHILDREN)``. A warehouse that already 
 
 The settings compared:
 
-- ``default``: the connection as ``loader.warehouse.connect`` opens it (DuckDB's default memory
+- ``default``: the connection as ``activity_export.warehouse.connect`` opens it (DuckDB's default memory
   limit: 80% of RAM, all cores).
 - ``bounded``: ``memory_limit = '128MB'``, ``threads = 2`` and a ``temp_directory`` set on the
   connection first, so the sort behind the stable row order spills to disk instead of growing
@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ DAY = "2026-11-01"
 SETTINGS: dict[str, list[str] | None] = {
     "idle": None,  # import and connect only: the floor under every measurement
     "default": [],
-    # what loader.warehouse.connect should set (see bench/results/writer_memory.md)
+    # what activity_export.warehouse.connect should set (see bench/results/writer_memory.md)
     "bounded": ["set memory_limit = '128MB'", "set temp_directory = '{tmp}'", "set threads = 2"],
     "bounded-1-thread": ["set memory_limit = '128MB'", "set temp_directory = '{tmp}'", "set threads = 1"],
 }
@@ -62,9 +62,20 @@ def build_warehouse(work: Path, events: int) -> Path:
     common = ["--project-dir", str(ROOT), "--profiles-dir", str(copy_profiles(work)), "--target", "duckdb"]
     env = _env(work)
     subprocess.run(
-        [str(BIN / "activity-export"), "generate", "--brands", BRAND, "--days", "1",
-         "--events-per-day", str(events), *common],
-        env=env, cwd=ROOT, check=True,
+        [
+            str(BIN / "activity-export"),
+            "generate",
+            "--brands",
+            BRAND,
+            "--days",
+            "1",
+            "--events-per-day",
+            str(events),
+            *common,
+        ],
+        env=env,
+        cwd=ROOT,
+        check=True,
     )
     subprocess.run([str(BIN / "dbt"), "build", "--quiet", *common], env=env, cwd=ROOT, check=True)
     (work / "built").touch()
@@ -74,10 +85,10 @@ def build_warehouse(work: Path, events: int) -> Path:
 CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from loader.config import parse_config
-from loader.periods import parse_period
-from loader.warehouse import Target, connect
-from loader.writer import write_period
+from activity_export.config import parse_config
+from activity_export.periods import parse_period
+from activity_export.warehouse import Target, connect
+from activity_export.writer import write_period
 
 database, out, setting_sql = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 raw = {"tenants": {"BENCH": {"destination": {"type": "local", "root": str(out)}}}}
@@ -110,7 +121,10 @@ def measure(database: Path, work: Path, setting: str) -> dict:
     began = time.perf_counter()
     completed = subprocess.run(
         [sys.executable, "-c", CHILD, str(database), str(out), json.dumps(statements)],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     wall = time.perf_counter() - began
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -138,7 +152,9 @@ def main() -> None:
             # each measurement in its own grandchild so RUSAGE_CHILDREN starts from zero
             completed = subprocess.run(
                 [sys.executable, __file__, "--one", str(database), str(work), setting],
-                capture_output=True, text=True, check=True,
+                capture_output=True,
+                text=True,
+                check=True,
             )
             result = json.loads(completed.stdout)
             result["events"] = events
@@ -155,7 +171,7 @@ def main() -> None:
             f"{row['setting']} | {row['peak_mib']:.0f} | {row['seconds']:.1f} | "
             f"{kinds['activity'][1] / 1e6:.0f} |"
         )
-    header = f"\n## {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}\n\n"
+    header = f"\n## {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {machine()}\n\n"
     text = header + "\n".join(table) + "\n"
     print(text)
     if args.markdown:

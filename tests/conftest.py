@@ -102,7 +102,7 @@ def pg_settings() -> dict[str, str]:
     }
 
 
-def pg_connect(dbname: str):  # noqa: ANN201 - psycopg2 connection
+def pg_connect(dbname: str):
     import psycopg2
 
     settings = pg_settings()

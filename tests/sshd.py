@@ -45,9 +45,7 @@ class SshdUnavailable(RuntimeError):
 def require_tools() -> None:
     """Fail loudly, naming the package, when sshd or the OpenSSH client tools are missing."""
     if not SSHD.is_file():
-        raise SshdUnavailable(
-            f"{SSHD} not found: install openssh-server (apt-get install openssh-server)"
-        )
+        raise SshdUnavailable(f"{SSHD} not found: install openssh-server (apt-get install openssh-server)")
     for tool in (SSH_KEYGEN, SFTP, "ssh-keyscan"):
         if shutil.which(tool) is None:
             raise SshdUnavailable(
@@ -268,8 +266,18 @@ Match Group {SFTP_GROUP}
         groups = PASSWORD_GROUP if password is not None else ""
         if _run("id", "-u", username, check=False).returncode != 0:
             result = _run(
-                "useradd", "--no-create-home", "--home-dir", "/", "--shell", "/usr/sbin/nologin",
-                "--gid", SFTP_GROUP, "--password", "*", username, check=False,
+                "useradd",
+                "--no-create-home",
+                "--home-dir",
+                "/",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--gid",
+                SFTP_GROUP,
+                "--password",
+                "*",
+                username,
+                check=False,
             )
             if result.returncode not in (0, 9):  # 9: created meanwhile by a parallel run
                 raise RuntimeError(f"useradd {username} failed: {result.stderr.strip()}")
@@ -303,11 +311,29 @@ Match Group {SFTP_GROUP}
         """Run OpenSSH's own ``sftp -b -`` as ``account`` (key login, this known_hosts only)."""
         return subprocess.run(
             [
-                SFTP, "-b", "-", "-i", str(account.private_key), "-P", str(port or self.port),
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-                "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-F", "/dev/null",
-                *options, f"{account.username}@{self.host}",
+                SFTP,
+                "-b",
+                "-",
+                "-i",
+                str(account.private_key),
+                "-P",
+                str(port or self.port),
+                "-o",
+                f"UserKnownHostsFile={self.known_hosts}",
+                "-o",
+                "GlobalKnownHostsFile=/dev/null",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "IdentityAgent=none",
+                "-F",
+                "/dev/null",
+                *options,
+                f"{account.username}@{self.host}",
             ],
             input=batch,
             capture_output=True,

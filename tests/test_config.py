@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from loader.check import (
+from activity_export.check import (
     check_config,
     config_problems,
     next_due_period,
@@ -22,10 +22,10 @@ from loader.check import (
     readable_delimiter,
     render_summary,
 )
-from loader.cli import app
-from loader.config import Tenant, load_config, parse_config
-from loader.errors import ConfigError
-from loader.periods import parse_now, parse_period
+from activity_export.cli import app
+from activity_export.config import Tenant, load_config, parse_config
+from activity_export.errors import ConfigError
+from activity_export.periods import parse_now, parse_period
 
 BAD = sorted((Path(__file__).parent / "configs" / "bad").glob("*.yml"))
 
@@ -109,10 +109,20 @@ def test_every_default_matches_the_spec() -> None:
     assert (default.extension, default.delimiter, default.header) == ("csv", ";", True)
     assert (default.compression, default.folder, default.manifest) == ("none", "", False)
     assert default.titles("activity") == [
-        "broadcastid", "customerid", "externalid", "email", "activity", "activitydate", "description",
+        "broadcastid",
+        "customerid",
+        "externalid",
+        "email",
+        "activity",
+        "activitydate",
+        "description",
     ]
     assert default.titles("broadcast") == [
-        "broadcastid", "broadcasttype", "description", "subject", "sentdate",
+        "broadcastid",
+        "broadcasttype",
+        "description",
+        "subject",
+        "sentdate",
     ]
 
 
@@ -195,16 +205,23 @@ def test_template_results_stay_under_the_root(settings: dict[str, str], words: s
 @pytest.mark.parametrize(
     ("settings", "periods"),
     [
-        ({"interval": "hourly", "file_name": "{kind}_{brand}_{period:%Y%m%d}.{extension}"},
-         "hourly periods 2026-03-29T01 and 2026-03-29T03"),
-        ({"interval": "hourly", "file_name": "{kind}_{brand}_{period:%H}.{extension}"},
-         "hourly periods 2026-03-29T01 and 2026-03-30T01"),
-        ({"file_name": "{kind}_{brand}_{period:%Y%m}.{extension}"},
-         "daily periods 2026-03-29 and 2026-03-30"),
-        ({"file_name": "{kind}_{brand}_{period:%m%d}.{extension}"},
-         "daily periods 2026-03-29 and 2027-03-29"),
-        ({"interval": "weekly", "file_name": "{kind}_{brand}_{period:%Y%m}.{extension}"},
-         "weekly periods"),
+        (
+            {"interval": "hourly", "file_name": "{kind}_{brand}_{period:%Y%m%d}.{extension}"},
+            "hourly periods 2026-03-29T01 and 2026-03-29T03",
+        ),
+        (
+            {"interval": "hourly", "file_name": "{kind}_{brand}_{period:%H}.{extension}"},
+            "hourly periods 2026-03-29T01 and 2026-03-30T01",
+        ),
+        (
+            {"file_name": "{kind}_{brand}_{period:%Y%m}.{extension}"},
+            "daily periods 2026-03-29 and 2026-03-30",
+        ),
+        (
+            {"file_name": "{kind}_{brand}_{period:%m%d}.{extension}"},
+            "daily periods 2026-03-29 and 2027-03-29",
+        ),
+        ({"interval": "weekly", "file_name": "{kind}_{brand}_{period:%Y%m}.{extension}"}, "weekly periods"),
     ],
 )
 def test_two_periods_may_not_share_a_file_name(settings: dict[str, str], periods: str) -> None:
@@ -272,8 +289,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     raw = {
         "tenants": {
             "A": {"delimiter": ";;", "destination": {"type": "local", "root": "/a"}},
-            "B": {"timezone": "Nowhere/City", "compression": "rar",
-                  "destination": {"type": "local", "root": "/b"}},
+            "B": {
+                "timezone": "Nowhere/City",
+                "compression": "rar",
+                "destination": {"type": "local", "root": "/b"},
+            },
         }
     }
     with pytest.raises(ConfigError) as caught:
@@ -298,13 +318,27 @@ def _expectations(path: Path) -> tuple[int, list[str], list[str]]:
 
 def test_the_corpus_covers_every_refusal_rule() -> None:
     names = {path.stem for path in BAD}
-    for rule in ("delimiter_two_characters", "delimiter_quote", "delimiter_line_break",
-                 "extension_with_dot", "extension_with_separator", "brand_code",
-                 "template_unknown_field", "template_attribute_access", "template_index_access",
-                 "folder_absolute", "folder_climbs_out", "extra_field_unknown",
-                 "column_rename_unknown", "column_titles_clash", "hourly_without_hour",
-                 "timezone_unknown", "run_at_out_of_range", "local_destination_with_sftp_key",
-                 "sftp_destination_unknown_key"):
+    for rule in (
+        "delimiter_two_characters",
+        "delimiter_quote",
+        "delimiter_line_break",
+        "extension_with_dot",
+        "extension_with_separator",
+        "brand_code",
+        "template_unknown_field",
+        "template_attribute_access",
+        "template_index_access",
+        "folder_absolute",
+        "folder_climbs_out",
+        "extra_field_unknown",
+        "column_rename_unknown",
+        "column_titles_clash",
+        "hourly_without_hour",
+        "timezone_unknown",
+        "run_at_out_of_range",
+        "local_destination_with_sftp_key",
+        "sftp_destination_unknown_key",
+    ):
         assert rule in names
 
 
@@ -315,9 +349,19 @@ def test_bad_configuration_is_refused_before_any_work(path: Path, tmp_path: Path
     result = CliRunner().invoke(
         app,
         [
-            "export", "--config", str(path), "--brand", "BRANDNAAM", "--period", "2026-11-25",
-            "--out", str(out), "--project-dir", str(tmp_path / "no-project"),
-            "--profiles-dir", str(tmp_path / "no-profiles"),
+            "export",
+            "--config",
+            str(path),
+            "--brand",
+            "BRANDNAAM",
+            "--period",
+            "2026-11-25",
+            "--out",
+            str(out),
+            "--project-dir",
+            str(tmp_path / "no-project"),
+            "--profiles-dir",
+            str(tmp_path / "no-profiles"),
         ],
     )
     message = result.output
@@ -342,8 +386,14 @@ def _check_config(tmp_path: Path, destination: dict[str, Any], **settings: Any) 
 def _sftp(tmp_path: Path, **login: str) -> dict[str, Any]:
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text("", encoding="utf-8")
-    return {"type": "sftp", "host": "sftp.example.nl", "username": "brandnaam",
-            "known_hosts": str(known_hosts), "root": "/upload", **login}
+    return {
+        "type": "sftp",
+        "host": "sftp.example.nl",
+        "username": "brandnaam",
+        "known_hosts": str(known_hosts),
+        "root": "/upload",
+        **login,
+    }
 
 
 def test_check_reports_an_unset_password_variable_as_a_configuration_error(
@@ -399,7 +449,10 @@ def test_check_summary_describes_schedule_format_and_names(tmp_path: Path) -> No
     text = render_summary(summaries)
     assert "hourly in Asia/Kolkata, due at 15 minutes past each hour" in text
     # now is 11:30 IST: the 10:00 hour was due at 11:15, the 11:00 hour is next
-    assert "next period     2026-11-26T11: 2026-11-26 11:00 IST to 2026-11-26 12:00 IST, due 2026-11-26 12:15 IST" in text
+    assert (
+        "next period     2026-11-26T11: 2026-11-26 11:00 IST to 2026-11-26 12:00 IST, due 2026-11-26 12:15 IST"
+        in text
+    )
     assert 'delimiter "\\t" (tab), header no, compression zstd, extension csv, manifest yes' in text
     assert "activity file   extra fields os, url; renamed externalid as klantnummer" in text
     assert "broadcast file  extra fields campaignid; renamed none" in text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from loader.shards import parse_shard, shard_of
+from activity_export.shards import parse_shard, shard_of
 from tests.conftest import Project
 from tests.sshd import Account, SshServer
 
@@ -47,12 +47,24 @@ def test_run_delivers_over_sftp_the_same_bytes_export_writes(
 
     listing = sshd_server.openssh_sftp(account, "ls -1 /upload\n")
     assert listing.returncode == 0, listing.stderr
-    names = sorted(line.strip().rsplit("/", 1)[-1] for line in listing.stdout.splitlines() if "_BRANDNAAM_" in line)
-    assert names == sorted(f"{k}_BRANDNAAM_2026110{d}.csv" for k in ("activity", "broadcast") for d in (1, 2, 3))
+    names = sorted(
+        line.strip().rsplit("/", 1)[-1] for line in listing.stdout.splitlines() if "_BRANDNAAM_" in line
+    )
+    assert names == sorted(
+        f"{k}_BRANDNAAM_2026110{d}.csv" for k in ("activity", "broadcast") for d in (1, 2, 3)
+    )
 
     built_duckdb.run(
-        "export", "--config", str(config), "--brand", "BRANDNAAM", "--period", "2026-11-02",
-        "--out", str(tmp_path / "local"), *built_duckdb.cli_args(),
+        "export",
+        "--config",
+        str(config),
+        "--brand",
+        "BRANDNAAM",
+        "--period",
+        "2026-11-02",
+        "--out",
+        str(tmp_path / "local"),
+        *built_duckdb.cli_args(),
     )
     fetched = tmp_path / "fetched.csv"
     get = sshd_server.openssh_sftp(account, f"get /upload/activity_BRANDNAAM_20261102.csv {fetched}\n")
@@ -71,17 +83,28 @@ def test_unreachable_server_fails_its_tenant_only_and_is_recorded(
         tmp_path,
         {
             "BRANDNAAM": down,
-            "MODEHUIS": {"start": "2026-11-01", "destination": {"type": "local", "root": str(tmp_path / "ok")}},
+            "MODEHUIS": {
+                "start": "2026-11-01",
+                "destination": {"type": "local", "root": str(tmp_path / "ok")},
+            },
         },
     )
     result = built_duckdb.run(
-        "run", "--config", str(config), "--now", NOW, *built_duckdb.cli_args(), check=False,
+        "run",
+        "--config",
+        str(config),
+        "--now",
+        NOW,
+        *built_duckdb.cli_args(),
+        check=False,
         env={"ACTIVITY_EXPORT_SFTP_RETRY_SECONDS": "2"},
     )
     assert result.returncode == 1
     assert "BRANDNAAM" in result.stderr and "127.0.0.1:1" in result.stderr
     assert len(list((tmp_path / "ok").glob("*.csv"))) == 6
-    status = built_duckdb.run("status", "--config", str(config), "--now", NOW, "--json", *built_duckdb.cli_args())
+    status = built_duckdb.run(
+        "status", "--config", str(config), "--now", NOW, "--json", *built_duckdb.cli_args()
+    )
     by_brand = {entry["brand"]: entry for entry in json.loads(status.stdout)}
     assert by_brand["BRANDNAAM"]["last_delivered"] is None
     assert by_brand["BRANDNAAM"]["pending"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
@@ -104,8 +127,15 @@ def test_wrong_password_is_refused_without_showing_it(
     config = write(tmp_path, {"BRANDNAAM": tenant})
     secret = "wrong-staple-Secret-42"
     result = built_duckdb.run(
-        "-v", "run", "--config", str(config), "--now", NOW, *built_duckdb.cli_args(),
-        check=False, env={"BRAND_SFTP_PASSWORD": secret},
+        "-v",
+        "run",
+        "--config",
+        str(config),
+        "--now",
+        NOW,
+        *built_duckdb.cli_args(),
+        check=False,
+        env={"BRAND_SFTP_PASSWORD": secret},
     )
     assert result.returncode == 1
     assert "BRANDNAAM" in result.stderr
@@ -136,7 +166,9 @@ def test_prune_deletes_only_our_own_expired_files(
     assert sorted(p.name for p in account.upload.iterdir()) == sorted(names)
 
     built_duckdb.run("prune", "--config", str(config), "--now", NOW)
-    assert sorted(p.name for p in account.upload.iterdir()) == sorted(n for n, gone in names.items() if not gone)
+    assert sorted(p.name for p in account.upload.iterdir()) == sorted(
+        n for n, gone in names.items() if not gone
+    )
 
 
 def test_every_tenant_lands_in_exactly_one_shard() -> None:
@@ -164,7 +196,15 @@ def test_check_connect_logs_in_and_names_the_tenant_it_cannot_trust(
     )
     result = built_duckdb.run("check", "--config", str(config), "--connect", check=False)
     assert result.returncode == 1
-    lines = {line.split(":")[0]: line for line in result.stdout.splitlines() if line.startswith(("BRANDNAAM:", "MODEHUIS:"))}
+    lines = {
+        line.split(":")[0]: line
+        for line in result.stdout.splitlines()
+        if line.startswith(("BRANDNAAM:", "MODEHUIS:"))
+    }
     assert "ok" in lines["BRANDNAAM"] and "probe" in lines["BRANDNAAM"]
-    assert "FAILED" in lines["MODEHUIS"] and "SHA256:" in lines["MODEHUIS"] and "ssh-keyscan" in lines["MODEHUIS"]
+    assert (
+        "FAILED" in lines["MODEHUIS"]
+        and "SHA256:" in lines["MODEHUIS"]
+        and "ssh-keyscan" in lines["MODEHUIS"]
+    )
     assert list(good.upload.iterdir()) == []  # the probe file was removed again

@@ -45,7 +45,9 @@ def test_demo_delivers_every_due_period_and_a_second_run_changes_nothing(
     assert second.stdout.splitlines()[-2:] == first.stdout.splitlines()[-2:]
     brandnaam = sorted(p for p in delivered if p.startswith("BRANDNAAM/"))
     assert brandnaam == [
-        f"BRANDNAAM/{kind}_BRANDNAAM_2026110{day}.csv" for kind in ("activity", "broadcast") for day in (1, 2, 3)
+        f"BRANDNAAM/{kind}_BRANDNAAM_2026110{day}.csv"
+        for kind in ("activity", "broadcast")
+        for day in (1, 2, 3)
     ]
     for name in brandnaam:
         with (workdir / "exports" / name).open(newline="", encoding="utf-8") as handle:
@@ -59,7 +61,9 @@ def test_demo_tenant_with_gzip_folders_and_manifest(duckdb_project: Project, tmp
     workdir = tmp_path / "work"
     (workdir / "demo").mkdir(parents=True)
     shutil.copy(ROOT / "demo" / "tenants.yml", workdir / "demo" / "tenants.yml")
-    duckdb_project.run("demo", "--days", "2", "--events-per-day", "300", *duckdb_project.cli_args(), cwd=workdir)
+    duckdb_project.run(
+        "demo", "--days", "2", "--events-per-day", "300", *duckdb_project.cli_args(), cwd=workdir
+    )
 
     root = workdir / "exports" / "MODEHUIS"
     manifest = json.loads((root / "manifest/2026/11/manifest_MODEHUIS_20261101.json").read_text())

@@ -96,7 +96,9 @@ def new_database() -> Iterator[Callable[[], str]]:
     admin.close()
 
 
-def _make_project(target: str, tmp: Path, new_database: Callable[[], str], schema: str = "analytics") -> Project:
+def _make_project(
+    target: str, tmp: Path, new_database: Callable[[], str], schema: str = "analytics"
+) -> Project:
     return _project(tmp, target, new_database() if target == "postgres" else None, schema)
 
 
@@ -254,8 +256,8 @@ CAPTURE_QUERIES = textwrap.dedent(
     from pathlib import Path
     from types import SimpleNamespace
 
-    from loader.warehouse import connect, resolve_target
-    from loader.writer import activity_query, broadcast_query
+    from activity_export.warehouse import connect, resolve_target
+    from activity_export.writer import activity_query, broadcast_query
 
     fields = {
         "activity": ["broadcastid", "customerid", "externalid", "email", "activity", "activitydate",
@@ -286,7 +288,13 @@ def indexed_postgres(tmp_path_factory: pytest.TempPathFactory, new_database: Cal
     """Three brands, ten days: export_activities spans a few thousand pages."""
     project = _project(tmp_path_factory.mktemp("indexed"), "postgres", new_database())
     project.run(
-        "generate", "--brands", "BRANDNAAM,MODEHUIS,ZEEBRUG", "--days", "10", "--events-per-day", "4000",
+        "generate",
+        "--brands",
+        "BRANDNAAM,MODEHUIS,ZEEBRUG",
+        "--days",
+        "10",
+        "--events-per-day",
+        "4000",
         *project.cli_args(),
     )
     project.dbt("build")
@@ -296,9 +304,20 @@ def indexed_postgres(tmp_path_factory: pytest.TempPathFactory, new_database: Cal
 
 def _loader_queries(project: Project, mode: str, tmp_path: Path) -> tuple[str, list[str]]:
     completed = subprocess.run(
-        [str(BIN / "python"), "-c", CAPTURE_QUERIES, str(ROOT), str(project.profiles_dir), mode,
-         str(tmp_path / "slice.csv")],
-        env=project.env, cwd=ROOT, capture_output=True, text=True, check=False,
+        [
+            str(BIN / "python"),
+            "-c",
+            CAPTURE_QUERIES,
+            str(ROOT),
+            str(project.profiles_dir),
+            mode,
+            str(tmp_path / "slice.csv"),
+        ],
+        env=project.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     setting = re.search(r"pg_use_ctid_scan=(\w+)", completed.stdout)
@@ -318,7 +337,9 @@ def _plans(project: Project, queries: list[str]) -> dict[str, list[str]]:
     return plans
 
 
-def test_loader_slice_queries_are_index_range_scans_on_postgres(indexed_postgres: Project, tmp_path: Path) -> None:
+def test_loader_slice_queries_are_index_range_scans_on_postgres(
+    indexed_postgres: Project, tmp_path: Path
+) -> None:
     """What DuckDB's postgres extension sends for one brand-day, with ctid-range scans off (the
     setting the loader needs, see docs/models.md), plans as index scans; enable_seqscan untouched."""
     _setting, queries = _loader_queries(indexed_postgres, "without-ctid-scan", tmp_path)
@@ -335,11 +356,15 @@ def test_loader_slice_queries_are_index_range_scans_on_postgres(indexed_postgres
         [plan] = plans[table]
         assert 'COLLATE "C"' in plan, plan  # the index's collation
         assert re.search(rf"Index (Only )?Scan on {index}", plan), plan
-        assert "Seq Scan on export_activities" not in plan and "Seq Scan on export_broadcast_touches" not in plan, plan
+        assert (
+            "Seq Scan on export_activities" not in plan and "Seq Scan on export_broadcast_touches" not in plan
+        ), plan
     print(json.dumps(plans, indent=2))
 
 
-def test_loader_connection_does_not_split_scans_into_ctid_ranges(indexed_postgres: Project, tmp_path: Path) -> None:
+def test_loader_connection_does_not_split_scans_into_ctid_ranges(
+    indexed_postgres: Project, tmp_path: Path
+) -> None:
     setting, queries = _loader_queries(indexed_postgres, "as-configured", tmp_path)
     assert setting.lower() == "false"
     assert not [query for query in queries if "ctid" in query]
@@ -350,7 +375,9 @@ def test_loader_connection_does_not_split_scans_into_ctid_ranges(indexed_postgre
 
 def test_unknown_event_type_only_warns(built_duckdb: Project) -> None:
     completed = built_duckdb.dbt("test", "--select", "stg_platform__events")
-    assert re.search(r"WARN \d+ relationships_stg_platform__events_event_type", completed.stdout), completed.stdout
+    assert re.search(r"WARN \d+ relationships_stg_platform__events_event_type", completed.stdout), (
+        completed.stdout
+    )
 
 
 def test_dbt_docs_generate_succeeds(built_duckdb: Project) -> None:
@@ -364,7 +391,11 @@ def test_sqlfluff_lint_is_clean(tmp_path: Path) -> None:
     env = dict(project.env, DBT_PROFILES_DIR=str(project.profiles_dir))
     completed = subprocess.run(
         [str(BIN / "sqlfluff"), "lint", "models", "macros", "tests/dbt", "--format", "json", "--nofail"],
-        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     results = json.loads(completed.stdout[completed.stdout.index("[") :])

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from loader.config import parse_config
-from loader.errors import ConfigError
-from loader.periods import (
+from activity_export.config import parse_config
+from activity_export.errors import ConfigError
+from activity_export.periods import (
     due_at,
     due_periods,
     parse_now,
@@ -20,14 +20,12 @@ from loader.periods import (
 )
 
 
-def tenant(**settings):  # noqa: ANN201
+def tenant(**settings):
     raw = {"tenants": {"T": {"destination": {"type": "local", "root": "/tmp/x"}, **settings}}}
     return parse_config(raw, Path("tenants.yml")).tenant("T")
 
 
-@pytest.mark.parametrize(
-    ("day", "hours"), [("2026-03-29", 23), ("2026-10-25", 25), ("2026-11-25", 24)]
-)
+@pytest.mark.parametrize(("day", "hours"), [("2026-03-29", 23), ("2026-10-25", 25), ("2026-11-25", 24)])
 def test_amsterdam_days_last_23_25_or_24_hours(day: str, hours: int) -> None:
     period = parse_period(tenant(), day)
     assert period.duration == timedelta(hours=hours)
@@ -36,8 +34,8 @@ def test_amsterdam_days_last_23_25_or_24_hours(day: str, hours: int) -> None:
 
 def test_hourly_kolkata_periods_start_on_the_half_hour_in_utc() -> None:
     period = parse_period(tenant(interval="hourly", timezone="Asia/Kolkata"), "2026-11-25T13")
-    assert period.start_utc == datetime(2026, 11, 25, 7, 30, tzinfo=timezone.utc)
-    assert period.end_utc == datetime(2026, 11, 25, 8, 30, tzinfo=timezone.utc)
+    assert period.start_utc == datetime(2026, 11, 25, 7, 30, tzinfo=UTC)
+    assert period.end_utc == datetime(2026, 11, 25, 8, 30, tzinfo=UTC)
     assert period.label == "2026-11-25T13"
 
 
@@ -58,7 +56,7 @@ def test_weekly_periods_run_monday_to_monday() -> None:
 def test_due_periods_wait_for_the_watermark() -> None:
     daily = tenant(start="2026-11-20")
     now = parse_now("2026-11-26T07:00:00+01:00")
-    watermark = datetime(2026, 11, 24, 1, 0, tzinfo=timezone.utc)
+    watermark = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)
     ready, waiting = due_periods(daily, daily.start, now, watermark)
     assert [p.label for p in ready] == ["2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"]
     assert [p.label for p in waiting] == ["2026-11-24", "2026-11-25"]
@@ -72,7 +70,7 @@ def test_period_before_run_at_is_not_due() -> None:
 
 def test_every_instant_belongs_to_exactly_one_period() -> None:
     hourly = tenant(interval="hourly")
-    period = period_containing(hourly, datetime(2026, 10, 24, 22, tzinfo=timezone.utc))
+    period = period_containing(hourly, datetime(2026, 10, 24, 22, tzinfo=UTC))
     for _ in range(30):
         following = period.next()
         assert following.start_utc == period.end_utc
@@ -89,8 +87,15 @@ def test_bad_period_and_now_are_configuration_errors() -> None:
 # --- schedules: periods from the tenant's interval and timezone --------------------------------
 
 
-ZONES = ["Europe/Amsterdam", "Asia/Kolkata", "America/New_York", "Australia/Lord_Howe",
-         "America/Santiago", "Pacific/Chatham", "UTC"]
+ZONES = [
+    "Europe/Amsterdam",
+    "Asia/Kolkata",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "America/Santiago",
+    "Pacific/Chatham",
+    "UTC",
+]
 
 
 @pytest.mark.parametrize("zone", ZONES)
@@ -98,9 +103,13 @@ ZONES = ["Europe/Amsterdam", "Asia/Kolkata", "America/New_York", "Australia/Lord
 def test_every_instant_lies_in_exactly_one_period(zone: str, interval: str) -> None:
     configured = tenant(timezone=zone, interval=interval)
     # every 5 minutes through the 2026 DST changes of the northern and southern hemisphere
-    for start in (datetime(2026, 3, 27, tzinfo=timezone.utc), datetime(2026, 4, 3, tzinfo=timezone.utc),
-                  datetime(2026, 9, 4, tzinfo=timezone.utc), datetime(2026, 10, 23, tzinfo=timezone.utc),
-                  datetime(2026, 10, 30, tzinfo=timezone.utc)):
+    for start in (
+        datetime(2026, 3, 27, tzinfo=UTC),
+        datetime(2026, 4, 3, tzinfo=UTC),
+        datetime(2026, 9, 4, tzinfo=UTC),
+        datetime(2026, 10, 23, tzinfo=UTC),
+        datetime(2026, 10, 30, tzinfo=UTC),
+    ):
         chain = period_containing(configured, start)
         for step in range(0, 4 * 24 * 12):
             instant = start + timedelta(minutes=5 * step)
@@ -134,21 +143,23 @@ def test_daily_periods_follow_the_local_calendar(zone: str, day: str, hours: flo
 def test_amsterdam_dst_days_have_exact_utc_bounds() -> None:
     spring = parse_period(tenant(), "2026-03-29")
     assert (spring.start_utc, spring.end_utc) == (
-        datetime(2026, 3, 28, 23, tzinfo=timezone.utc), datetime(2026, 3, 29, 22, tzinfo=timezone.utc)
+        datetime(2026, 3, 28, 23, tzinfo=UTC),
+        datetime(2026, 3, 29, 22, tzinfo=UTC),
     )
     autumn = parse_period(tenant(), "2026-10-25")
     assert (autumn.start_utc, autumn.end_utc) == (
-        datetime(2026, 10, 24, 22, tzinfo=timezone.utc), datetime(2026, 10, 25, 23, tzinfo=timezone.utc)
+        datetime(2026, 10, 24, 22, tzinfo=UTC),
+        datetime(2026, 10, 25, 23, tzinfo=UTC),
     )
 
 
 def test_second_occurrence_of_the_autumn_hour_is_in_the_same_hourly_period() -> None:
     hourly = tenant(interval="hourly")
-    first = period_containing(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc))  # 02:30 CEST
-    second = period_containing(hourly, datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc))  # 02:30 CET
+    first = period_containing(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=UTC))  # 02:30 CEST
+    second = period_containing(hourly, datetime(2026, 10, 25, 1, 30, tzinfo=UTC))  # 02:30 CET
     assert first == second
-    assert first.start_utc == datetime(2026, 10, 25, 0, tzinfo=timezone.utc)
-    assert first.end_utc == datetime(2026, 10, 25, 2, tzinfo=timezone.utc)
+    assert first.start_utc == datetime(2026, 10, 25, 0, tzinfo=UTC)
+    assert first.end_utc == datetime(2026, 10, 25, 2, tzinfo=UTC)
     assert str(hourly.relative_path("activity", first)) == "activity_T_2026102502.csv"
 
 
@@ -156,7 +167,7 @@ def test_a_wall_time_in_the_skipped_spring_hour_belongs_to_the_next_period() -> 
     hourly = tenant(interval="hourly")
     period = parse_period(hourly, "2026-03-29T02")
     assert period.label == "2026-03-29T03"
-    assert period.start_utc == datetime(2026, 3, 29, 1, tzinfo=timezone.utc)
+    assert period.start_utc == datetime(2026, 3, 29, 1, tzinfo=UTC)
 
 
 def test_weekly_periods_start_on_monday_in_the_tenant_timezone() -> None:
@@ -164,15 +175,15 @@ def test_weekly_periods_start_on_monday_in_the_tenant_timezone() -> None:
     for day in ("2026-11-23", "2026-11-26", "2026-11-29"):
         period = parse_period(weekly, day)
         assert period.start_local.strftime("%A %Y-%m-%d %H:%M") == "Monday 2026-11-23 00:00"
-        assert period.start_utc == datetime(2026, 11, 22, 18, 30, tzinfo=timezone.utc)
+        assert period.start_utc == datetime(2026, 11, 22, 18, 30, tzinfo=UTC)
     dst_week = parse_period(tenant(interval="weekly"), "2026-03-29")
     assert dst_week.duration == timedelta(days=7, hours=-1)
 
 
 def test_hourly_due_time_counts_real_minutes_over_the_autumn_change() -> None:
     hourly = tenant(interval="hourly", run_at="00:15")
-    merged = period_containing(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc))
-    assert due_at(hourly, merged) == datetime(2026, 10, 25, 2, 15, tzinfo=timezone.utc)
+    merged = period_containing(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=UTC))
+    assert due_at(hourly, merged) == datetime(2026, 10, 25, 2, 15, tzinfo=UTC)
 
 
 def test_sample_periods_are_consecutive_runs() -> None:
@@ -183,7 +194,7 @@ def test_sample_periods_are_consecutive_runs() -> None:
 
 def test_periods_of_the_autumn_night_are_told_apart() -> None:
     hourly = tenant(interval="hourly")
-    a = period_containing(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc))
+    a = period_containing(hourly, datetime(2026, 10, 25, 0, 30, tzinfo=UTC))
     b = a.next()
     assert a != b and len({a, b}) == 2
     assert re.fullmatch(r"2026-10-25T0[23]", b.label)

@@ -19,18 +19,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loader.config import Tenant, parse_config
-from loader.periods import parse_period
-from loader.warehouse import Target, Warehouse
-from loader.writer import write_period
+from activity_export.config import Tenant, parse_config
+from activity_export.periods import parse_period
+from activity_export.warehouse import Target, Warehouse
+from activity_export.writer import write_period
 from tests.conftest import pg_connect
 from tests.test_writer import create_export_relations, fill_export_relations
 
-TEXT_COLUMNS = ("external_id", "email", "description", "url", "message", "os", "device",
-                "browser", "user_agent")
+TEXT_COLUMNS = (
+    "external_id",
+    "email",
+    "description",
+    "url",
+    "message",
+    "os",
+    "device",
+    "browser",
+    "user_agent",
+)
 # the file field each text column lands in (all extras configured)
-TEXT_FIELDS = ("externalid", "email", "description", "url", "message", "os", "device",
-               "browser", "useragent")
+TEXT_FIELDS = ("externalid", "email", "description", "url", "message", "os", "device", "browser", "useragent")
 ALL_EXTRAS = ["eventid", "registereddate", "url", "message", "os", "device", "browser", "useragent"]
 
 TRICKY = [
@@ -81,8 +89,24 @@ def _tenant(delimiter: str, header: bool = True) -> Tenant:
 
 def _activity(event_id: int, values: tuple[str | None, ...]) -> tuple[Any, ...]:
     external_id, email, description, url, message, os_name, device, browser, user_agent = values
-    return (event_id, "RT", 1, event_id, external_id, email, "OPEN", "2026-11-25 10:00:00",
-            "2026-11-25 10:00:00", description, url, message, os_name, device, browser, user_agent)
+    return (
+        event_id,
+        "RT",
+        1,
+        event_id,
+        external_id,
+        email,
+        "OPEN",
+        "2026-11-25 10:00:00",
+        "2026-11-25 10:00:00",
+        description,
+        url,
+        message,
+        os_name,
+        device,
+        browser,
+        user_agent,
+    )
 
 
 BROADCAST = [(1, "RT", "SINGLE", "d", "s", "2026-11-25 09:00:00", None, None)]
@@ -115,8 +139,9 @@ def _write(warehouse: Warehouse, tenant: Tenant, rows: list[tuple[str | None, ..
 
 def _through_csv_module(path: Path, tenant: Tenant) -> list[list[str]]:
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle, delimiter=tenant.delimiter, quotechar='"', doublequote=True,
-                               strict=True))
+        rows = list(
+            csv.reader(handle, delimiter=tenant.delimiter, quotechar='"', doublequote=True, strict=True)
+        )
     if tenant.header:
         assert rows[0] == tenant.titles("activity")
         rows = rows[1:]
@@ -129,9 +154,7 @@ def _through_postgres(pg: Any, path: Path, tenant: Tenant) -> list[tuple[str | N
     delimiter = tenant.delimiter.replace("'", "''")
     with pg.cursor() as cursor:
         cursor.execute(
-            f"create temporary table {table} ("
-            + ", ".join(f'"{title}" text' for title in titles)
-            + ")"
+            f"create temporary table {table} (" + ", ".join(f'"{title}" text' for title in titles) + ")"
         )
         with path.open("rb") as handle:
             cursor.copy_expert(
@@ -166,8 +189,9 @@ def _expected_file_rows(tenant: Tenant, rows: list[tuple[str | None, ...]]) -> l
     return expected
 
 
-def _check_round_trip(pg: Any, warehouse: Warehouse, tenant: Tenant,
-                      rows: list[tuple[str | None, ...]], out: Path) -> None:
+def _check_round_trip(
+    pg: Any, warehouse: Warehouse, tenant: Tenant, rows: list[tuple[str | None, ...]], out: Path
+) -> None:
     path = _write(warehouse, tenant, rows, out)
     expected = _expected_file_rows(tenant, rows)
     fields = tenant.fields("activity")
@@ -187,17 +211,26 @@ def test_tricky_values_round_trip(delimiter: str, pg: Any, warehouse: Warehouse,
     # each tricky value once in every text column, and NULL/'' side by side
     rows = [tuple(value for _ in TEXT_COLUMNS) for value in TRICKY]
     rows.append(("", None, "", None, "", None, "", None, ""))
-    rows.append((f"only{tenant.delimiter}", f"{tenant.delimiter}", f'"{tenant.delimiter}"',
-                 None, "", "x", "\r", "\n", '"'))
+    rows.append(
+        (
+            f"only{tenant.delimiter}",
+            f"{tenant.delimiter}",
+            f'"{tenant.delimiter}"',
+            None,
+            "",
+            "x",
+            "\r",
+            "\n",
+            '"',
+        )
+    )
     _check_round_trip(pg, warehouse, tenant, rows, tmp_path)
 
 
 def test_null_and_empty_string_differ_in_the_bytes(warehouse: Warehouse, tmp_path: Path) -> None:
     tenant = _tenant(";", header=False)
     path = _write(warehouse, tenant, [("", None, "", None, "", None, "", None, "")], tmp_path)
-    assert path.read_bytes() == (
-        b'1;1;"";;OPEN;2026-11-25 11:00:00;"";1;2026-11-25 11:00:00;;"";;"";;""\n'
-    )
+    assert path.read_bytes() == (b'1;1;"";;OPEN;2026-11-25 11:00:00;"";1;2026-11-25 11:00:00;;"";;"";;""\n')
 
 
 def test_header_only_file_round_trips_to_no_rows(pg: Any, warehouse: Warehouse, tmp_path: Path) -> None:
@@ -210,7 +243,7 @@ def test_header_only_file_round_trips_to_no_rows(pg: Any, warehouse: Warehouse, 
 # Text without NUL (neither DuckDB nor PostgreSQL text holds it) and without surrogates.
 field_text = st.text(
     alphabet=st.one_of(
-        st.sampled_from(list(';,|\t "\'\r\n\\.x') + ["é", "😀", "\u2028", "\ufeff"]),
+        st.sampled_from([*";,|\t \"'\r\n\\.x", "é", "😀", "\u2028", "\ufeff"]),
         st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
     ),
     max_size=12,
@@ -222,8 +255,12 @@ delimiters = st.sampled_from([";", "|", ",", "\\t", " ", ":", "'", "\\", "a", "~
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(delimiter=delimiters, header=st.booleans(), rows=st.lists(row_values, min_size=0, max_size=4))
 def test_random_values_round_trip(
-    delimiter: str, header: bool, rows: list[tuple[str | None, ...]], pg: Any,
-    warehouse: Warehouse, tmp_path_factory: pytest.TempPathFactory,
+    delimiter: str,
+    header: bool,
+    rows: list[tuple[str | None, ...]],
+    pg: Any,
+    warehouse: Warehouse,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     out = tmp_path_factory.mktemp("random")
     _check_round_trip(pg, warehouse, _tenant(delimiter, header), rows, out)

@@ -63,7 +63,9 @@ def test_missed_days_are_caught_up_in_order(built_duckdb: Project, tmp_path: Pat
     result = run(built_duckdb, config)
     lines = [line for line in result.stdout.splitlines() if line.startswith("BRANDNAAM 2026")]
     assert [line.split(":")[0] for line in lines] == [
-        "BRANDNAAM 2026-11-01", "BRANDNAAM 2026-11-02", "BRANDNAAM 2026-11-03",
+        "BRANDNAAM 2026-11-01",
+        "BRANDNAAM 2026-11-02",
+        "BRANDNAAM 2026-11-03",
     ]
     assert sorted(server_files(tmp_path)) == sorted(EXPECTED)
 
@@ -85,8 +87,16 @@ def test_second_run_delivers_nothing_and_force_and_backfill_resend_the_same_byte
     assert all(forced[name][1] != first[name][1] for name in first)  # really sent again
 
     built_duckdb.run(
-        "backfill", "--config", str(config), "--brand", "BRANDNAAM", "--from", "2026-11-02",
-        "--to", "2026-11-03", *built_duckdb.cli_args(),
+        "backfill",
+        "--config",
+        str(config),
+        "--brand",
+        "BRANDNAAM",
+        "--from",
+        "2026-11-02",
+        "--to",
+        "2026-11-03",
+        *built_duckdb.cli_args(),
     )
     backfilled = server_files(tmp_path)
     assert {n: s for n, (s, _) in backfilled.items()} == {n: s for n, (s, _) in first.items()}
@@ -132,11 +142,18 @@ def test_killed_run_is_finished_by_the_next_without_duplicates(
 def test_two_concurrent_runs_deliver_each_period_once(built_duckdb: Project, tmp_path: Path) -> None:
     config = write_config(tmp_path)
     command = [
-        str(BIN / "activity-export"), "run", "--config", str(config), "--now", NOW,
+        str(BIN / "activity-export"),
+        "run",
+        "--config",
+        str(config),
+        "--now",
+        NOW,
         *built_duckdb.cli_args(),
     ]
     runs = [
-        subprocess.Popen(command, env=built_duckdb.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            command, env=built_duckdb.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outputs = [process.communicate(timeout=120) for process in runs]
@@ -237,12 +254,24 @@ def test_dst_days_deliver_23_and_25_hours_of_activity(
     first = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
     following = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
     project = fresh_project(
-        duckdb_project, tmp_path, "--brands", "BRANDNAAM", "--days", "3",
-        "--events-per-day", "500", "--start", first,
+        duckdb_project,
+        tmp_path,
+        "--brands",
+        "BRANDNAAM",
+        "--days",
+        "3",
+        "--events-per-day",
+        "500",
+        "--start",
+        first,
     )
     config = write_config(tmp_path, start=day, extra_fields={"activity": ["registereddate"]})
     project.run(
-        "run", "--config", str(config), "--now", f"{following}T07:00:00+01:00",
+        "run",
+        "--config",
+        str(config),
+        "--now",
+        f"{following}T07:00:00+01:00",
         *project.cli_args(),
     )
     name = f"activity_BRANDNAAM_{day.replace('-', '')}.csv"
@@ -254,4 +283,3 @@ def test_dst_days_deliver_23_and_25_hours_of_activity(
     assert {row["registereddate"][:10] for row in rows} == {day}
     hours = {row["registereddate"][11:13] for row in rows}
     assert {"00", "23"} <= hours
-

@@ -13,9 +13,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from loader.config import SftpDestination
-from loader.destinations import partial_name
-from loader.destinations.sftp import (
+from activity_export.config import SftpDestination
+from activity_export.destinations import partial_name
+from activity_export.destinations.sftp import (
     POSIX_RENAME,
     HostKeyError,
     RemotePathError,
@@ -23,7 +23,7 @@ from loader.destinations.sftp import (
     SftpServer,
     TransientSftpError,
 )
-from loader.errors import ExportError
+from activity_export.errors import ExportError
 from tests.sshd import Account, SshServer, free_port, generate_key, known_hosts_entry, public_key_line
 
 pytestmark = pytest.mark.sshd
@@ -431,7 +431,9 @@ def test_trusting_the_key_with_ssh_keyscan_as_suggested_lets_the_login_through(
     known_hosts.write_text("")
     scanned = subprocess.run(
         ["ssh-keyscan", "-p", str(sshd_server.port), "-t", "ed25519", "127.0.0.1"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     known_hosts.write_text(scanned.stdout)
     with sftp_server(destination(sshd_server, account, known_hosts=known_hosts)) as server:

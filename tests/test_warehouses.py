@@ -42,7 +42,9 @@ def test_export_relations_hold_the_same_rows_on_duckdb_and_postgres(
 
 def test_sms_page_and_unknown_events_never_reach_the_export(built_duckdb: Project) -> None:
     with duckdb.connect(built_duckdb.env["ACTIVITY_EXPORT_DUCKDB"], read_only=True) as con:
-        raw_channels = {row[0] for row in con.execute("select distinct channel from raw.broadcasts").fetchall()}
+        raw_channels = {
+            row[0] for row in con.execute("select distinct channel from raw.broadcasts").fetchall()
+        }
         raw_types = {row[0] for row in con.execute("select distinct event_type from raw.events").fetchall()}
         leaked = con.execute(
             """
@@ -51,9 +53,7 @@ def test_sms_page_and_unknown_events_never_reach_the_export(built_duckdb: Projec
             where broadcasts.channel <> 'email'
             """
         ).fetchone()[0]
-        duplicates = con.execute(
-            "select count(*) - count(distinct event_id) from raw.events"
-        ).fetchone()[0]
+        duplicates = con.execute("select count(*) - count(distinct event_id) from raw.events").fetchone()[0]
         exported = con.execute(
             "select count(*), count(distinct event_id) from main.export_activities"
         ).fetchone()
@@ -77,9 +77,7 @@ def _export(project: Project, out: Path, period: str) -> dict[str, str]:
         "demo/tenants.yml",
         *project.cli_args(),
     )
-    return {
-        path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(out.rglob("*.csv"))
-    }
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(out.rglob("*.csv"))}
 
 
 def test_export_writes_identical_files_from_duckdb_and_postgres(
@@ -93,7 +91,13 @@ def test_export_writes_identical_files_from_duckdb_and_postgres(
     with activity.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle, delimiter=";"))
     assert rows[0] == [
-        "broadcastid", "customerid", "externalid", "email", "activity", "activitydate", "description",
+        "broadcastid",
+        "customerid",
+        "externalid",
+        "email",
+        "activity",
+        "activitydate",
+        "description",
     ]
     assert len(rows) > 100
     assert all(len(row) == 7 for row in rows)

@@ -22,11 +22,11 @@ from typing import Any
 import duckdb
 import pytest
 
-from loader.config import Tenant, parse_config
-from loader.errors import ExportError
-from loader.periods import parse_period
-from loader.warehouse import Target, Warehouse, connect
-from loader.writer import write_period
+from activity_export.config import Tenant, parse_config
+from activity_export.errors import ExportError
+from activity_export.periods import parse_period
+from activity_export.warehouse import Target, Warehouse, connect
+from activity_export.writer import write_period
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
@@ -69,14 +69,37 @@ select 1, timestamptz '2027-01-01 00:00:00+00', count(*) from main.export_activi
 
 BROADCASTS = [
     # broadcast_id, brand, type, description, subject, sent_at (UTC), campaign_id, from_address
-    (101, "GOLD", "SINGLE", "Winter sale; 50% off", 'Hi {$firstname}, "cold" deals',
-     "2026-11-25 08:00:00", 7, "news@gold.example"),
-    (102, "GOLD", "CAMPAIGN", "Welkom | series", "Line one\r\nline two", "2025-11-20 09:00:00",
-     None, None),
-    (103, "GOLD", "QUICKMAIL", "Sent today, no activity yet", "", "2026-11-25 22:30:00", 8,
-     "quick@gold.example"),
-    (104, "GOLD", "SPLITRUN", "Tab\there", "Ünïcödé 😀 – “quotes”", "2026-03-28 23:30:00", None,
-     "split@gold.example"),
+    (
+        101,
+        "GOLD",
+        "SINGLE",
+        "Winter sale; 50% off",
+        'Hi {$firstname}, "cold" deals',
+        "2026-11-25 08:00:00",
+        7,
+        "news@gold.example",
+    ),
+    (102, "GOLD", "CAMPAIGN", "Welkom | series", "Line one\r\nline two", "2025-11-20 09:00:00", None, None),
+    (
+        103,
+        "GOLD",
+        "QUICKMAIL",
+        "Sent today, no activity yet",
+        "",
+        "2026-11-25 22:30:00",
+        8,
+        "quick@gold.example",
+    ),
+    (
+        104,
+        "GOLD",
+        "SPLITRUN",
+        "Tab\there",
+        "Ünïcödé 😀 – “quotes”",
+        "2026-03-28 23:30:00",
+        None,
+        "split@gold.example",
+    ),
     (105, "GOLD", "SINGLE", "Herfst", "Autumn night", "2026-10-25 01:15:00", 9, None),
     (106, "GOLD", "SINGLE", "Kolkata hour", None, "2026-11-25 07:45:00", None, None),
     (107, "GOLD", "SINGLE", "Never sent", "Draft", None, None, None),
@@ -89,50 +112,179 @@ COMPLAINT = 'Spam; "abuse" report\r\nsecond line'
 URL = 'https://gold.example/p?a=1;b=2|c=\t3&d="4"'
 
 
-def _event(event_id: int, broadcast_id: int, customer_id: int, activity: str, occurred: str,
-           registered: str, *, brand: str = "GOLD", external_id: str | None = None,
-           email: str | None = None, description: str | None = None, url: str | None = None,
-           message: str | None = None, os_name: str | None = None, device: str | None = None,
-           browser: str | None = None, user_agent: str | None = None) -> tuple[Any, ...]:
-    return (event_id, brand, broadcast_id, customer_id, external_id, email, activity, occurred,
-            registered, description, url, message, os_name, device, browser, user_agent)
+def _event(
+    event_id: int,
+    broadcast_id: int,
+    customer_id: int,
+    activity: str,
+    occurred: str,
+    registered: str,
+    *,
+    brand: str = "GOLD",
+    external_id: str | None = None,
+    email: str | None = None,
+    description: str | None = None,
+    url: str | None = None,
+    message: str | None = None,
+    os_name: str | None = None,
+    device: str | None = None,
+    browser: str | None = None,
+    user_agent: str | None = None,
+) -> tuple[Any, ...]:
+    return (
+        event_id,
+        brand,
+        broadcast_id,
+        customer_id,
+        external_id,
+        email,
+        activity,
+        occurred,
+        registered,
+        description,
+        url,
+        message,
+        os_name,
+        device,
+        browser,
+        user_agent,
+    )
 
 
 ACTIVITIES = [
     # 2026-11-25 in Europe/Amsterdam is [2026-11-24 23:00, 2026-11-25 23:00) UTC
-    _event(1001, 101, 1, "BROADCAST", "2026-11-25 08:00:05", "2026-11-25 08:00:06",
-           external_id="K-1", email="a@x.nl"),
-    _event(1002, 101, 2, "OPEN", "2026-11-25 09:15:00", "2026-11-25 09:15:01", email="b@x.nl",
-           os_name="iOS", device="mobile", browser="Apple Mail", user_agent=UA),
-    _event(1003, 101, 3, "CLICK", "2026-11-25 09:20:00", "2026-11-25 09:20:30", external_id="",
-           email="c@x.nl", description=URL, url=URL, os_name="Windows", device="desktop",
-           browser="Edge", user_agent=""),
-    _event(1004, 102, 1, "OPEN", "2026-11-25 12:00:00", "2026-11-25 12:00:01",
-           external_id="K-1", email="a@x.nl"),
-    _event(1005, 101, 4, "HARDBOUNCE", "2026-11-24 22:59:59", "2026-11-25 03:00:00",
-           external_id="K-4", email="d@x.nl", description=BOUNCE, message=BOUNCE),
+    _event(
+        1001,
+        101,
+        1,
+        "BROADCAST",
+        "2026-11-25 08:00:05",
+        "2026-11-25 08:00:06",
+        external_id="K-1",
+        email="a@x.nl",
+    ),
+    _event(
+        1002,
+        101,
+        2,
+        "OPEN",
+        "2026-11-25 09:15:00",
+        "2026-11-25 09:15:01",
+        email="b@x.nl",
+        os_name="iOS",
+        device="mobile",
+        browser="Apple Mail",
+        user_agent=UA,
+    ),
+    _event(
+        1003,
+        101,
+        3,
+        "CLICK",
+        "2026-11-25 09:20:00",
+        "2026-11-25 09:20:30",
+        external_id="",
+        email="c@x.nl",
+        description=URL,
+        url=URL,
+        os_name="Windows",
+        device="desktop",
+        browser="Edge",
+        user_agent="",
+    ),
+    _event(
+        1004, 102, 1, "OPEN", "2026-11-25 12:00:00", "2026-11-25 12:00:01", external_id="K-1", email="a@x.nl"
+    ),
+    _event(
+        1005,
+        101,
+        4,
+        "HARDBOUNCE",
+        "2026-11-24 22:59:59",
+        "2026-11-25 03:00:00",
+        external_id="K-4",
+        email="d@x.nl",
+        description=BOUNCE,
+        message=BOUNCE,
+    ),
     _event(1006, 101, 5, "OPEN", "2026-11-24 20:00:00", "2026-11-24 22:59:59", email="e@x.nl"),
-    _event(1007, 101, 6, "CLICK", "2026-11-25 22:50:00", "2026-11-25 23:00:00", email="f@x.nl",
-           description="https://late.example", url="https://late.example"),
-    _event(1008, 101, 7, "UNSUBSCRIBE", "2026-11-25 22:59:59", "2026-11-25 22:59:59",
-           external_id="K-7", email="g@x.nl"),
-    _event(1009, 101, 8, "COMPLAINT", "2026-11-25 10:00:00", "2026-11-25 10:05:00",
-           external_id="K;8", email="h@x.nl", description=COMPLAINT, message=COMPLAINT),
-    _event(1010, 101, 9, "SOFTBOUNCE", "2026-11-25 09:20:00", "2026-11-25 09:21:00",
-           external_id='K"9', email="i@x.nl", description="mailbox full", message="mailbox full"),
+    _event(
+        1007,
+        101,
+        6,
+        "CLICK",
+        "2026-11-25 22:50:00",
+        "2026-11-25 23:00:00",
+        email="f@x.nl",
+        description="https://late.example",
+        url="https://late.example",
+    ),
+    _event(
+        1008,
+        101,
+        7,
+        "UNSUBSCRIBE",
+        "2026-11-25 22:59:59",
+        "2026-11-25 22:59:59",
+        external_id="K-7",
+        email="g@x.nl",
+    ),
+    _event(
+        1009,
+        101,
+        8,
+        "COMPLAINT",
+        "2026-11-25 10:00:00",
+        "2026-11-25 10:05:00",
+        external_id="K;8",
+        email="h@x.nl",
+        description=COMPLAINT,
+        message=COMPLAINT,
+    ),
+    _event(
+        1010,
+        101,
+        9,
+        "SOFTBOUNCE",
+        "2026-11-25 09:20:00",
+        "2026-11-25 09:21:00",
+        external_id='K"9',
+        email="i@x.nl",
+        description="mailbox full",
+        message="mailbox full",
+    ),
     # Asia/Kolkata 2026-11-25T13 is [07:30, 08:30) UTC
     _event(1011, 106, 10, "OPEN", "2026-11-25 07:29:00", "2026-11-25 07:29:59", email="j@x.nl"),
     _event(1012, 106, 10, "OPEN", "2026-11-25 07:29:30", "2026-11-25 07:30:00", email="j@x.nl"),
-    _event(1013, 106, 11, "CLICK", "2026-11-25 08:29:00", "2026-11-25 08:29:59",
-           email="k@x.nl", description="https://in.example", url="https://in.example"),
+    _event(
+        1013,
+        106,
+        11,
+        "CLICK",
+        "2026-11-25 08:29:00",
+        "2026-11-25 08:29:59",
+        email="k@x.nl",
+        description="https://in.example",
+        url="https://in.example",
+    ),
     _event(1014, 106, 11, "OPEN", "2026-11-25 08:30:00", "2026-11-25 08:30:00", email="k@x.nl"),
-    _event(2001, 201, 1, "OPEN", "2026-11-25 10:00:00", "2026-11-25 10:00:00", brand="OTHER",
-           email="other@x.nl"),
+    _event(
+        2001, 201, 1, "OPEN", "2026-11-25 10:00:00", "2026-11-25 10:00:00", brand="OTHER", email="other@x.nl"
+    ),
     # 2026-03-29 in Amsterdam: [2026-03-28 23:00, 2026-03-29 22:00) UTC, 23 hours
     _event(1101, 104, 12, "OPEN", "2026-03-28 22:59:59", "2026-03-28 22:59:59", email="l@x.nl"),
     _event(1102, 104, 12, "OPEN", "2026-03-28 23:00:00", "2026-03-28 23:00:00", email="l@x.nl"),
-    _event(1103, 104, 13, "CLICK", "2026-03-29 00:59:00", "2026-03-29 00:59:59", email="m@x.nl",
-           description="https://spring.example", url="https://spring.example"),
+    _event(
+        1103,
+        104,
+        13,
+        "CLICK",
+        "2026-03-29 00:59:00",
+        "2026-03-29 00:59:59",
+        email="m@x.nl",
+        description="https://spring.example",
+        url="https://spring.example",
+    ),
     _event(1104, 104, 13, "OPEN", "2026-03-29 01:00:00", "2026-03-29 01:00:00", email="m@x.nl"),
     _event(1105, 104, 14, "OPEN", "2026-03-29 21:59:59", "2026-03-29 21:59:59", email="n@x.nl"),
     _event(1106, 104, 14, "OPEN", "2026-03-29 22:00:00", "2026-03-29 22:00:00", email="n@x.nl"),
@@ -140,8 +292,17 @@ ACTIVITIES = [
     _event(1201, 105, 15, "OPEN", "2026-10-24 21:59:59", "2026-10-24 21:59:59", email="o@x.nl"),
     _event(1202, 105, 15, "OPEN", "2026-10-24 22:00:00", "2026-10-24 22:00:00", email="o@x.nl"),
     _event(1203, 105, 16, "OPEN", "2026-10-25 00:30:00", "2026-10-25 00:30:00", email="p@x.nl"),
-    _event(1204, 105, 16, "CLICK", "2026-10-25 01:30:00", "2026-10-25 01:30:00", email="p@x.nl",
-           description="https://autumn.example", url="https://autumn.example"),
+    _event(
+        1204,
+        105,
+        16,
+        "CLICK",
+        "2026-10-25 01:30:00",
+        "2026-10-25 01:30:00",
+        email="p@x.nl",
+        description="https://autumn.example",
+        url="https://autumn.example",
+    ),
     _event(1205, 105, 17, "OPEN", "2026-10-25 22:59:59", "2026-10-25 22:59:59", email="q@x.nl"),
     _event(1206, 105, 17, "OPEN", "2026-10-25 23:00:00", "2026-10-25 23:00:00", email="q@x.nl"),
 ]
@@ -230,8 +391,16 @@ GOLDEN_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "extras_renamed_manifest": (
         {
             "extra_fields": {
-                "activity": ["eventid", "registereddate", "url", "message", "os", "device",
-                             "browser", "useragent"],
+                "activity": [
+                    "eventid",
+                    "registereddate",
+                    "url",
+                    "message",
+                    "os",
+                    "device",
+                    "browser",
+                    "useragent",
+                ],
                 "broadcast": ["fromaddress", "campaignid"],
             },
             "columns": {
@@ -255,9 +424,7 @@ def test_files_match_the_golden_files(case: str, warehouse: Warehouse, tmp_path:
     settings, period_text = GOLDEN_CASES[case]
     configured = tenant(**settings)
     files = write_period(warehouse, configured, parse_period(configured, period_text), tmp_path)
-    written = {
-        _plain_name(Path(*f.relative.parts)).as_posix(): decompressed(f.path) for f in files
-    }
+    written = {_plain_name(Path(*f.relative.parts)).as_posix(): decompressed(f.path) for f in files}
     folder = GOLDEN / case
     if UPDATE:
         shutil.rmtree(folder, ignore_errors=True)
@@ -339,14 +506,23 @@ def test_same_bytes_for_many_rows_across_threads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
-        ({}, {"activity": b"broadcastid;customerid;externalid;email;activity;activitydate;description\n",
-              "broadcast": b"broadcastid;broadcasttype;description;subject;sentdate\n"}),
+        (
+            {},
+            {
+                "activity": b"broadcastid;customerid;externalid;email;activity;activitydate;description\n",
+                "broadcast": b"broadcastid;broadcasttype;description;subject;sentdate\n",
+            },
+        ),
         ({"header": False}, {"activity": b"", "broadcast": b""}),
         ({"header": False, "compression": "gzip"}, {"activity": b"", "broadcast": b""}),
         ({"header": False, "compression": "zstd"}, {"activity": b"", "broadcast": b""}),
-        ({"compression": "zstd", "delimiter": "\\t"},
-         {"activity": b"broadcastid\tcustomerid\texternalid\temail\tactivity\tactivitydate\tdescription\n",
-          "broadcast": b"broadcastid\tbroadcasttype\tdescription\tsubject\tsentdate\n"}),
+        (
+            {"compression": "zstd", "delimiter": "\\t"},
+            {
+                "activity": b"broadcastid\tcustomerid\texternalid\temail\tactivity\tactivitydate\tdescription\n",
+                "broadcast": b"broadcastid\tbroadcasttype\tdescription\tsubject\tsentdate\n",
+            },
+        ),
     ],
 )
 def test_empty_period_still_gives_both_files(
@@ -362,9 +538,7 @@ def test_empty_period_still_gives_both_files(
             assert written.bytes == 0
 
 
-def test_manifest_names_each_file_with_rows_bytes_and_sha256(
-    warehouse: Warehouse, tmp_path: Path
-) -> None:
+def test_manifest_names_each_file_with_rows_bytes_and_sha256(warehouse: Warehouse, tmp_path: Path) -> None:
     configured = tenant(manifest=True, compression="gzip", folder="{kind}")
     files = write_period(warehouse, configured, parse_period(configured, "2026-11-25"), tmp_path)
     manifest = json.loads(files[-1].path.read_text(encoding="utf-8"))
@@ -382,9 +556,7 @@ def test_manifest_names_each_file_with_rows_bytes_and_sha256(
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_a_failed_write_leaves_no_file_and_no_open_transaction(
-    warehouse: Warehouse, tmp_path: Path
-) -> None:
+def test_a_failed_write_leaves_no_file_and_no_open_transaction(warehouse: Warehouse, tmp_path: Path) -> None:
     configured = tenant()
     period = parse_period(configured, "2026-11-25")
     blocker = tmp_path / "broadcast_GOLD_20261125.csv"

@@ -14,16 +14,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
-from loader.config import COMPRESSION_SUFFIX, KINDS, SftpDestination, Tenant
-from loader.destinations import open_destination
-from loader.periods import Period, period_containing
+from activity_export.config import COMPRESSION_SUFFIX, KINDS, SftpDestination, Tenant
+from activity_export.destinations import open_destination
+from activity_export.periods import Period, period_containing
 
 log = logging.getLogger(__name__)
 
 # strftime directives a period format may use, and what they look like in a name
 DIRECTIVES = {
-    "Y": r"\d{4}", "y": r"\d{2}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}", "M": r"\d{2}",
-    "j": r"\d{3}", "V": r"\d{2}", "G": r"\d{4}", "u": r"\d", "%": "%",
+    "Y": r"\d{4}",
+    "y": r"\d{2}",
+    "m": r"\d{2}",
+    "d": r"\d{2}",
+    "H": r"\d{2}",
+    "M": r"\d{2}",
+    "j": r"\d{3}",
+    "V": r"\d{2}",
+    "G": r"\d{4}",
+    "u": r"\d",
+    "%": "%",
 }
 
 
@@ -46,7 +55,11 @@ def _name_pattern(tenant: Tenant, kind: str) -> tuple[re.Pattern[str], str] | No
             period_format = spec or "%Y-%m-%d %H:%M:%S"
             pattern += f"(?P<period>{_format_regex(period_format)})"
         else:
-            value = {"brand": tenant.brand, "kind": kind, "extension": "json" if kind == "manifest" else tenant.extension}[name]
+            value = {
+                "brand": tenant.brand,
+                "kind": kind,
+                "extension": "json" if kind == "manifest" else tenant.extension,
+            }[name]
             pattern += re.escape(value)
     if period_format is None:
         return None

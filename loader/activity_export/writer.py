@@ -17,11 +17,11 @@ from pathlib import Path, PurePosixPath
 
 import duckdb
 
-from loader.config import KINDS, Tenant
-from loader.destinations import partial_name
-from loader.errors import ExportError
-from loader.periods import Period
-from loader.warehouse import Warehouse
+from activity_export.config import KINDS, Tenant
+from activity_export.destinations import partial_name
+from activity_export.errors import ExportError
+from activity_export.periods import Period
+from activity_export.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,7 @@ def _projection(tenant: Tenant, kind: str) -> str:
         expression = expressions[field]
         if field in TIMESTAMP_FIELDS:
             expression = (
-                f"strftime(timezone({_literal(tenant.timezone)}, {expression}), "
-                f"{_literal(TIMESTAMP_FORMAT)})"
+                f"strftime(timezone({_literal(tenant.timezone)}, {expression}), {_literal(TIMESTAMP_FORMAT)})"
             )
         columns.append(f"{expression} as {_quoted(title)}")
     return ",\n    ".join(columns)
@@ -109,7 +108,7 @@ def broadcast_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str
     """The period's broadcasts: sent in it, or touched by its activities; each once."""
     touches = _relation(warehouse, "export_broadcast_touches")
     where = (
-        f"brand = {_brand(warehouse, tenant)} and broadcast_id in ("
+        f"brand = {_brand(warehouse, tenant)} and broadcast_id in ("  # noqa: S608
         f"select broadcast_id from {touches} where brand = {_brand(warehouse, tenant)}"
         f" and touched_at >= {_instant(period.start_utc)}"
         f" and touched_at < {_instant(period.end_utc)})"
@@ -145,13 +144,11 @@ def _slice(warehouse: Warehouse, tenant: Tenant, kind: str, table: str, where: s
         expressions = ACTIVITY_FIELDS if kind == "activity" else BROADCAST_FIELDS
         needed = dict.fromkeys(expressions[field] for field in tenant.fields(kind))
         inner = (
-            f"select {', '.join(needed)} from {_relation(warehouse, table)}"
-            f" where {where} order by {order}"
+            f"select {', '.join(needed)} from {_relation(warehouse, table)} where {where} order by {order}"  # noqa: S608
         )
-        return f"select\n    {projection}\nfrom postgres_query({_literal(warehouse.catalog)}, {_literal(inner)})\n"
-    return (
-        f"select\n    {projection}\nfrom {warehouse.relation(table)}\nwhere {where}\norder by {order}\n"
-    )
+        source = f"postgres_query({_literal(warehouse.catalog)}, {_literal(inner)})"
+        return f"select\n    {projection}\nfrom {source}\n"
+    return f"select\n    {projection}\nfrom {warehouse.relation(table)}\nwhere {where}\norder by {order}\n"
 
 
 def _copy_options(tenant: Tenant) -> str:
@@ -206,9 +203,7 @@ def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path
         con.execute("commit")
         committed = True
     except (duckdb.Error, OSError) as exc:
-        raise ExportError(
-            f"tenant {tenant.brand}: writing period {period.label} failed: {exc}"
-        ) from exc
+        raise ExportError(f"tenant {tenant.brand}: writing period {period.label} failed: {exc}") from exc
     finally:
         if not committed:  # also on KeyboardInterrupt: no open transaction, no partial files
             _rollback(con)
@@ -259,4 +254,3 @@ def _write_manifest(tenant: Tenant, period: Period, out: Path, files: list[Writt
     os.replace(temporary, final)
     size, sha256 = file_digest(final)
     return WrittenFile("manifest", final, relative, len(files), size, sha256)
-

@@ -20,10 +20,10 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from loader.errors import ExportError
+from activity_export.errors import ExportError
 
 SCHEMA = """
 create table if not exists deliveries (
@@ -58,7 +58,7 @@ create table if not exists attempts (
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def default_ledger_path(config_path: Path) -> Path:
@@ -170,8 +170,17 @@ class Ledger:
                 error = null
             """,
             (
-                brand, kind, period_start.isoformat(), period_end.isoformat(), label,
-                remote_path, destination, rows, size, sha256, _now(),
+                brand,
+                kind,
+                period_start.isoformat(),
+                period_end.isoformat(),
+                label,
+                remote_path,
+                destination,
+                rows,
+                size,
+                sha256,
+                _now(),
             ),
         )
 

@@ -6,9 +6,9 @@ import os
 import shutil
 from pathlib import Path, PurePosixPath
 
-from loader import failpoints
-from loader.destinations import Destination, is_partial, partial_name
-from loader.errors import ExportError
+from activity_export import failpoints
+from activity_export.destinations import Destination, is_partial, partial_name
+from activity_export.errors import ExportError
 
 
 class LocalFolder(Destination):

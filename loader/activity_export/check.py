@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
-from loader.config import KINDS, Config, LocalDestination, SftpDestination, Tenant
-from loader.errors import ConfigError
-from loader.periods import Period, due_at, period_containing
+from activity_export.config import KINDS, Config, LocalDestination, SftpDestination, Tenant
+from activity_export.errors import ConfigError
+from activity_export.periods import Period, due_at, period_containing
 
 TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
 DELIMITER_NAMES = {"\t": "tab", " ": "space", ",": "comma", ";": "semicolon", "|": "pipe"}
@@ -50,9 +50,7 @@ def next_due_period(tenant: Tenant, now: datetime) -> Period:
         period = period.next()
     previous = period_containing(tenant, period.start_utc - timedelta(microseconds=1))
     while due_at(tenant, previous) > now:
-        period, previous = previous, period_containing(
-            tenant, previous.start_utc - timedelta(microseconds=1)
-        )
+        period, previous = previous, period_containing(tenant, previous.start_utc - timedelta(microseconds=1))
     if tenant.start is not None:
         first = period_containing(tenant, datetime.combine(tenant.start, datetime.min.time()))
         if first.start_utc > period.start_utc:
@@ -97,9 +95,7 @@ def environment_problems(tenant: Tenant) -> list[str]:
             ("known_hosts", destination.known_hosts),
         ):
             if path is not None and not path.is_file():
-                problems.append(
-                    f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: no such file"
-                )
+                problems.append(f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: no such file")
     return problems
 
 
@@ -127,8 +123,8 @@ def summarize(tenant: Tenant, now: datetime) -> TenantSummary:
         next_period=period,
         next_due=due_at(tenant, period),
         format=fmt,
-        extra_fields={kind: tuple(tenant.extra_fields.get(kind, ())) for kind in KINDS},
-        renamed={kind: dict(tenant.columns.get(kind, {})) for kind in KINDS},
+        extra_fields={kind: tenant.extras(kind) for kind in KINDS},
+        renamed={kind: tenant.renames(kind) for kind in KINDS},
         files=files,
         destination=describe_destination(tenant),
         problems=environment_problems(tenant),
@@ -190,7 +186,6 @@ def _line(label: str, text: str) -> str:
     return f"  {label:<16}{text}"
 
 
-
 @dataclass(frozen=True)
 class ConnectionCheck:
     """What ``check --connect`` found for one tenant's destination."""
@@ -202,8 +197,8 @@ class ConnectionCheck:
 
 def check_connections(config: Config, brands: list[str] | None = None) -> list[ConnectionCheck]:
     """Log in to every destination and write and remove a probe file in its root."""
-    from loader.destinations import open_destination
-    from loader.errors import ExportError
+    from activity_export.destinations import open_destination
+    from activity_export.errors import ExportError
 
     results = []
     for tenant in config.selected(brands):

@@ -7,27 +7,34 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from loader import generate as generator
-from loader.build import dbt_build
-from loader.check import check_config, check_connections, raise_on_problems, render_summary
-from loader.config import Tenant, load_config
-from loader.deliver import TenantReport, backfill_tenant, each_tenant, run_tenant
-from loader.errors import ConfigError, ExportError
-from loader.ledger import Ledger, default_ledger_path
-from loader.periods import parse_now, parse_period, periods_between
-from loader.prune import prune_tenant
-from loader.report import Progress, collect_status, failure_payload, notify, run_summary, status_table
-from loader.shards import parse_shard, shard_of
-from loader.warehouse import Warehouse, connect, read_watermark, resolve_target
-from loader.writer import write_period
+from activity_export import generate as generator
+from activity_export.build import dbt_build
+from activity_export.check import check_config, check_connections, raise_on_problems, render_summary
+from activity_export.config import Tenant, load_config
+from activity_export.deliver import TenantReport, backfill_tenant, each_tenant, run_tenant
+from activity_export.errors import ConfigError, ExportError
+from activity_export.ledger import Ledger, default_ledger_path
+from activity_export.periods import parse_now, parse_period, periods_between
+from activity_export.prune import prune_tenant
+from activity_export.report import (
+    Progress,
+    collect_status,
+    failure_payload,
+    notify,
+    run_summary,
+    status_table,
+)
+from activity_export.shards import parse_shard, shard_of
+from activity_export.warehouse import Warehouse, connect, read_watermark, resolve_target
+from activity_export.writer import write_period
 
-log = logging.getLogger("loader")
+log = logging.getLogger("activity_export")
 
 app = typer.Typer(
     help="Deliver each tenant's e-mail activity and broadcast files, built with dbt.",
@@ -60,9 +67,7 @@ LedgerOption = Annotated[
         envvar="ACTIVITY_EXPORT_LEDGER",
     ),
 ]
-BrandOption = Annotated[
-    list[str] | None, typer.Option("--brand", help="Only this tenant (repeatable).")
-]
+BrandOption = Annotated[list[str] | None, typer.Option("--brand", help="Only this tenant (repeatable).")]
 DryRunOption = Annotated[bool, typer.Option(help="Say what would be done; do nothing.")]
 NowOption = Annotated[
     str | None,
@@ -106,7 +111,7 @@ def generate(
     start: Annotated[str, typer.Option(help="First day (UTC), YYYY-MM-DD.")] = DEMO_START.isoformat(),
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 42,
     raw_schema: Annotated[str, typer.Option(help="Schema for the raw tables.")] = "raw",
-    project_dir: ProjectDirOption = Path("."),
+    project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
@@ -128,7 +133,7 @@ def export(
     period: Annotated[str, typer.Option(help="A local date (or date-time) inside the period.")],
     out: Annotated[Path, typer.Option(help="Folder for the two files.")] = Path("exports"),
     config: ConfigOption = Path("tenants.yml"),
-    project_dir: ProjectDirOption = Path("."),
+    project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
@@ -154,7 +159,7 @@ def demo(
     config: ConfigOption = Path("demo/tenants.yml"),
     days: Annotated[int, typer.Option(min=1, help="Days of demo data.")] = 7,
     events_per_day: Annotated[int, typer.Option(min=1, help="Events per brand per day.")] = 2000,
-    project_dir: ProjectDirOption = Path("."),
+    project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = "duckdb",
 ) -> None:
@@ -199,7 +204,7 @@ def check(
 ) -> None:
     """Validate tenants.yml and show what each tenant gets; exit 2 on any problem."""
     settings = load_config(config)
-    moment = parse_now(now) if now else datetime.now(timezone.utc)
+    moment = parse_now(now) if now else datetime.now(UTC)
     summaries = check_config(settings, moment, brand)
     typer.echo(render_summary(summaries))
     raise_on_problems(summaries)
@@ -225,11 +230,14 @@ def run(
     ] = None,
     on_failure: Annotated[
         str | None,
-        typer.Option(help="Command run with a JSON summary on stdin when a tenant fails.", envvar="ACTIVITY_EXPORT_ON_FAILURE"),
+        typer.Option(
+            help="Command run with a JSON summary on stdin when a tenant fails.",
+            envvar="ACTIVITY_EXPORT_ON_FAILURE",
+        ),
     ] = None,
     config: ConfigOption = Path("tenants.yml"),
     ledger: LedgerOption = None,
-    project_dir: ProjectDirOption = Path("."),
+    project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
@@ -239,7 +247,7 @@ def run(
     if shard:
         index, count = parse_shard(shard)
         tenants = [tenant for tenant in tenants if shard_of(tenant.brand, count) == index]
-    moment = parse_now(now) if now else datetime.now(timezone.utc)
+    moment = parse_now(now) if now else datetime.now(UTC)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
     if build:
         dbt_build(project_dir, profiles_dir, warehouse_target.name)
@@ -272,7 +280,7 @@ def backfill(
     dry_run: DryRunOption = False,
     config: ConfigOption = Path("tenants.yml"),
     ledger: LedgerOption = None,
-    project_dir: ProjectDirOption = Path("."),
+    project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
@@ -289,7 +297,7 @@ def backfill(
         return backfill_tenant(warehouse, tenant, periods, watermark, ledger_path, dry_run)
 
     reports = each_tenant(resolve_target(project_dir, profiles_dir, target), [tenant], 1, one)
-    _finish(reports, datetime.now(timezone.utc), None)
+    _finish(reports, datetime.now(UTC), None)
 
 
 @app.command()
@@ -301,17 +309,18 @@ def status(
     verify: Annotated[bool, typer.Option(help="Recount delivered periods in the warehouse.")] = False,
     config: ConfigOption = Path("tenants.yml"),
     ledger: LedgerOption = None,
-    project_dir: ProjectDirOption = Path("."),
+    project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
     """The ledger: what was delivered where, and what is pending, waiting or failed."""
     settings = load_config(config)
     tenants = settings.selected(brand)
-    moment = parse_now(now) if now else datetime.now(timezone.utc)
-    with Ledger(ledger or default_ledger_path(config)) as book, connect(
-        resolve_target(project_dir, profiles_dir, target)
-    ) as warehouse:
+    moment = parse_now(now) if now else datetime.now(UTC)
+    with (
+        Ledger(ledger or default_ledger_path(config)) as book,
+        connect(resolve_target(project_dir, profiles_dir, target)) as warehouse,
+    ):
         statuses = collect_status(book, warehouse, tenants, moment, verify)
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
@@ -331,7 +340,7 @@ def prune(
 ) -> None:
     """On destinations with retention_days, delete this product's own files older than that."""
     tenants = load_config(config).selected(brand)
-    moment = parse_now(now) if now else datetime.now(timezone.utc)
+    moment = parse_now(now) if now else datetime.now(UTC)
     failed = False
     for tenant in tenants:
         try:

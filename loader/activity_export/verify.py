@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from loader.config import Tenant
-from loader.ledger import Record
-from loader.periods import period_containing
-from loader.warehouse import Warehouse
-from loader.writer import activity_query, broadcast_query
+from activity_export.config import Tenant
+from activity_export.ledger import Record
+from activity_export.periods import period_containing
+from activity_export.warehouse import Warehouse, one_value
+from activity_export.writer import activity_query, broadcast_query
 
 
 def drifted_periods(warehouse: Warehouse, tenant: Tenant, records: list[Record]) -> list[str]:
@@ -18,7 +18,7 @@ def drifted_periods(warehouse: Warehouse, tenant: Tenant, records: list[Record])
     for record in delivered:
         period = period_containing(tenant, datetime.fromisoformat(record.period_start))
         query = (activity_query if record.kind == "activity" else broadcast_query)(warehouse, tenant, period)
-        count = warehouse.con.execute(f"select count(*) from ({query})").fetchone()[0]
+        count = one_value(warehouse.con.execute(f"select count(*) from ({query})").fetchone())  # noqa: S608
         if count != record.rows:
             drift.append(f"{record.period_label} {record.kind} {record.rows}->{count}")
     return drift

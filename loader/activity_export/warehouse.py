@@ -15,12 +15,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from loader.errors import ConfigError, ExportError
+from activity_export.errors import ConfigError, ExportError
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,7 @@ def resolve_target(project_dir: Path, profiles_dir: Path | None, target: str | N
         raw_profiles = read_profile(str(profiles_dir))
         if not raw_profiles:
             raise ConfigError(
-                f"no profiles.yml in {profiles_dir}; copy profiles.yml.example there "
-                "or pass --profiles-dir"
+                f"no profiles.yml in {profiles_dir}; copy profiles.yml.example there or pass --profiles-dir"
             )
         renderer = ProfileRenderer({})
         profile_name = renderer.render_value(raw_project.get("profile"))
@@ -86,10 +86,9 @@ def resolve_target(project_dir: Path, profiles_dir: Path | None, target: str | N
                 f"{profiles_dir / 'profiles.yml'} has no profile {profile_name!r} "
                 "(the one dbt_project.yml names)"
             )
-        target_name, data = Profile.render_profile(
-            raw_profiles[profile_name], profile_name, target, renderer
-        )
-        credentials = Profile._credentials_from_profile(data, profile_name, target_name)
+        target_name, data = Profile.render_profile(raw_profiles[profile_name], profile_name, target, renderer)
+        # adapter-specific fields (path, host, ...) are not on the Credentials base class
+        credentials: Any = Profile._credentials_from_profile(data, profile_name, target_name)
     except DbtBaseException as exc:
         raise ConfigError(f"dbt profile: {exc}") from None
     if credentials.type == "duckdb":
@@ -116,7 +115,7 @@ def resolve_target(project_dir: Path, profiles_dir: Path | None, target: str | N
 
 def postgres_extension_path() -> Path:
     """The signed postgres extension inside the ``duckdb-extension-postgres`` wheel."""
-    import duckdb_extension_postgres
+    import duckdb_extension_postgres  # type: ignore[import-untyped]
 
     root = Path(duckdb_extension_postgres.__file__).parent / "extensions"
     found = sorted(root.glob(f"v{duckdb.__version__}/*/postgres.duckdb_extension")) + sorted(
@@ -169,7 +168,7 @@ def connect(target: Target, read_only: bool = True) -> Iterator[Warehouse]:
             con = duckdb.connect(str(target.duckdb_path), read_only=read_only)
         except duckdb.Error as exc:
             raise ExportError(f"cannot open {target.duckdb_path}: {exc}") from None
-        catalog = con.sql("select current_database()").fetchone()[0]
+        catalog = one_value(con.sql("select current_database()").fetchone())
     else:
         con = duckdb.connect()
         con.execute(f"install '{postgres_extension_path()}'")
@@ -229,7 +228,7 @@ def read_watermark(warehouse: Warehouse) -> datetime | None:
     """Up to which registration instant the built export relations are complete (None: empty)."""
     try:
         row = warehouse.con.execute(
-            f"select registered_until from {warehouse.relation('export_watermark')}"
+            f"select registered_until from {warehouse.relation('export_watermark')}"  # noqa: S608
         ).fetchone()
     except duckdb.Error as exc:
         raise ExportError(
@@ -239,4 +238,11 @@ def read_watermark(warehouse: Warehouse) -> datetime | None:
     if row is None or row[0] is None:
         return None
     moment: datetime = row[0]
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def one_value(row: tuple[Any, ...] | None) -> Any:
+    """The single value of a one-row, one-column result."""
+    if row is None:
+        raise ExportError("the warehouse returned no row where one was expected")
+    return row[0]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from loader.errors import ConfigError
+from activity_export.errors import ConfigError
 
 
 def parse_shard(text: str) -> tuple[int, int]:

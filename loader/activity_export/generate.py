@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
-from loader.warehouse import Warehouse
+from activity_export.warehouse import Warehouse, one_value
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Plan:
 
     @property
     def first_instant(self) -> datetime:
-        return datetime.combine(self.start, datetime.min.time(), tzinfo=timezone.utc)
+        return datetime.combine(self.start, datetime.min.time(), tzinfo=UTC)
 
     @property
     def as_of(self) -> datetime:
@@ -131,7 +131,7 @@ def generate(warehouse: Warehouse, plan: Plan, schema: str = "raw") -> dict[str,
         target = warehouse.relation(table, schema)
         con.execute(f"drop table if exists {target}")
         con.execute(f"create table {target} as {select}")
-        counts[table] = con.execute(f"select count(*) from {target}").fetchone()[0]
+        counts[table] = one_value(con.execute(f"select count(*) from {target}").fetchone())
         log.info("generated %s: %d rows", target, counts[table])
     return counts
 
@@ -176,7 +176,7 @@ def _broadcasts_sql(plan: Plan) -> str:
                 + to_seconds(cast((n - {OLD_OFFSET}) * 3600 as bigint))
             else timestamptz '{first}' + to_seconds(cast(
                 (n // {BROADCASTS_PER_DAY}) * 86400 + 5 * 3600
-                + floor({_rand(seed, key, 'h')} * 14 * 3600) as bigint))
+                + floor({_rand(seed, key, "h")} * 14 * 3600) as bigint))
         end as sent_at,
         case when n % 3 = 0 then cast(brand_index * 1000 + n // 3 as bigint) end as campaign_id,
         case when n % 2 = 0 then 'nieuws@' || lower(brand) || '.example'
@@ -192,7 +192,7 @@ def _customers_sql(plan: Plan) -> str:
     select
         brand,
         cast(n + 1 as bigint) as customer_id,
-        case when {_rand(seed, key, 'x')} < 0.3 then null
+        case when {_rand(seed, key, "x")} < 0.3 then null
              else 'K' || lpad(cast(n + 1 as varchar), 8, '0') end as external_id,
         case when n % 97 = 0 then 'jürgen.' || n || '@münchen.example'
              when n % 89 = 0 then null
@@ -210,9 +210,7 @@ def _events_sql(plan: Plan) -> str:
         f"brand_index * 1000000 + day * {BROADCASTS_PER_DAY} "
         f"+ hash({seed}, {key}, 'b') % {BROADCASTS_PER_DAY} + 1"
     )
-    old_broadcast = (
-        f"brand_index * 1000000 + {OLD_OFFSET} + hash({seed}, {key}, 'o') % {OLD_BROADCASTS} + 1"
-    )
+    old_broadcast = f"brand_index * 1000000 + {OLD_OFFSET} + hash({seed}, {key}, 'o') % {OLD_BROADCASTS} + 1"
     recent_cutoff = 1  # device details are only known for recent events: not on the first day
     return f"""
     with base as (
@@ -232,18 +230,18 @@ def _events_sql(plan: Plan) -> str:
         select
             *,
             cast(case
-                when event_type in ('open', 'click') and {_rand(seed, key, 'old')} < 0.08
+                when event_type in ('open', 'click') and {_rand(seed, key, "old")} < 0.08
                     then {old_broadcast}
                 else {today_broadcast}
             end as bigint) as broadcast_id,
             timestamptz '{first}' + to_seconds(cast(
-                day * 86400 + floor({_rand(seed, key, 'at')} * 86400) as bigint)) as occurred_at,
+                day * 86400 + floor({_rand(seed, key, "at")} * 86400) as bigint)) as occurred_at,
             case
                 when event_type in ('softbounce', 'hardbounce')
-                    then floor({_rand(seed, key, 'lag')} * 3 * 86400)
-                when {_rand(seed, key, 'late')} < 0.01
-                    then floor({_rand(seed, key, 'lag')} * 2 * 86400)
-                else 5 + floor(pow({_rand(seed, key, 'lag')}, 3) * 600)
+                    then floor({_rand(seed, key, "lag")} * 3 * 86400)
+                when {_rand(seed, key, "late")} < 0.01
+                    then floor({_rand(seed, key, "lag")} * 2 * 86400)
+                else 5 + floor(pow({_rand(seed, key, "lag")}, 3) * 600)
             end as lag_seconds
         from typed
     ),
@@ -256,8 +254,8 @@ def _events_sql(plan: Plan) -> str:
             event_type,
             occurred_at,
             occurred_at + to_seconds(cast(lag_seconds as bigint)) as registered_at,
-            case when {_rand(seed, key, 'e')} < 0.05 then null
-                 when {_rand(seed, key, 'e')} < 0.06 then 'Ünïcode.Üser@exämple.nl'
+            case when {_rand(seed, key, "e")} < 0.05 then null
+                 when {_rand(seed, key, "e")} < 0.06 then 'Ünïcode.Üser@exämple.nl'
                  else 'ontvanger' || (hash({seed}, {key}, 'c') % 100000) || '@example.nl'
             end as email,
             case when event_type = 'click' then {_pick(URLS, f"hash({seed}, {key}, 'u')")} end as url,
@@ -278,7 +276,7 @@ def _events_sql(plan: Plan) -> str:
                  when event_type = 'complaint'
                     then {_pick(COMPLAINT_MESSAGES, f"hash({seed}, {key}, 'm')")}
             end as message,
-            {_rand(seed, key, 'dup')} < {DUPLICATE_PER_MILLE / 1000} as is_duplicated
+            {_rand(seed, key, "dup")} < {DUPLICATE_PER_MILLE / 1000} as is_duplicated
         from placed
     ),
     delivered as (

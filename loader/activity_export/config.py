@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from loader.errors import ConfigError
+from activity_export.errors import ConfigError
 
 KINDS = ("activity", "broadcast")
 
@@ -103,8 +103,7 @@ class SftpDestination(_Strict):
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not ENV_NAME_PATTERN.match(value):
             raise ValueError(
-                "must be the NAME of an environment variable (letters, digits, '_'), "
-                "not the secret itself"
+                "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
             )
         return value
 
@@ -188,7 +187,7 @@ class Tenant(_Strict):
             raise ValueError("may not be the quote character '\"' or a line break")
         if not value.isascii() or (not value.isprintable() and value != "\t"):
             # DuckDB's CSV writer takes one byte: a multi-byte character crashes it
-            raise ValueError("must be a printable ASCII character or \"\\t\" (tab)")
+            raise ValueError('must be a printable ASCII character or "\\t" (tab)')
         return value
 
     @field_validator("extra_fields")
@@ -219,28 +218,27 @@ class Tenant(_Strict):
                     raise ValueError(
                         f"columns.{kind}.{column} = {title!r}: a title must be one non-empty line"
                     )
-        for kind in KINDS:
-            titles = self.titles(kind)
+        for each in KINDS:
+            titles = self.titles(each)
             doubles = sorted({t for t in titles if titles.count(t) > 1})
             if doubles:
-                which = [f for f, t in zip(self.fields(kind), titles, strict=True) if t == doubles[0]]
+                which = [f for f, t in zip(self.fields(each), titles, strict=True) if t == doubles[0]]
                 raise ValueError(
-                    f"columns.{kind}: columns {' and '.join(which)} both get the title "
+                    f"columns.{each}: columns {' and '.join(which)} both get the title "
                     f"{doubles[0]!r}; every title must be different"
                 )
         _check_template("file_name", self.name_template)
         _check_template("folder", self.folder)
         if "/" in self.name_template or "\\" in self.name_template:
             raise ValueError(
-                f"file_name = {self.name_template!r}: may not hold a path separator; "
-                "use folder for folders"
+                f"file_name = {self.name_template!r}: may not hold a path separator; use folder for folders"
             )
         self._check_paths()
         return self
 
     def _check_paths(self) -> None:
         """Render the templates for a sample of periods: safe, and one name per period and kind."""
-        from loader.periods import sample_periods  # periods needs no config: no cycle
+        from activity_export.periods import sample_periods  # periods needs no config: no cycle
 
         kinds = (*KINDS, "manifest") if self.manifest else KINDS
         seen: dict[PurePosixPath, tuple[str, Any]] = {}
@@ -276,11 +274,19 @@ class Tenant(_Strict):
 
     def fields(self, kind: str) -> tuple[str, ...]:
         """The file's fields in order: the standard columns, then the configured extras."""
-        return STANDARD_COLUMNS[kind] + tuple(self.extra_fields.get(kind, ()))
+        return STANDARD_COLUMNS[kind] + self.extras(kind)
+
+    def extras(self, kind: str) -> tuple[str, ...]:
+        """The configured additional fields of one kind of file, in order."""
+        return next((tuple(v) for k, v in self.extra_fields.items() if k == kind), ())
+
+    def renames(self, kind: str) -> dict[str, str]:
+        """Column renames of one kind of file: field -> title."""
+        return next((dict(v) for k, v in self.columns.items() if k == kind), {})
 
     def titles(self, kind: str) -> list[str]:
         """The header line's titles, after renames."""
-        renames = self.columns.get(kind, {})
+        renames = self.renames(kind)
         return [renames.get(field, field) for field in self.fields(kind)]
 
     def _values(self, kind: str, period: Any) -> dict[str, Any]:
@@ -338,15 +344,11 @@ def _check_template(key: str, template: str) -> None:
                 f"not allowed; allowed fields: {allowed}"
             )
         if field not in TEMPLATE_FIELDS:
-            raise ValueError(
-                f"{key} = {template!r}: {{{field}}} is not a template field; allowed: {allowed}"
-            )
+            raise ValueError(f"{key} = {template!r}: {{{field}}} is not a template field; allowed: {allowed}")
         if conversion:
             raise ValueError(f"{key} = {template!r}: conversions like !{conversion} are not allowed")
         if spec and field != "period":
-            raise ValueError(
-                f"{key} = {template!r}: only {{period}} takes a format, e.g. {{period:%Y%m%d}}"
-            )
+            raise ValueError(f"{key} = {template!r}: only {{period}} takes a format, e.g. {{period:%Y%m%d}}")
         if spec and ("{" in spec or "}" in spec):
             raise ValueError(f"{key} = {template!r}: a format may not hold another field")
 
@@ -381,9 +383,7 @@ class Config(BaseModel):
             return self.tenants[brand]
         except KeyError:
             known = ", ".join(sorted(self.tenants)) or "none"
-            raise ConfigError(
-                f"{self.path}: no tenant {brand!r}; configured tenants: {known}"
-            ) from None
+            raise ConfigError(f"{self.path}: no tenant {brand!r}; configured tenants: {known}") from None
 
     def selected(self, brands: list[str] | None) -> list[Tenant]:
         """The tenants to work on: all, or the named ones (each must exist)."""

@@ -34,9 +34,9 @@ from typing import TypeVar
 
 import paramiko
 
-from loader.config import SftpDestination
-from loader.destinations import Destination, is_partial, partial_name
-from loader.errors import ExportError
+from activity_export.config import SftpDestination
+from activity_export.destinations import Destination, is_partial, partial_name
+from activity_export.errors import ExportError
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,11 @@ class SftpServer(Destination):
         elapsed = time.monotonic() - started
         log.info(
             "published %s to %s: %d bytes in %.2fs (%.1f MB/s)",
-            local, self._where(final), size, elapsed, size / 1e6 / max(elapsed, 1e-6),
+            local,
+            self._where(final),
+            size,
+            elapsed,
+            size / 1e6 / max(elapsed, 1e-6),
         )
         return str(final)
 
@@ -181,9 +185,8 @@ class SftpServer(Destination):
             sftp = self._session()
             self._make_folders(self.root)
             name = self.root / partial_name(f"activity-export-probe-{uuid.uuid4().hex[:8]}")
-            with self._step(f"write probe file {name}"):
-                with sftp.open(str(name), "wb") as target:
-                    target.write(b"activity-export probe\n")
+            with self._step(f"write probe file {name}"), sftp.open(str(name), "wb") as target:
+                target.write(b"activity-export probe\n")
             with self._step(f"remove probe file {name}"):
                 sftp.remove(str(name))
             rename = "atomic replace" if sftp.posix_rename_supported else "remove-then-rename"
@@ -406,7 +409,7 @@ class SftpServer(Destination):
         ]
         if known:
             # ask for the key type(s) we know, as OpenSSH does, so the check compares like with like
-            wanted = [t for name in known.keys() for t in _signature_types(name)]
+            wanted = [t for name in known for t in _signature_types(name)]
             options.key_types = [t for t in wanted if t in options.key_types] + [
                 t for t in options.key_types if t not in wanted
             ]
@@ -420,9 +423,7 @@ class SftpServer(Destination):
         self._check_host_key(transport.get_remote_server_key(), known)
         self._authenticate(transport)
         transport.set_keepalive(KEEPALIVE_SECONDS)
-        sftp = _SFTPClient.from_transport(
-            transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE
-        )
+        sftp = _SFTPClient.from_transport(transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE)
         if sftp is None:
             raise paramiko.SSHException("the server opened no SFTP channel")
         sftp.get_channel().settimeout(self.timeout)
@@ -519,9 +520,7 @@ class SftpServer(Destination):
         assert name is not None
         password = os.environ.get(name)
         if not password:
-            return SftpAuthError(
-                f"{self.describe()}: environment variable {name} (password_env) is not set"
-            )
+            return SftpAuthError(f"{self.describe()}: environment variable {name} (password_env) is not set")
         failure: SftpError | None = None
         try:
             # falls back to keyboard-interactive with the same password where that is the
@@ -539,9 +538,7 @@ class SftpServer(Destination):
         assert path is not None
         passphrase = os.environb.get(name.encode()) if name else None
         if name and not passphrase:
-            raise SftpAuthError(
-                f"{self.describe()}: environment variable {name} (passphrase_env) is not set"
-            )
+            raise SftpAuthError(f"{self.describe()}: environment variable {name} (passphrase_env) is not set")
         problem = ""
         try:
             return paramiko.PKey.from_path(path, password=passphrase)
@@ -573,9 +570,7 @@ class SftpServer(Destination):
                 f"{self.describe()}: login refused: the server does not accept this kind of "
                 f"login (it allows: {allowed}); tried {what}"
             )
-        return SftpAuthError(
-            f"{self.describe()}: login refused for user {self.config.username} with {what}"
-        )
+        return SftpAuthError(f"{self.describe()}: login refused for user {self.config.username} with {what}")
 
     # -- retries ---------------------------------------------------------------------------------
 
@@ -597,7 +592,7 @@ class SftpServer(Destination):
                 self._disconnect()
             else:
                 raise SftpError(f"{self.describe()}: {what} failed: {reason}")
-            delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
             elapsed = time.monotonic() - started
             if elapsed + delay > self.retry_budget:
                 raise TransientSftpError(
@@ -606,7 +601,11 @@ class SftpServer(Destination):
                 )
             log.warning(
                 "%s: %s failed (%s); retrying in %.1fs (attempt %d)",
-                self.describe(), what, reason, delay, attempt + 1,
+                self.describe(),
+                what,
+                reason,
+                delay,
+                attempt + 1,
             )
             time.sleep(delay)
 
@@ -634,7 +633,7 @@ class SftpServer(Destination):
             raise RemotePathError(f"{self.describe()}: cannot {doing}: {_reason(exc)}") from exc
 
 
-class _SFTPClient(paramiko.SFTPClient):
+class _SFTPClient(paramiko.SFTPClient):  # type: ignore[misc]  # paramiko ships no types
     """paramiko's SFTP client, also keeping the extensions the server announced.
 
     paramiko reads the server's version packet and drops the extension list; we need it to know
@@ -654,7 +653,8 @@ class _SFTPClient(paramiko.SFTPClient):
         if kind != CMD_VERSION:
             raise SFTPError("Incompatible sftp protocol")
         self.server_extensions = _extensions(data[4:])
-        return struct.unpack(">I", data[:4])[0]
+        version: int = struct.unpack(">I", data[:4])[0]
+        return version
 
     @property
     def posix_rename_supported(self) -> bool:

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from loader import failpoints
-from loader.config import KINDS, Tenant
-from loader.destinations import Destination, open_destination
-from loader.errors import ConfigError, ExportError
-from loader.ledger import Ledger, tenant_lock
-from loader.periods import Period, due_periods
-from loader.warehouse import Target, Warehouse, connect, read_watermark
-from loader.writer import WrittenFile, write_period
+from activity_export import failpoints
+from activity_export.config import KINDS, Tenant
+from activity_export.destinations import Destination, open_destination
+from activity_export.errors import ConfigError, ExportError
+from activity_export.ledger import Ledger, tenant_lock
+from activity_export.periods import Period, due_periods
+from activity_export.warehouse import Target, Warehouse, connect, read_watermark
+from activity_export.writer import WrittenFile, write_period
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +101,25 @@ def deliver_period(
                 and record.sha256 == written.sha256
                 and destination.size(written.relative) == written.bytes
             ):
-                log.info("%s already on %s (found after an interrupted run)", written.relative, destination.describe())
+                log.info(
+                    "%s already on %s (found after an interrupted run)",
+                    written.relative,
+                    destination.describe(),
+                )
                 ledger.delivered(tenant.brand, written.kind, period.start_utc, record.remote_path or "")
                 locations.append(record.remote_path or "")
                 continue
             if ledger:
                 ledger.uploading(
-                    tenant.brand, written.kind, period.start_utc, period.end_utc, period.label,
-                    str(written.relative), destination.describe(), written.rows, written.bytes,
+                    tenant.brand,
+                    written.kind,
+                    period.start_utc,
+                    period.end_utc,
+                    period.label,
+                    str(written.relative),
+                    destination.describe(),
+                    written.rows,
+                    written.bytes,
                     written.sha256,
                 )
             location = destination.publish(written.path, written.relative)
@@ -151,7 +162,9 @@ def deliver_tenant(
             report.destination = destination.describe()
             with tempfile.TemporaryDirectory(prefix=f"activity-export-{tenant.brand}-") as work:
                 for current in todo:
-                    attempt = ledger.start_attempt(tenant.brand, current.start_utc, current.label) if ledger else 0
+                    attempt = (
+                        ledger.start_attempt(tenant.brand, current.start_utc, current.label) if ledger else 0
+                    )
                     delivered = deliver_period(
                         warehouse, tenant, current, destination, Path(work), ledger, force
                     )
@@ -187,9 +200,7 @@ def run_tenant(
 ) -> TenantReport:
     """The nightly job for one tenant: every due, complete and undelivered period, oldest first."""
     ready, waiting = due_periods(tenant, tenant.start, now, watermark)
-    return _locked(
-        warehouse, tenant, ready, waiting, ledger_path, force, dry_run, on_delivered
-    )
+    return _locked(warehouse, tenant, ready, waiting, ledger_path, force, dry_run, on_delivered)
 
 
 def backfill_tenant(
@@ -230,7 +241,8 @@ def _locked(
             if dry_run:
                 report = TenantReport(tenant, waiting=waiting)
                 report.planned = [
-                    p for p in ready
+                    p
+                    for p in ready
                     if force or not ledger.is_delivered(tenant.brand, p.start_utc, _kinds(tenant))
                 ]
                 report.already = len(ready) - len(report.planned)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from loader.config import LocalDestination, SftpDestination
+from activity_export.config import LocalDestination, SftpDestination
 
 PARTIAL_PREFIX = "."
 PARTIAL_SUFFIX = ".partial"
@@ -42,10 +42,10 @@ class Destination(ABC):
     ) -> None:
         self.close()
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 (an optional hook: local folders need no connection)
         """Connect (a no-op for local folders)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an optional hook)
         """Disconnect."""
 
     @abstractmethod
@@ -79,10 +79,10 @@ def open_destination(config: LocalDestination | SftpDestination, brand: str) -> 
     failures (default 60).
     """
     if isinstance(config, LocalDestination):
-        from loader.destinations.local import LocalFolder
+        from activity_export.destinations.local import LocalFolder
 
         return LocalFolder(config.root)
-    from loader.destinations.sftp import SftpServer
+    from activity_export.destinations.sftp import SftpServer
 
     budget = float(os.environ.get(RETRY_SECONDS_VARIABLE) or 60)
     return SftpServer(config, brand, retry_budget=budget)

@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from loader.errors import ConfigError
+from activity_export.errors import ConfigError
 
 
 class HasSchedule(Protocol):
-    brand: str
-    interval: str
-    timezone: str
+    @property
+    def brand(self) -> str: ...
+
+    @property
+    def interval(self) -> str: ...
+
+    @property
+    def timezone(self) -> str: ...
 
     @property
     def zone(self) -> ZoneInfo: ...
@@ -32,7 +37,7 @@ class HasSchedule(Protocol):
 def _localize(wall: datetime, zone: ZoneInfo) -> datetime:
     """The instant a wall-clock time names; a time skipped by DST maps to the moment of the jump."""
     # fold=0: a repeated autumn wall time means its first occurrence
-    return wall.replace(tzinfo=zone, fold=0).astimezone(timezone.utc).astimezone(zone)
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC).astimezone(zone)
 
 
 def _floor(wall: datetime, interval: str) -> datetime:
@@ -45,9 +50,7 @@ def _floor(wall: datetime, interval: str) -> datetime:
 
 
 def _step(wall: datetime, interval: str) -> datetime:
-    return wall + {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}.get(
-        interval, timedelta(days=7)
-    )
+    return wall + {"hourly": timedelta(hours=1), "daily": timedelta(days=1)}.get(interval, timedelta(days=7))
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,11 +68,11 @@ class Period:
 
     @property
     def start_utc(self) -> datetime:
-        return self.start_local.astimezone(timezone.utc)
+        return self.start_local.astimezone(UTC)
 
     @property
     def end_utc(self) -> datetime:
-        return self.end_local.astimezone(timezone.utc)
+        return self.end_local.astimezone(UTC)
 
     @property
     def duration(self) -> timedelta:
@@ -136,8 +139,7 @@ def parse_period(tenant: HasSchedule, text: str) -> Period:
         ) from None
     if moment.tzinfo is not None:
         raise ConfigError(
-            f"tenant {tenant.brand}: period {text!r} carries an offset; give local time "
-            f"in {tenant.timezone}"
+            f"tenant {tenant.brand}: period {text!r} carries an offset; give local time in {tenant.timezone}"
         )
     return period_containing(tenant, moment)
 
@@ -149,9 +151,7 @@ def parse_now(text: str) -> datetime:
     except ValueError:
         moment = None
     if moment is None or moment.tzinfo is None:
-        raise ConfigError(
-            f"--now {text!r}: expected ISO 8601 with an offset, e.g. 2026-11-26T07:00:00+01:00"
-        )
+        raise ConfigError(f"--now {text!r}: expected ISO 8601 with an offset, e.g. 2026-11-26T07:00:00+01:00")
     return moment
 
 
@@ -197,9 +197,7 @@ def due_periods(
 # Local wall times the file-name check renders periods around: both DST changes of Europe, a year
 # end, and the same dates a year later (a name without the year collides with those).
 _SAMPLE_ANCHORS = tuple(
-    datetime(year, month, day, 1, 30)
-    for year in (2026, 2027)
-    for month, day in ((3, 29), (10, 25), (12, 31))
+    datetime(year, month, day, 1, 30) for year in (2026, 2027) for month, day in ((3, 29), (10, 25), (12, 31))
 )
 _SAMPLE_LENGTH = {"hourly": 50, "daily": 10, "weekly": 6}
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from loader.errors import ExportError
+from activity_export.errors import ExportError
 
 log = logging.getLogger(__name__)
 

@@ -8,18 +8,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from loader.config import Tenant
-from loader.deliver import Delivered, TenantReport
-from loader.ledger import Ledger, Record
-from loader.periods import due_periods
-from loader.verify import drifted_periods
-from loader.warehouse import Warehouse, read_watermark
+from activity_export.config import Tenant
+from activity_export.deliver import Delivered, TenantReport
+from activity_export.ledger import Ledger, Record
+from activity_export.periods import due_periods
+from activity_export.verify import drifted_periods
+from activity_export.warehouse import Warehouse, read_watermark
 
 
-def _table(header: Sequence[str], rows: list[Sequence[object]]) -> str:
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [list(map(str, header))] + [[str(value) for value in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells]
+    lines = [
+        "  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
@@ -57,7 +60,17 @@ def run_summary(reports: list[TenantReport]) -> str:
                 state,
             )
         )
-    header = ("tenant", "delivered", "already", "waiting", "activities", "broadcasts", "files", "destination", "state")
+    header = (
+        "tenant",
+        "delivered",
+        "already",
+        "waiting",
+        "activities",
+        "broadcasts",
+        "files",
+        "destination",
+        "state",
+    )
     return _table(header, rows)
 
 
@@ -78,7 +91,7 @@ def failure_payload(report: TenantReport, now: datetime) -> str:
 def notify(command: str, payload: str) -> str | None:
     """Run the failure-notification command with the payload on stdin; return a problem, if any."""
     try:
-        completed = subprocess.run(
+        completed = subprocess.run(  # noqa: S602 (the operator's own --on-failure command line)
             command, shell=True, input=payload, text=True, capture_output=True, timeout=60, check=False
         )
     except subprocess.TimeoutExpired:
@@ -166,7 +179,17 @@ def status_table(statuses: list[TenantStatus], verified: bool) -> str:
             return "-"
         return ", ".join(labels[:3]) + (f" (+{len(labels) - 3})" if len(labels) > 3 else "")
 
-    header = ["tenant", "last delivered", "periods", "pending", "waiting", "failed", "rows", "bytes", "destination"]
+    header = [
+        "tenant",
+        "last delivered",
+        "periods",
+        "pending",
+        "waiting",
+        "failed",
+        "rows",
+        "bytes",
+        "destination",
+    ]
     if verified:
         header.append("drift")
     rows = []
@@ -194,7 +217,8 @@ class Progress:
     def __init__(self, tenants: int, interactive: bool) -> None:
         self._bar = None
         if interactive:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+            from rich.progress import Progress as Bar
 
             self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
             self._task = self._bar.add_task("tenants", total=tenants)
