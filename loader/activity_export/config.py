@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from activity_export.errors import ConfigError
 
 KINDS = ("activity", "broadcast")
+ERASURE = "erasure"  # the third data file, with ``erasures: true``
+MANIFEST = "manifest"
 
 STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
     "activity": (
@@ -32,6 +34,7 @@ STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
         "description",
     ),
     "broadcast": ("broadcastid", "broadcasttype", "description", "subject", "sentdate"),
+    ERASURE: ("customerid", "erasuredate"),
 }
 
 EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
@@ -50,6 +53,7 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
 
 TEMPLATE_FIELDS = ("brand", "kind", "period", "extension")
 COMPRESSION_SUFFIX = {"none": "", "gzip": ".gz", "zstd": ".zst"}
+ENCRYPTION_SUFFIX = {"none": "", "pgp": ".gpg"}
 BRAND_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_FILE_NAME = {
@@ -115,6 +119,33 @@ class SftpDestination(_Strict):
 Destination = Annotated[LocalDestination | SftpDestination, Field(discriminator="type")]
 
 
+class Notify(_Strict):
+    """A webhook that gets one signed JSON event per delivered, failed or overdue period."""
+
+    url: str = Field(description="http(s) URL the events are POSTed to.")
+    secret_env: str = Field(
+        description="Environment variable holding the HMAC-SHA256 key the body is signed with."
+    )
+    timeout_seconds: float = Field(10, gt=0, le=120, description="Per attempt: connect and answer.")
+    retries: int = Field(3, ge=0, le=10, description="Attempts after the first one fails.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+            raise ValueError("must be an http:// or https:// URL, e.g. https://hooks.example.nl/export")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _env_name(cls, value: str) -> str:
+        if not ENV_NAME_PATTERN.match(value):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
+            )
+        return value
+
+
 class Tenant(_Strict):
     """One brand's delivery: period, file format, and destination."""
 
@@ -133,7 +164,17 @@ class Tenant(_Strict):
     compression: Literal["none", "gzip", "zstd"] = Field("none", description="Adds .gz / .zst.")
     file_name: str | None = Field(None, description="File name template.")
     folder: str = Field("", description="Folder template under the destination root.")
-    manifest: bool = Field(False, description="Write a manifest after the two data files.")
+    manifest: bool = Field(
+        False, description="Write a Frictionless Data Package (datapackage.json) after the data files."
+    )
+    encryption: Literal["none", "pgp"] = Field(
+        "none", description="pgp: encrypt each data file to the recipients (OpenPGP); adds .gpg."
+    )
+    recipients: list[Path] = Field(
+        default_factory=list, description="Public key files (armored or binary) to encrypt to."
+    )
+    erasures: bool = Field(False, description="Deliver a third file listing the period's erasures.")
+    notify: Notify | None = Field(None, description="Webhook for delivered, failed and overdue periods.")
     extra_fields: dict[Literal["activity", "broadcast"], list[str]] = Field(
         default_factory=dict, description="Additional fields appended after the standard ones."
     )
@@ -206,6 +247,10 @@ class Tenant(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Tenant:
+        if self.encryption == "pgp" and not self.recipients:
+            raise ValueError("encryption = 'pgp' needs recipients: at least one public key file")
+        if self.encryption == "none" and self.recipients:
+            raise ValueError("recipients are only used with encryption: pgp")
         for kind, renames in self.columns.items():
             known = self.fields(kind)
             for column, title in renames.items():
@@ -240,7 +285,7 @@ class Tenant(_Strict):
         """Render the templates for a sample of periods: safe, and one name per period and kind."""
         from activity_export.periods import sample_periods  # periods needs no config: no cycle
 
-        kinds = (*KINDS, "manifest") if self.manifest else KINDS
+        kinds = self.delivered_kinds()
         seen: dict[PurePosixPath, tuple[str, Any]] = {}
         for period in sample_periods(self):
             for kind in kinds:
@@ -272,6 +317,20 @@ class Tenant(_Strict):
     def name_template(self) -> str:
         return self.file_name or DEFAULT_FILE_NAME[self.interval]
 
+    def data_kinds(self) -> tuple[str, ...]:
+        """The data files of a period, in delivery order: activity, broadcast (, erasure)."""
+        return (*KINDS, ERASURE) if self.erasures else KINDS
+
+    def delivered_kinds(self) -> tuple[str, ...]:
+        """Every file of a period, in delivery order; the manifest, when enabled, is last."""
+        return (*self.data_kinds(), MANIFEST) if self.manifest else self.data_kinds()
+
+    def suffix(self, kind: str) -> str:
+        """What follows the template's name: ``.gz``/``.zst``, then ``.gpg`` (data files only)."""
+        if kind == MANIFEST:
+            return ""
+        return COMPRESSION_SUFFIX[self.compression] + ENCRYPTION_SUFFIX[self.encryption]
+
     def fields(self, kind: str) -> tuple[str, ...]:
         """The file's fields in order: the standard columns, then the configured extras."""
         return STANDARD_COLUMNS[kind] + self.extras(kind)
@@ -299,10 +358,7 @@ class Tenant(_Strict):
         }
 
     def _name(self, kind: str, period: Any) -> str:
-        name = self.name_template.format(**self._values(kind, period))
-        if kind in KINDS:
-            name += COMPRESSION_SUFFIX[self.compression]
-        return name
+        return self.name_template.format(**self._values(kind, period)) + self.suffix(kind)
 
     def _path(self, kind: str, period: Any) -> PurePosixPath:
         folder = self.folder.format(**self._values(kind, period))
@@ -312,7 +368,7 @@ class Tenant(_Strict):
         """Where a file lands under the destination root, e.g. ``activity/activity_X_20261125.csv``.
 
         The name is the ``file_name`` template filled in with the period's local start, plus
-        ``.gz`` or ``.zst`` when compressed.
+        ``.gz`` or ``.zst`` when compressed and ``.gpg`` when encrypted.
         """
         return self._path(kind, period)
 
@@ -322,9 +378,10 @@ class Tenant(_Strict):
 
     def missing_secrets(self) -> list[str]:
         """Environment variables this tenant needs that are not set (checked by ``check``)."""
-        if isinstance(self.destination, SftpDestination):
-            return [name for name in self.destination.secret_env_vars() if name not in os.environ]
-        return []
+        names = self.destination.secret_env_vars() if isinstance(self.destination, SftpDestination) else []
+        if self.notify is not None:
+            names.append(self.notify.secret_env)
+        return [name for name in names if name not in os.environ]
 
 
 def _check_template(key: str, template: str) -> None:
@@ -446,6 +503,8 @@ def _allowed_keys(location: tuple[Any, ...]) -> str:
     model: type[BaseModel] = Tenant
     if location[:1] == ("destination",) and len(location) > 2:
         model = LocalDestination if location[1] == "local" else SftpDestination
+    elif location[:1] == ("notify",) and len(location) > 1:
+        model = Notify
     return ", ".join(name for name in model.model_fields if name != "brand")
 
 
@@ -470,7 +529,7 @@ def _describe(brand: str, exc: ValidationError) -> list[str]:
             key, value = f"{key}.type", error.get("ctx", {}).get("tag", value)
             message = "allowed types: sftp, local"
         shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {value!r}"
-        if "password" in key or "passphrase" in key:
+        if "password" in key or "passphrase" in key or "secret" in key:
             shown = ""  # never echo what might be a secret
         lines.append(f"tenant {brand}: {key}{shown}: {message}" if key else f"tenant {brand}: {message}")
     return lines
