@@ -32,7 +32,7 @@ import paramiko  # noqa: E402
 from tests.sshd import Account, SshServer  # noqa: E402
 
 from activity_export.config import SftpDestination  # noqa: E402
-from activity_export.destinations import sftp as sftp_module  # noqa: E402
+from activity_export.destinations import ssh as ssh_module  # noqa: E402
 from activity_export.destinations.sftp import SftpServer  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "sftp_throughput.md"
@@ -96,8 +96,8 @@ def main() -> None:
                 known_hosts=server.known_hosts,
                 root=account.root,
             )
-            preferred = sftp_module.PREFERRED_CIPHERS
-            sftp_module.PREFERRED_CIPHERS = (args.cipher,)
+            preferred = ssh_module.PREFERRED_CIPHERS
+            ssh_module.PREFERRED_CIPHERS = (args.cipher,)
 
             # the two main contenders, alternated round by round
             openssh_times, paramiko_times = [], []
@@ -128,7 +128,7 @@ def main() -> None:
                     account,
                 )
             )
-            sftp_module.PREFERRED_CIPHERS = ("aes128-ctr",)
+            ssh_module.PREFERRED_CIPHERS = ("aes128-ctr",)
             rows.append(
                 measure(
                     "SftpServer.publish (aes128-ctr + hmac-sha2-256, paramiko's default)",
@@ -138,7 +138,7 @@ def main() -> None:
                     account,
                 )
             )
-            sftp_module.PREFERRED_CIPHERS = preferred
+            ssh_module.PREFERRED_CIPHERS = preferred
             openssh_version = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -166,7 +166,7 @@ def main() -> None:
         f"paramiko {paramiko.__version__}, {openssh_version}; "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC.",
         "",
-        "What SftpServer does for speed (loader/activity_export/destinations/sftp.py):",
+        "What SftpServer does for speed (loader/activity_export/destinations/: sftp, ssh, sftp_protocol):",
         "",
         "- pipelined SFTP writes (`set_pipelined`): requests go out without waiting for each answer;",
         "- write requests as large as the server takes (`limits@openssh.com`, capped at 256 KiB; "

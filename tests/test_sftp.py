@@ -134,7 +134,7 @@ def test_server_without_posix_rename_gets_remove_then_rename(
     with sftp_server(destination(sshd_server, account)) as server:
         server.publish(first, PurePosixPath("a.csv"))
         # OpenSSH always offers the extension: take it away to reach the plain-rename path
-        server._sftp.server_extensions.pop(POSIX_RENAME)  # type: ignore[union-attr]
+        server._ssh.session().server_extensions.pop(POSIX_RENAME)
         server.publish(second, PurePosixPath("a.csv"))
 
     assert (account.upload / "a.csv").read_bytes() == second.read_bytes()

@@ -1,0 +1,407 @@
+"""The SSH layer under SFTP delivery: connection, host keys, login, retries.
+
+One ``SshConnection`` per destination and run. The server's host key must be in the configured
+``known_hosts`` file and nowhere else; an unknown or changed key is refused with its fingerprint
+and how to trust it. Login is with the configured private key or password only (never an agent or
+``~/.ssh`` keys).
+
+Network trouble (refused, reset, timeout, connection dropped) is retried with exponential backoff
+and jitter for up to ``retry_budget`` seconds per operation, reconnecting first; authentication,
+host key, permission and missing-folder problems fail at once.
+
+What goes over the connection (the SFTP protocol extensions) is in ``sftp_protocol``, what is
+published with it in ``sftp``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import paramiko
+
+from activity_export.config import SftpDestination
+from activity_export.destinations.sftp_protocol import ExtendedSftpClient
+from activity_export.errors import ExportError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+KEEPALIVE_SECONDS = 15
+# Our receive window and packet size (downloads, listings). Uploads are paced by the server's
+# window; these only need to be at least OpenSSH's (2 MiB window, 32 KiB packets).
+WINDOW_SIZE = 16 * 2**20
+MAX_PACKET_SIZE = 2**15
+# AES-GCM first: one AEAD call per packet instead of AES-CTR plus a separate HMAC (paramiko has
+# no chacha20-poly1305). OpenSSH offers both since 6.2; the CTR modes remain for other servers.
+PREFERRED_CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+    "aes192-ctr",
+)
+FIRST_DELAY = 0.5
+MAX_DELAY = 10.0
+TRANSIENT_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ENETDOWN,
+    errno.EPIPE,
+}
+
+
+class SftpError(ExportError):
+    """A delivery over SFTP failed; the message names the server and the step, never a secret."""
+
+
+class TransientSftpError(SftpError):
+    """The network failed for longer than the retry budget."""
+
+
+class HostKeyError(SftpError):
+    """The server's host key is not the one in known_hosts."""
+
+
+class SftpAuthError(SftpError):
+    """The server refused the login, or the credentials could not be read."""
+
+
+class RemotePathError(SftpError):
+    """The server refused a file operation: permission denied, missing folder, disk full."""
+
+
+class SshConnection:
+    """A (re)connectable SFTP session to one server, logged in with strict host keys.
+
+    ``label`` names the destination in every message and log line (no secret in it). ``timeout``
+    bounds every network wait (connect, banner, handshake, login, each SFTP answer);
+    ``retry_budget`` is the time one operation (see ``retrying``) may spend retrying transient
+    failures before it gives up.
+    """
+
+    def __init__(self, config: SftpDestination, label: str, *, timeout: float, retry_budget: float) -> None:
+        self.config = config
+        self.label = label
+        self.timeout = timeout
+        self.retry_budget = retry_budget
+        self._transport: paramiko.Transport | None = None
+        self._sftp: ExtendedSftpClient | None = None
+        self.host_key_fingerprint = ""
+
+    def session(self) -> ExtendedSftpClient:
+        """The open SFTP session, connecting first when there is none."""
+        if self._sftp is None or self._transport is None or not self._transport.is_active():
+            self.disconnect()
+            self._connect()
+        assert self._sftp is not None
+        return self._sftp
+
+    def live_session(self) -> ExtendedSftpClient | None:
+        """The SFTP session if it is open and its connection alive; never connects."""
+        if self._sftp is None or self._transport is None or not self._transport.is_active():
+            return None
+        return self._sftp
+
+    def disconnect(self) -> None:
+        sftp, transport = self._sftp, self._transport
+        self._sftp = self._transport = None
+        for closable in (sftp, transport):
+            if closable is not None:
+                try:
+                    closable.close()
+                except (OSError, EOFError, paramiko.SSHException) as exc:
+                    log.debug("closing the connection: %s", exc)
+
+    # -- connection ------------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        config = self.config
+        known = self._known_host_keys()
+        log.debug("connecting to %s", self.label)
+        sock = socket.create_connection((config.host, config.port), timeout=self.timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport = paramiko.Transport(
+                sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET_SIZE
+            )
+        except BaseException:
+            sock.close()
+            raise
+        self._transport = transport
+        try:
+            self._start(transport, known)
+        except BaseException:
+            self.disconnect()
+            raise
+
+    def _start(self, transport: paramiko.Transport, known: dict[str, paramiko.PKey]) -> None:
+        """Handshake, host key check, login and SFTP session on a fresh transport."""
+        transport.banner_timeout = self.timeout
+        transport.handshake_timeout = self.timeout
+        transport.auth_timeout = self.timeout
+        transport.channel_timeout = self.timeout
+        options = transport.get_security_options()
+        options.ciphers = [c for c in PREFERRED_CIPHERS if c in options.ciphers] + [
+            c for c in options.ciphers if c not in PREFERRED_CIPHERS
+        ]
+        if known:
+            # ask for the key type(s) we know, as OpenSSH does, so the check compares like with like
+            wanted = [t for name in known for t in _signature_types(name)]
+            options.key_types = [t for t in wanted if t in options.key_types] + [
+                t for t in options.key_types if t not in wanted
+            ]
+        transport.start_client(timeout=self.timeout)
+        if not transport.is_active() or not transport.initial_kex_done:
+            # start_client returns quietly when its timeout passes: a silent server lands here
+            cause = transport.get_exception()
+            raise paramiko.SSHException(
+                f"SSH handshake not done within {self.timeout:g}s" + (f" ({cause})" if cause else "")
+            )
+        self._check_host_key(transport.get_remote_server_key(), known)
+        self._authenticate(transport)
+        transport.set_keepalive(KEEPALIVE_SECONDS)
+        sftp = ExtendedSftpClient.from_transport(
+            transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE
+        )
+        if sftp is None:
+            raise paramiko.SSHException("the server opened no SFTP channel")
+        sftp.get_channel().settimeout(self.timeout)
+        sftp.write_size = sftp.announced_write_size()
+        self._sftp = sftp
+        log.info(
+            "connected to %s (%s, %s, %d KiB writes)",
+            self.label,
+            transport.remote_cipher,
+            "posix-rename" if sftp.posix_rename_supported else "plain rename",
+            sftp.write_size // 1024,
+        )
+
+    # -- host keys -------------------------------------------------------------------------------
+
+    def _host_key_name(self) -> str:
+        """The host's name as OpenSSH writes it in known_hosts: ``[host]:port`` unless port 22."""
+        host, port = self.config.host, self.config.port
+        return host if port == 22 else f"[{host}]:{port}"
+
+    def _known_host_keys(self) -> dict[str, paramiko.PKey]:
+        """The keys known_hosts lists for this host and port (by key type); may be empty."""
+        path = self.config.known_hosts
+        try:
+            keys = paramiko.HostKeys(str(path))
+        except FileNotFoundError:
+            raise HostKeyError(f"{self.label}: known_hosts file {path} not found") from None
+        except (OSError, paramiko.SSHException) as exc:
+            raise HostKeyError(f"{self.label}: cannot read known_hosts {path}: {exc}") from None
+        return dict(keys.lookup(self._host_key_name()) or {})
+
+    def _check_host_key(self, offered: paramiko.PKey, known: dict[str, paramiko.PKey]) -> None:
+        """Refuse any key that is not the known one, saying what was offered and what to do."""
+        name = self._host_key_name()
+        key_type, fingerprint = offered.get_name(), offered.fingerprint
+        self.host_key_fingerprint = f"{key_type} {fingerprint}"
+        expected = known.get(key_type)
+        if expected is not None and expected == offered:
+            log.debug("host key of %s is %s %s (known)", name, key_type, fingerprint)
+            return
+        path = self.config.known_hosts
+        port = self.config.port
+        keyscan = f"ssh-keyscan -p {port} -t {_keyscan_type(key_type)} {self.config.host} >> {path}"
+        if expected is not None:
+            raise HostKeyError(
+                f"{self.label}: HOST KEY CHANGED: the server offered {key_type} key "
+                f"{fingerprint}, but {path} holds {expected.fingerprint} for {name}. "
+                "Someone may be intercepting the connection, or the server was reinstalled. "
+                "Check the new fingerprint with the server's administrator, then replace the "
+                f"entry: ssh-keygen -R '{name}' -f {path} && {keyscan}"
+            )
+        listed = ", ".join(sorted(known)) if known else "no key"
+        raise HostKeyError(
+            f"{self.label}: unknown host key: the server offered {key_type} key "
+            f"{fingerprint}, and {path} has {listed} for {name}. To trust it: {keyscan} , "
+            f"then verify that the fingerprint {fingerprint} is the server's out of band "
+            "(ask its administrator; `ssh-keygen -lf known_hosts` shows the fingerprint)."
+        )
+
+    # -- login -----------------------------------------------------------------------------------
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        """Log in with the configured key or password, and nothing else.
+
+        Secrets live only in this frame and the helpers' frames, and are dropped before an error is
+        raised, so they show up neither in messages nor in traceback locals.
+        """
+        config = self.config
+        failure: SftpError | None = None
+        if config.private_key is not None:
+            key = self._private_key()
+            try:
+                transport.auth_publickey(config.username, key)
+            except paramiko.AuthenticationException as exc:
+                failure = self._auth_failure(f"key {config.private_key}", exc)
+            finally:
+                del key
+        else:
+            failure = self._password_login(transport)
+        if failure is not None:
+            raise failure
+
+    def _password_login(self, transport: paramiko.Transport) -> SftpError | None:
+        """Try the password from ``password_env``; the error to raise, or None when logged in."""
+        name = self.config.password_env
+        assert name is not None
+        password = os.environ.get(name)
+        if not password:
+            return SftpAuthError(f"{self.label}: environment variable {name} (password_env) is not set")
+        failure: SftpError | None = None
+        try:
+            # falls back to keyboard-interactive with the same password where that is the
+            # server's way of asking for it; never to any other credential
+            transport.auth_password(self.config.username, password)
+        except paramiko.AuthenticationException as exc:
+            failure = self._auth_failure(f"the password from {name}", exc)
+        finally:
+            del password
+        return failure
+
+    def _private_key(self) -> paramiko.PKey:
+        """The configured private key, decrypted with the passphrase from ``passphrase_env``."""
+        path, name = self.config.private_key, self.config.passphrase_env
+        assert path is not None
+        passphrase = os.environb.get(name.encode()) if name else None
+        if name and not passphrase:
+            raise SftpAuthError(f"{self.label}: environment variable {name} (passphrase_env) is not set")
+        problem = ""
+        try:
+            return paramiko.PKey.from_path(path, password=passphrase)
+        except FileNotFoundError:
+            problem = "file not found"
+        except PermissionError:
+            problem = "permission denied"
+        except (TypeError, paramiko.PasswordRequiredException):
+            # cryptography raises TypeError both for a missing and for a superfluous passphrase
+            problem = (
+                f"it is not encrypted, but passphrase_env ({name}) is set; remove passphrase_env"
+                if passphrase
+                else "it is encrypted; set passphrase_env to the variable holding its passphrase"
+            )
+        except (ValueError, paramiko.SSHException, paramiko.UnknownKeyType):
+            problem = (
+                "wrong passphrase, or not an OpenSSH/PEM ed25519, ecdsa or rsa private key"
+                if passphrase
+                else "not an OpenSSH/PEM ed25519, ecdsa or rsa private key"
+            )
+        finally:
+            del passphrase
+        raise SftpAuthError(f"{self.label}: cannot use private key {path}: {problem}")
+
+    def _auth_failure(self, what: str, exc: paramiko.AuthenticationException) -> SftpError:
+        if isinstance(exc, paramiko.BadAuthenticationType):
+            allowed = ", ".join(exc.allowed_types) or "nothing"
+            return SftpAuthError(
+                f"{self.label}: login refused: the server does not accept this kind of "
+                f"login (it allows: {allowed}); tried {what}"
+            )
+        return SftpAuthError(f"{self.label}: login refused for user {self.config.username} with {what}")
+
+    # -- retries ---------------------------------------------------------------------------------
+
+    def retrying(self, what: str, action: Callable[[], T]) -> T:
+        """Run ``action``; on a transient failure reconnect and run it again, within the budget."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return action()
+            except SftpError:
+                raise
+            except (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError) as exc:
+                log.debug("%s: %s failed", self.label, what, exc_info=True)
+                reason = _reason(exc)
+                transient = self._is_transient(exc)
+            if transient:
+                self.disconnect()
+            else:
+                raise SftpError(f"{self.label}: {what} failed: {reason}")
+            delay = min(MAX_DELAY, FIRST_DELAY * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)  # noqa: S311 (jitter, not a secret)
+            elapsed = time.monotonic() - started
+            if elapsed + delay > self.retry_budget:
+                raise TransientSftpError(
+                    f"{self.label}: {what} failed after {attempt} attempt(s) in "
+                    f"{elapsed:.1f}s (retry budget {self.retry_budget:g}s): {reason}"
+                )
+            log.warning(
+                "%s: %s failed (%s); retrying in %.1fs (attempt %d)",
+                self.label,
+                what,
+                reason,
+                delay,
+                attempt + 1,
+            )
+            time.sleep(delay)
+
+    def _is_transient(self, exc: BaseException) -> bool:
+        """Network trouble (worth a new connection) rather than an answer from the server."""
+        if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
+            return False
+        if isinstance(exc, socket.gaierror):
+            return exc.errno == socket.EAI_AGAIN
+        if isinstance(exc, EOFError | TimeoutError | ConnectionError | paramiko.SSHException):
+            return True
+        if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
+            return True
+        # any other failure on a connection that has died under us is the connection's fault
+        return self._transport is not None and not self._transport.is_active()
+
+    @contextmanager
+    def step(self, doing: str) -> Iterator[None]:
+        """Turn the server's refusal of one step into a RemotePathError that names the step."""
+        try:
+            yield
+        except (OSError, paramiko.SFTPError) as exc:
+            if self._is_transient(exc):
+                raise
+            raise RemotePathError(f"{self.label}: cannot {doing}: {_reason(exc)}") from exc
+
+
+def _signature_types(key_type: str) -> list[str]:
+    """Host key algorithms that prove a known_hosts key type (RSA keys sign with SHA-2)."""
+    if key_type == "ssh-rsa":
+        return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"]
+    return [key_type]
+
+
+def _keyscan_type(key_type: str) -> str:
+    """ssh-keyscan's -t name for a key type: rsa, ecdsa or ed25519."""
+    if "ed25519" in key_type:
+        return "ed25519"
+    if "ecdsa" in key_type:
+        return "ecdsa"
+    return "rsa"
+
+
+def _reason(exc: BaseException) -> str:
+    """A short description of a low-level failure, for messages."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file or folder"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the SFTP server running and the port right?)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
