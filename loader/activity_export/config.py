@@ -6,6 +6,7 @@ user reads. Errors name the tenant, the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
@@ -54,8 +55,16 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
 TEMPLATE_FIELDS = ("brand", "kind", "period", "extension")
 COMPRESSION_SUFFIX = {"none": "", "gzip": ".gz", "zstd": ".zst"}
 ENCRYPTION_SUFFIX = {"none": "", "pgp": ".gpg"}
-BRAND_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
-ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Used with fullmatch: "$" would also match before a trailing newline.
+BRAND_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# The periods a run can reach without date arithmetic leaving what Python and DuckDB represent.
+EARLIEST_START = date(1970, 1, 1)
+LATEST_START = date(2999, 12, 31)
+MAX_RETENTION_DAYS = 36_500
+# A path component of at most 255 bytes leaves room for the temporary name's prefix and suffix.
+MAX_NAME_BYTES = 200
+DEFAULT_FILE_MODE = "0640"
 DEFAULT_FILE_NAME = {
     "hourly": "{kind}_{brand}_{period:%Y%m%d%H}.{extension}",
     "daily": "{kind}_{brand}_{period:%Y%m%d}.{extension}",
@@ -67,11 +76,28 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _plain_text(value: Any, what: str) -> Any:
+    """A non-empty string without control characters (a NUL would only fail at the first file)."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise ValueError(f"must be a non-empty {what}")
+        if any(not ch.isprintable() for ch in value):
+            raise ValueError(f"a {what} may not hold control characters")
+        if len(value) > 4096:
+            raise ValueError(f"a {what} of at most 4096 characters")
+    return value
+
+
 class LocalDestination(_Strict):
     """A directory on this machine: the embedded default, and handy for tests."""
 
     type: Literal["local"]
     root: Path = Field(description="Directory the tenant's folder and files are placed under.")
+
+    @field_validator("root", mode="before")
+    @classmethod
+    def _root_folder(cls, value: Any) -> Any:
+        return _plain_text(value, "folder")
 
 
 class SftpDestination(_Strict):
@@ -91,8 +117,23 @@ class SftpDestination(_Strict):
     known_hosts: Path = Field(description="OpenSSH known_hosts file the server key must be in.")
     root: str = Field("/", description="Remote folder the tenant's files go under.")
     retention_days: int | None = Field(
-        None, ge=1, description="`prune` deletes this product's files older than this."
+        None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="`prune` deletes this product's files older than this.",
     )
+
+    @field_validator("host", "username", "root", "private_key", "known_hosts", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        return _plain_text(value, "value")
+
+    @field_validator("host")
+    @classmethod
+    def _host_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9._:\[\]-]{1,253}", value):
+            raise ValueError("must be a host name or IP address")
+        return value
 
     @model_validator(mode="after")
     def _one_way_to_log_in(self) -> SftpDestination:
@@ -105,7 +146,7 @@ class SftpDestination(_Strict):
     @field_validator("password_env", "passphrase_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME_PATTERN.match(value):
+        if value is not None and not ENV_NAME_PATTERN.fullmatch(value):
             raise ValueError(
                 "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
             )
@@ -139,7 +180,7 @@ class Notify(_Strict):
     @field_validator("secret_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
-        if not ENV_NAME_PATTERN.match(value):
+        if not ENV_NAME_PATTERN.fullmatch(value):
             raise ValueError(
                 "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
             )
@@ -175,6 +216,11 @@ class Tenant(_Strict):
     )
     erasures: bool = Field(False, description="Deliver a third file listing the period's erasures.")
     notify: Notify | None = Field(None, description="Webhook for delivered, failed and overdue periods.")
+    file_mode: str = Field(
+        DEFAULT_FILE_MODE,
+        description='Permissions of delivered files, octal, e.g. "0640"; folders get the matching '
+        "search (x) bits.",
+    )
     extra_fields: dict[Literal["activity", "broadcast"], list[str]] = Field(
         default_factory=dict, description="Additional fields appended after the standard ones."
     )
@@ -186,17 +232,43 @@ class Tenant(_Strict):
     @field_validator("brand")
     @classmethod
     def _brand_code(cls, value: str) -> str:
-        if not BRAND_PATTERN.match(value):
-            raise ValueError("a brand code holds only letters, digits, '_' and '-'")
+        if not BRAND_PATTERN.fullmatch(value):
+            raise ValueError("a brand code holds 1 to 64 letters, digits, '_' and '-', nothing else")
         return value
 
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
+        # the periods are computed with Python's zoneinfo, the dates in the files by DuckDB's ICU:
+        # both must know the name (ICU knows neither posix/... nor right/... nor localtime)
+        if value not in writer_timezones():
+            raise ValueError("not a known IANA timezone, e.g. Europe/Amsterdam or UTC")
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("not a known IANA timezone, e.g. Europe/Amsterdam") from None
+            raise ValueError("not a known IANA timezone, e.g. Europe/Amsterdam or UTC") from None
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _reachable_start(cls, value: date | None) -> date | None:
+        if value is not None and not EARLIEST_START <= value <= LATEST_START:
+            raise ValueError(f"must be a date from {EARLIEST_START} to {LATEST_START}")
+        return value
+
+    @field_validator("file_mode", mode="before")
+    @classmethod
+    def _octal_mode(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML 1.1 reads an unquoted 0640 as the number 416
+            raise ValueError('must be quoted octal permissions, e.g. file_mode: "0640"')
+        if not isinstance(value, str) or not re.fullmatch(r"0?[0-7]{3}", value):
+            raise ValueError('must be octal permissions such as "0640" or "0600"')
+        mode = int(value, 8)
+        if mode & 0o600 != 0o600:
+            raise ValueError("the owner must be able to read and write the files (at least 0600)")
+        if mode & 0o002:
+            raise ValueError("files holding e-mail addresses may not be writable by everyone")
         return value
 
     @field_validator("run_at", mode="before")
@@ -259,9 +331,10 @@ class Tenant(_Strict):
                         f"columns.{kind}.{column}: {column!r} is not a column of this tenant's "
                         f"{kind} file; its columns: {', '.join(known)}"
                     )
-                if not title.strip() or any(ch in title for ch in "\r\n"):
+                if not title.strip() or any(not ch.isprintable() for ch in title) or len(title) > 256:
                     raise ValueError(
-                        f"columns.{kind}.{column} = {title!r}: a title must be one non-empty line"
+                        f"columns.{kind}.{column} = {_shown(title)}: a title must be one non-empty "
+                        "line of at most 256 characters, without control characters"
                     )
         for each in KINDS:
             titles = self.titles(each)
@@ -308,6 +381,16 @@ class Tenant(_Strict):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def file_mode_bits(self) -> int:
+        """``file_mode`` as a number, e.g. 0o640."""
+        return int(self.file_mode, 8)
+
+    @property
+    def folder_mode_bits(self) -> int:
+        """Folders: ``file_mode`` plus the search bit wherever it grants reading (0640 -> 0750)."""
+        return folder_mode(self.file_mode_bits)
 
     @property
     def run_at_time(self) -> time:
@@ -381,7 +464,21 @@ class Tenant(_Strict):
         names = self.destination.secret_env_vars() if isinstance(self.destination, SftpDestination) else []
         if self.notify is not None:
             names.append(self.notify.secret_env)
-        return [name for name in names if name not in os.environ]
+        return [name for name in names if not os.environ.get(name)]
+
+
+def folder_mode(file_mode: int) -> int:
+    """The folder permissions matching a file mode: x wherever r is granted (0640 -> 0750)."""
+    return file_mode | ((file_mode & 0o444) >> 2)
+
+
+@functools.cache
+def writer_timezones() -> frozenset[str]:
+    """The timezone names DuckDB's ICU extension knows: the writer formats dates with it."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        return frozenset(row[0] for row in con.execute("select name from pg_timezone_names()").fetchall())
 
 
 def _check_template(key: str, template: str) -> None:
@@ -424,7 +521,15 @@ def _check_result(path: PurePosixPath, name: str) -> None:
             "{period:...} format, no leading dot)"
         )
     if any(not ch.isprintable() for ch in text):
-        raise ValueError(f"file_name/folder: {text!r} holds a control character")
+        raise ValueError(f"file_name/folder: {_shown(text)} holds a control character")
+    hidden = [part for part in path.parts[:-1] if part.startswith(".")]
+    if hidden or "\\" in text:
+        raise ValueError(
+            f"folder: {text!r}: a folder may not start with a dot or hold a backslash; "
+            "hidden names are reserved for temporary files"
+        )
+    if any(len(part.encode("utf-8")) > MAX_NAME_BYTES for part in path.parts):
+        raise ValueError(f"file_name/folder: {_shown(text)}: a name longer than {MAX_NAME_BYTES} bytes")
 
 
 class Config(BaseModel):
@@ -455,18 +560,45 @@ def load_config(path: Path) -> Config:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML{_yaml_position(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     return parse_config(raw, path)
+
+
+def _yaml_position(exc: yaml.YAMLError) -> str:
+    """Where the YAML error is and what kind it is, never the text there (it may be a secret)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or ""
+    problem = re.sub(r"'[^']*'|\"[^\"]*\"", "a character", problem)  # "found character '\t' ..."
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return where + (f": {problem}" if problem else "")
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value for a message: repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "...'"
+
+
+def _label(name: Any) -> str:
+    """A tenant or key name for a message: as written, or repr when it holds odd characters."""
+    text = str(name)
+    return text if text.isprintable() and text.strip() == text and len(text) <= 80 else _shown(text)
 
 
 def parse_config(raw: Any, path: Path) -> Config:
     """Validate an already-parsed ``tenants.yml`` document."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'tenants:' (and optional 'defaults:')")
-    unknown = sorted(set(raw) - {"defaults", "tenants"})
+    unknown = sorted(str(key) for key in raw if key not in {"defaults", "tenants"})
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key {unknown[0]!r}; allowed: defaults, tenants")
+        raise ConfigError(f"{path}: unknown top-level key {_shown(unknown[0])}; allowed: defaults, tenants")
     defaults = raw.get("defaults") or {}
     tenants_raw = raw.get("tenants")
     if not isinstance(defaults, dict):
@@ -474,25 +606,27 @@ def parse_config(raw: Any, path: Path) -> Config:
     if not isinstance(tenants_raw, dict) or not tenants_raw:
         raise ConfigError(f"{path}: 'tenants' must map at least one brand code to its settings")
     problems = [
-        f"defaults: unknown key {key!r}; allowed: {_allowed_keys(())}"
+        f"defaults: unknown key {_shown(key)}; allowed: {_allowed_keys(())}"
         for key in defaults
-        if key not in Tenant.model_fields or key == "brand"
+        if not isinstance(key, str) or key not in Tenant.model_fields or key == "brand"
     ]
     if problems:  # reported once here, not once per tenant
         raise ConfigError(f"{path}: invalid configuration\n  " + "\n  ".join(problems))
     tenants: dict[str, Tenant] = {}
     for brand, settings in tenants_raw.items():
         if settings is not None and not isinstance(settings, dict):
-            problems.append(f"tenant {brand}: settings must be a mapping")
+            problems.append(f"tenant {_label(brand)}: settings must be a mapping")
             continue
         if settings and "brand" in settings:
-            problems.append(f"tenant {brand}: brand: unknown key; the brand code is the tenant's name")
+            problems.append(
+                f"tenant {_label(brand)}: brand: unknown key; the brand code is the tenant's name"
+            )
             continue
         merged = {**defaults, **(settings or {}), "brand": str(brand)}
         try:
             tenants[str(brand)] = Tenant.model_validate(merged)
         except ValidationError as exc:
-            problems.extend(_describe(str(brand), exc))
+            problems.extend(_describe(_label(brand), exc))
     if problems:
         raise ConfigError(f"{path}: invalid configuration\n  " + "\n  ".join(problems))
     return Config(path=path, tenants=tenants)
@@ -516,7 +650,7 @@ def _describe(brand: str, exc: ValidationError) -> list[str]:
         location = [str(part) for part in raw_location if not str(part).startswith("function-")]
         # a discriminated union puts the chosen type in the path, a dict its "[key]": drop them
         location = [part for part in location if part not in {"local", "sftp", "[key]"}]
-        key = ".".join(location)
+        key = ".".join(_label(part) for part in location)
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
         if error["type"] == "extra_forbidden":
@@ -528,8 +662,11 @@ def _describe(brand: str, exc: ValidationError) -> list[str]:
         elif error["type"] == "union_tag_invalid":
             key, value = f"{key}.type", error.get("ctx", {}).get("tag", value)
             message = "allowed types: sftp, local"
-        shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {value!r}"
-        if "password" in key or "passphrase" in key or "secret" in key:
-            shown = ""  # never echo what might be a secret
+        shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {_shown(value)}"
+        hidden = location[:1] in (["destination"], ["notify"]) and key != "destination.type"
+        if error["type"] in {"extra_forbidden", "union_tag_not_found"} or hidden:
+            # an unknown key may be a misspelled password, and anything under destination may
+            # be a host name, a login or a secret: the key is named, the value never shown
+            shown = ""
         lines.append(f"tenant {brand}: {key}{shown}: {message}" if key else f"tenant {brand}: {message}")
     return lines

@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo
 
 from activity_export.errors import ConfigError
 
+EARLIEST_NOW = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(2999, 12, 31, tzinfo=UTC)
+
 
 class HasSchedule(Protocol):
     @property
@@ -141,6 +144,11 @@ def parse_period(tenant: HasSchedule, text: str) -> Period:
         raise ConfigError(
             f"tenant {tenant.brand}: period {text!r} carries an offset; give local time in {tenant.timezone}"
         )
+    if not EARLIEST_NOW.year <= moment.year <= LATEST_NOW.year - 1:
+        raise ConfigError(
+            f"tenant {tenant.brand}: period {text!r} must lie between {EARLIEST_NOW:%Y-%m-%d} and "
+            f"{LATEST_NOW.year - 1}-12-31"
+        )
     return period_containing(tenant, moment)
 
 
@@ -152,6 +160,11 @@ def parse_now(text: str) -> datetime:
         moment = None
     if moment is None or moment.tzinfo is None:
         raise ConfigError(f"--now {text!r}: expected ISO 8601 with an offset, e.g. 2026-11-26T07:00:00+01:00")
+    if not EARLIEST_NOW <= moment <= LATEST_NOW:
+        # period arithmetic near year 1 or 9999 leaves what datetime (and DuckDB) can represent
+        raise ConfigError(
+            f"--now {text!r}: must lie between {EARLIEST_NOW:%Y-%m-%d} and {LATEST_NOW:%Y-%m-%d}"
+        )
     return moment
 
 

@@ -1,0 +1,221 @@
+"""What a careless or hostile party can try, and what they get: a clear refusal, never a secret echoed,
+never a file outside its place.
+
+Each test acts through the command line, the way the operator (or someone who can write where the
+product reads or writes) would.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from activity_export.cli import app
+
+NOW = "2026-11-26T07:00:00+01:00"
+SECRET = "hunter2-Sup3r-s3cret"
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def config_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tenants.yml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def local_config(tmp_path: Path, settings: str = "", destination: str = "") -> Path:
+    root = tmp_path / "out"
+    return config_file(
+        tmp_path,
+        f"""
+        tenants:
+          BRANDNAAM:
+            {settings}
+            destination:
+              type: local
+              root: {root}
+              {destination}
+        """,
+    )
+
+
+def check(path: Path, *extra: str) -> Result:
+    return cli("check", "--config", str(path), "--now", NOW, *extra)
+
+
+def assert_refused(result: Result, *words: str) -> str:
+    output = result.output
+    assert result.exit_code == 2, output
+    assert "Traceback" not in output
+    for word in words:
+        assert word in output, f"{word!r} not in:\n{output}"
+    return output
+
+
+# --- 4. secrets never echo ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["passwd", "pw", "secret", "password"])
+def test_a_password_under_a_misspelled_key_is_named_never_printed(tmp_path: Path, key: str) -> None:
+    path = config_file(
+        tmp_path,
+        f"""
+        tenants:
+          BRANDNAAM:
+            {key}: {SECRET}
+            destination:
+              type: sftp
+              host: sftp.example.nl
+              username: brandnaam
+              {key}: {SECRET}
+              private_key: /etc/keys/brandnaam
+              known_hosts: /etc/known_hosts
+        """,
+    )
+    output = assert_refused(
+        check(path), "tenant BRANDNAAM", f"destination.{key}: unknown key", f"{key}: unknown key"
+    )
+    assert SECRET not in output
+
+
+def test_nothing_under_destination_is_echoed(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path,
+        f"""
+        tenants:
+          BRANDNAAM:
+            destination:
+              type: sftp
+              host: "{SECRET} with spaces"
+              port: "{SECRET}"
+              username: brandnaam
+              password_env: "{SECRET}"
+              known_hosts: /etc/known_hosts
+        """,
+    )
+    output = assert_refused(check(path), "destination.host", "destination.port", "destination.password_env")
+    assert SECRET not in output
+
+
+def test_a_yaml_syntax_error_shows_line_and_column_not_the_text(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path,
+        f"""
+        tenants:
+          BRANDNAAM:
+            destination: {{type: sftp, password: "{SECRET}
+        """,
+    )
+    output = assert_refused(check(path), "not valid YAML at line", "column")
+    assert SECRET not in output
+
+
+def test_a_configuration_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "tenants.yml"
+    path.write_bytes(b"tenants:\n  \xff\xfe: {}\n")
+    assert_refused(check(path), "not UTF-8")
+    assert_refused(check(tmp_path), "cannot read")
+
+
+# --- 5. check refuses what run would trip on ---------------------------------------------------
+
+
+@pytest.mark.parametrize("zone", ["posix/Europe/Amsterdam", "right/UTC", "localtime", "Europe/Nowhere"])
+def test_timezones_the_writer_does_not_know_are_refused(tmp_path: Path, zone: str) -> None:
+    assert_refused(check(local_config(tmp_path, f"timezone: {zone}")), "tenant BRANDNAAM", "timezone", zone)
+
+
+def test_a_column_title_with_a_nul_character_is_refused(tmp_path: Path) -> None:
+    settings = 'columns: {activity: {email: "e\\0mail"}}'
+    assert_refused(check(local_config(tmp_path, settings)), "tenant BRANDNAAM", "columns.activity.email")
+
+
+@pytest.mark.parametrize("start", ["0001-01-01", "9999-12-31", "1969-12-31"])
+def test_a_start_outside_the_reachable_years_is_refused(tmp_path: Path, start: str) -> None:
+    assert_refused(
+        check(local_config(tmp_path, f"start: {start}")), "tenant BRANDNAAM", "start", "1970-01-01"
+    )
+
+
+def test_huge_retention_days_are_refused(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path,
+        """
+        tenants:
+          BRANDNAAM:
+            destination:
+              type: sftp
+              host: sftp.example.nl
+              username: brandnaam
+              private_key: /etc/keys/brandnaam
+              known_hosts: /etc/known_hosts
+              retention_days: 99999999999
+        """,
+    )
+    assert_refused(check(path), "tenant BRANDNAAM", "destination.retention_days", "36500")
+
+
+@pytest.mark.parametrize("now", ["9999-12-31T23:00:00+00:00", "0001-01-01T00:00:00+00:00"])
+@pytest.mark.parametrize("command", ["check", "run", "status", "prune"])
+def test_a_clock_outside_the_reachable_years_is_refused(tmp_path: Path, now: str, command: str) -> None:
+    result = cli(command, "--config", str(local_config(tmp_path)), "--now", now)
+    assert_refused(result, "--now", "1970-01-01")
+
+
+def test_a_period_outside_the_reachable_years_is_refused(tmp_path: Path) -> None:
+    result = cli(
+        "backfill", "--config", str(local_config(tmp_path)), "--brand", "BRANDNAAM",
+        "--from", "9999-12-30", "--to", "9999-12-31",
+    )  # fmt: skip
+    assert_refused(result, "tenant BRANDNAAM", "9999-12-30")
+
+
+def test_a_brand_code_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path,
+        f"""
+        tenants:
+          "BRANDNAAM\\n":
+            destination: {{type: local, root: {tmp_path}}}
+        """,
+    )
+    assert_refused(check(path), "tenant 'BRANDNAAM\\n'", "brand")
+
+
+@pytest.mark.parametrize("root", ['""', '"  "', '"a\\0b"'])
+def test_an_empty_or_binary_root_is_refused(tmp_path: Path, root: str) -> None:
+    path = config_file(
+        tmp_path,
+        f"""
+        tenants:
+          BRANDNAAM:
+            destination: {{type: local, root: {root}}}
+        """,
+    )
+    assert_refused(check(path), "tenant BRANDNAAM", "destination.root")
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        ("0640", "quoted"),
+        ('"rw-r-----"', "octal"),
+        ('"0400"', "read and write"),
+        ('"0666"', "writable by everyone"),
+        ('"4750"', "octal"),
+    ],
+)
+def test_file_mode_must_be_safe_quoted_octal(tmp_path: Path, mode: str, words: str) -> None:
+    assert_refused(
+        check(local_config(tmp_path, f"file_mode: {mode}")), "tenant BRANDNAAM", "file_mode", words
+    )
+
+
+def test_a_hidden_folder_is_refused(tmp_path: Path) -> None:
+    assert_refused(check(local_config(tmp_path, 'folder: ".ssh"')), "tenant BRANDNAAM", "folder")
