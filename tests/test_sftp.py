@@ -14,7 +14,6 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from activity_export.config import SftpDestination
-from activity_export.destinations import partial_name
 from activity_export.destinations.sftp import (
     POSIX_RENAME,
     HostKeyError,
@@ -24,6 +23,7 @@ from activity_export.destinations.sftp import (
     TransientSftpError,
 )
 from activity_export.errors import ExportError
+from activity_export.naming import partial_name
 from tests.sshd import Account, SshServer, free_port, generate_key, known_hosts_entry, public_key_line
 
 pytestmark = pytest.mark.sshd

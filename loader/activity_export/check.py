@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
 
-from activity_export.config import KINDS, Config, LocalDestination, SftpDestination, Tenant
+from activity_export.config import Config, LocalDestination, SftpDestination, Tenant
 from activity_export.errors import ConfigError
+from activity_export.naming import KINDS
 from activity_export.periods import Period, due_at, period_containing
 
 TIME_FORMAT = "%Y-%m-%d %H:%M %Z"

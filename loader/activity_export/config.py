@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import re
-import string
 from datetime import date, time
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -18,11 +17,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from activity_export.errors import ConfigError
-
-KINDS = ("activity", "broadcast")
-ERASURE = "erasure"  # the third data file, with ``erasures: true``
-MANIFEST = "manifest"
+from activity_export import naming
+from activity_export.errors import ConfigError, shown_value
+from activity_export.naming import ERASURE, KINDS
+from activity_export.periods import Period
 
 STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
     "activity": (
@@ -52,9 +50,6 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
     "broadcast": ("campaignid", "fromaddress"),
 }
 
-TEMPLATE_FIELDS = ("brand", "kind", "period", "extension")
-COMPRESSION_SUFFIX = {"none": "", "gzip": ".gz", "zstd": ".zst"}
-ENCRYPTION_SUFFIX = {"none": "", "pgp": ".gpg"}
 # Used with fullmatch: "$" would also match before a trailing newline.
 BRAND_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -62,14 +57,7 @@ ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 EARLIEST_START = date(1970, 1, 1)
 LATEST_START = date(2999, 12, 31)
 MAX_RETENTION_DAYS = 36_500
-# A path component of at most 255 bytes leaves room for the temporary name's prefix and suffix.
-MAX_NAME_BYTES = 200
 DEFAULT_FILE_MODE = "0640"
-DEFAULT_FILE_NAME = {
-    "hourly": "{kind}_{brand}_{period:%Y%m%d%H}.{extension}",
-    "daily": "{kind}_{brand}_{period:%Y%m%d}.{extension}",
-    "weekly": "{kind}_{brand}_{period:%Y%m%d}.{extension}",
-}
 
 
 class _Strict(BaseModel):
@@ -333,7 +321,7 @@ class Tenant(_Strict):
                     )
                 if not title.strip() or any(not ch.isprintable() for ch in title) or len(title) > 256:
                     raise ValueError(
-                        f"columns.{kind}.{column} = {_shown(title)}: a title must be one non-empty "
+                        f"columns.{kind}.{column} = {shown_value(title)}: a title must be one non-empty "
                         "line of at most 256 characters, without control characters"
                     )
         for each in KINDS:
@@ -345,38 +333,8 @@ class Tenant(_Strict):
                     f"columns.{each}: columns {' and '.join(which)} both get the title "
                     f"{doubles[0]!r}; every title must be different"
                 )
-        _check_template("file_name", self.name_template)
-        _check_template("folder", self.folder)
-        if "/" in self.name_template or "\\" in self.name_template:
-            raise ValueError(
-                f"file_name = {self.name_template!r}: may not hold a path separator; use folder for folders"
-            )
-        self._check_paths()
+        naming.check_naming(self)
         return self
-
-    def _check_paths(self) -> None:
-        """Render the templates for a sample of periods: safe, and one name per period and kind."""
-        from activity_export.periods import sample_periods  # periods needs no config: no cycle
-
-        kinds = self.delivered_kinds()
-        seen: dict[PurePosixPath, tuple[str, Any]] = {}
-        for period in sample_periods(self):
-            for kind in kinds:
-                path = self._path(kind, period)
-                _check_result(path, self._name(kind, period))
-                if path in seen:
-                    other_kind, other = seen[path]
-                    if other_kind != kind:
-                        raise ValueError(
-                            f"file_name = {self.name_template!r}: the {other_kind} and {kind} "
-                            f"files both get the name {str(path)!r}; put {{kind}} in it"
-                        )
-                    raise ValueError(
-                        f"file_name = {self.name_template!r}: the {self.interval} periods "
-                        f"{other.label} and {period.label} both get the name {str(path)!r}; "
-                        f"put the whole period in it, e.g. {DEFAULT_FILE_NAME[self.interval]!r}"
-                    )
-                seen[path] = (kind, period)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -396,23 +354,23 @@ class Tenant(_Strict):
     def run_at_time(self) -> time:
         return time.fromisoformat(self.run_at)
 
+    # File naming lives in ``naming``; these are the tenant's shorthands for it.
+
     @property
     def name_template(self) -> str:
-        return self.file_name or DEFAULT_FILE_NAME[self.interval]
+        return naming.name_template(self)
 
     def data_kinds(self) -> tuple[str, ...]:
         """The data files of a period, in delivery order: activity, broadcast (, erasure)."""
-        return (*KINDS, ERASURE) if self.erasures else KINDS
+        return naming.data_kinds(self)
 
     def delivered_kinds(self) -> tuple[str, ...]:
         """Every file of a period, in delivery order; the manifest, when enabled, is last."""
-        return (*self.data_kinds(), MANIFEST) if self.manifest else self.data_kinds()
+        return naming.delivered_kinds(self)
 
     def suffix(self, kind: str) -> str:
         """What follows the template's name: ``.gz``/``.zst``, then ``.gpg`` (data files only)."""
-        if kind == MANIFEST:
-            return ""
-        return COMPRESSION_SUFFIX[self.compression] + ENCRYPTION_SUFFIX[self.encryption]
+        return naming.suffix(self, kind)
 
     def fields(self, kind: str) -> tuple[str, ...]:
         """The file's fields in order: the standard columns, then the configured extras."""
@@ -431,33 +389,13 @@ class Tenant(_Strict):
         renames = self.renames(kind)
         return [renames.get(field, field) for field in self.fields(kind)]
 
-    def _values(self, kind: str, period: Any) -> dict[str, Any]:
-        manifest = kind == "manifest"
-        return {
-            "brand": self.brand,
-            "kind": kind,
-            "period": period.start_local.replace(tzinfo=None, fold=0),
-            "extension": "json" if manifest else self.extension,
-        }
+    def relative_path(self, kind: str, period: Period) -> PurePosixPath:
+        """Where a file lands under the destination root (see ``naming.relative_path``)."""
+        return naming.relative_path(self, kind, period)
 
-    def _name(self, kind: str, period: Any) -> str:
-        return self.name_template.format(**self._values(kind, period)) + self.suffix(kind)
-
-    def _path(self, kind: str, period: Any) -> PurePosixPath:
-        folder = self.folder.format(**self._values(kind, period))
-        return PurePosixPath(folder) / self._name(kind, period)
-
-    def relative_path(self, kind: str, period: Any) -> PurePosixPath:
-        """Where a file lands under the destination root, e.g. ``activity/activity_X_20261125.csv``.
-
-        The name is the ``file_name`` template filled in with the period's local start, plus
-        ``.gz`` or ``.zst`` when compressed and ``.gpg`` when encrypted.
-        """
-        return self._path(kind, period)
-
-    def manifest_path(self, period: Any) -> PurePosixPath:
+    def manifest_path(self, period: Period) -> PurePosixPath:
         """The manifest is named like the data files, with kind ``manifest`` and ``.json``."""
-        return self._path("manifest", period)
+        return naming.relative_path(self, naming.MANIFEST, period)
 
     def missing_secrets(self) -> list[str]:
         """Environment variables this tenant needs that are not set (checked by ``check``)."""
@@ -479,57 +417,6 @@ def writer_timezones() -> frozenset[str]:
 
     with duckdb.connect() as con:
         return frozenset(row[0] for row in con.execute("select name from pg_timezone_names()").fetchall())
-
-
-def _check_template(key: str, template: str) -> None:
-    """Only the documented fields, no attribute or index access, a format only for {period}."""
-    allowed = ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS)
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"{key} = {template!r}: not a valid template ({exc})") from None
-    for _literal, field, spec, conversion in parsed:
-        if field is None:
-            continue
-        name = re.split(r"[.\[]", field, maxsplit=1)[0]
-        if name != field and name in TEMPLATE_FIELDS:
-            raise ValueError(
-                f"{key} = {template!r}: {{{field}}} uses attribute or index access, which is "
-                f"not allowed; allowed fields: {allowed}"
-            )
-        if field not in TEMPLATE_FIELDS:
-            raise ValueError(f"{key} = {template!r}: {{{field}}} is not a template field; allowed: {allowed}")
-        if conversion:
-            raise ValueError(f"{key} = {template!r}: conversions like !{conversion} are not allowed")
-        if spec and field != "period":
-            raise ValueError(f"{key} = {template!r}: only {{period}} takes a format, e.g. {{period:%Y%m%d}}")
-        if spec and ("{" in spec or "}" in spec):
-            raise ValueError(f"{key} = {template!r}: a format may not hold another field")
-
-
-def _check_result(path: PurePosixPath, name: str) -> None:
-    """A rendered path stays under the root and names a plain file."""
-    text = str(path)
-    if path.is_absolute() or ".." in path.parts:
-        raise ValueError(
-            f"file_name/folder: {text!r} is absolute or climbs out of the destination root; "
-            "give a relative folder without '..'"
-        )
-    if "/" in name or "\\" in name or name in {"", ".", ".."} or name.startswith("."):
-        raise ValueError(
-            f"file_name: {name!r} is not a plain visible file name (no path separator from a "
-            "{period:...} format, no leading dot)"
-        )
-    if any(not ch.isprintable() for ch in text):
-        raise ValueError(f"file_name/folder: {_shown(text)} holds a control character")
-    hidden = [part for part in path.parts[:-1] if part.startswith(".")]
-    if hidden or "\\" in text:
-        raise ValueError(
-            f"folder: {text!r}: a folder may not start with a dot or hold a backslash; "
-            "hidden names are reserved for temporary files"
-        )
-    if any(len(part.encode("utf-8")) > MAX_NAME_BYTES for part in path.parts):
-        raise ValueError(f"file_name/folder: {_shown(text)}: a name longer than {MAX_NAME_BYTES} bytes")
 
 
 class Config(BaseModel):
@@ -580,16 +467,10 @@ def _yaml_position(exc: yaml.YAMLError) -> str:
     return where + (f": {problem}" if problem else "")
 
 
-def _shown(value: Any, limit: int = 80) -> str:
-    """A value for a message: repr, cut to ``limit`` characters."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 5] + "...'"
-
-
 def _label(name: Any) -> str:
     """A tenant or key name for a message: as written, or repr when it holds odd characters."""
     text = str(name)
-    return text if text.isprintable() and text.strip() == text and len(text) <= 80 else _shown(text)
+    return text if text.isprintable() and text.strip() == text and len(text) <= 80 else shown_value(text)
 
 
 def parse_config(raw: Any, path: Path) -> Config:
@@ -598,7 +479,9 @@ def parse_config(raw: Any, path: Path) -> Config:
         raise ConfigError(f"{path}: expected a mapping with 'tenants:' (and optional 'defaults:')")
     unknown = sorted(str(key) for key in raw if key not in {"defaults", "tenants"})
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key {_shown(unknown[0])}; allowed: defaults, tenants")
+        raise ConfigError(
+            f"{path}: unknown top-level key {shown_value(unknown[0])}; allowed: defaults, tenants"
+        )
     defaults = raw.get("defaults") or {}
     tenants_raw = raw.get("tenants")
     if not isinstance(defaults, dict):
@@ -606,7 +489,7 @@ def parse_config(raw: Any, path: Path) -> Config:
     if not isinstance(tenants_raw, dict) or not tenants_raw:
         raise ConfigError(f"{path}: 'tenants' must map at least one brand code to its settings")
     problems = [
-        f"defaults: unknown key {_shown(key)}; allowed: {_allowed_keys(())}"
+        f"defaults: unknown key {shown_value(key)}; allowed: {_allowed_keys(())}"
         for key in defaults
         if not isinstance(key, str) or key not in Tenant.model_fields or key == "brand"
     ]
@@ -662,7 +545,7 @@ def _describe(brand: str, exc: ValidationError) -> list[str]:
         elif error["type"] == "union_tag_invalid":
             key, value = f"{key}.type", error.get("ctx", {}).get("tag", value)
             message = "allowed types: sftp, local"
-        shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {_shown(value)}"
+        shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {shown_value(value)}"
         hidden = location[:1] in (["destination"], ["notify"]) and key != "destination.type"
         if error["type"] in {"extra_forbidden", "union_tag_not_found"} or hidden:
             # an unknown key may be a misspelled password, and anything under destination may

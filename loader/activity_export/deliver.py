@@ -18,10 +18,11 @@ from datetime import datetime
 from pathlib import Path
 
 from activity_export import failpoints
-from activity_export.config import KINDS, Tenant
+from activity_export.config import Tenant
 from activity_export.destinations import Destination, open_destination
 from activity_export.errors import ConfigError, ExportError
 from activity_export.ledger import Ledger, tenant_lock
+from activity_export.naming import KINDS
 from activity_export.periods import Period, due_periods
 from activity_export.warehouse import Target, Warehouse, connect, read_watermark
 from activity_export.writer import WrittenFile, write_period

@@ -17,9 +17,9 @@ from pathlib import Path, PurePosixPath
 
 import duckdb
 
-from activity_export.config import KINDS, Tenant
-from activity_export.destinations import partial_name
+from activity_export.config import Tenant
 from activity_export.errors import ExportError
+from activity_export.naming import KINDS, partial_name
 from activity_export.periods import Period
 from activity_export.warehouse import Warehouse
 

@@ -1,8 +1,9 @@
 """Destinations: where a tenant's files are published, atomically.
 
 Every destination offers the same small interface (``Destination``). A file is first written under a
-hidden temporary name in its target folder (``.<name>.partial``), checked, then renamed to its final
-name, so a receiver polling the folder never sees a half-written file under a final name.
+hidden temporary name in its target folder (``.<name>.partial``, ``naming.partial_name``), checked,
+then renamed to its final name, so a receiver polling the folder never sees a half-written file
+under a final name.
 """
 
 from __future__ import annotations
@@ -13,18 +14,6 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 from activity_export.config import LocalDestination, SftpDestination
-
-PARTIAL_PREFIX = "."
-PARTIAL_SUFFIX = ".partial"
-
-
-def partial_name(final_name: str) -> str:
-    """The hidden temporary name a file is uploaded under before it is renamed."""
-    return f"{PARTIAL_PREFIX}{final_name}{PARTIAL_SUFFIX}"
-
-
-def is_partial(name: str) -> bool:
-    return name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)
 
 
 class Destination(ABC):

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from activity_export import failpoints
-from activity_export.destinations import Destination, is_partial, partial_name
+from activity_export.destinations import Destination
 from activity_export.errors import ExportError
+from activity_export.naming import is_partial, partial_name
 
 
 class LocalFolder(Destination):

@@ -22,7 +22,7 @@ from stat import S_ISDIR, S_ISREG
 import paramiko
 
 from activity_export.config import SftpDestination
-from activity_export.destinations import Destination, is_partial, partial_name
+from activity_export.destinations import Destination
 from activity_export.destinations.sftp_protocol import POSIX_RENAME, ExtendedSftpClient
 from activity_export.destinations.ssh import (
     HostKeyError,
@@ -32,6 +32,7 @@ from activity_export.destinations.ssh import (
     SshConnection,
     TransientSftpError,
 )
+from activity_export.naming import is_partial, partial_name
 
 __all__ = [
     "POSIX_RENAME",
