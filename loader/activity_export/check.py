@@ -63,7 +63,7 @@ def describe_destination(tenant: Tenant) -> str:
     """Where the files go, with secrets named by their environment variable only."""
     destination = tenant.destination
     if isinstance(destination, LocalDestination):
-        return f"local folder {destination.root}"
+        return destination.describe()
     login = (
         f"key {destination.private_key}"
         if destination.private_key is not None
@@ -76,10 +76,7 @@ def describe_destination(tenant: Tenant) -> str:
         if destination.retention_days
         else ", files kept forever"
     )
-    return (
-        f"sftp {destination.username}@{destination.host}:{destination.port} "
-        f"root {destination.root}, {login}, known_hosts {destination.known_hosts}{retention}"
-    )
+    return f"{destination.describe()}, {login}, known_hosts {destination.known_hosts}{retention}"
 
 
 def environment_problems(tenant: Tenant) -> list[str]:

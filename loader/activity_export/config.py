@@ -87,6 +87,10 @@ class LocalDestination(_Strict):
     def _root_folder(cls, value: Any) -> Any:
         return _plain_text(value, "folder")
 
+    def describe(self) -> str:
+        """Where the files go, as every command shows it and the ledger records it."""
+        return f"local folder {self.root}"
+
 
 class SftpDestination(_Strict):
     """An SFTP server; host keys are checked strictly against ``known_hosts``."""
@@ -139,6 +143,15 @@ class SftpDestination(_Strict):
                 "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
             )
         return value
+
+    def describe(self) -> str:
+        """Where the files go, as every command shows it and the ledger records it (no secret)."""
+        return self.url(self.root)
+
+    def url(self, path: str | PurePosixPath) -> str:
+        """``sftp://user@host:port/path`` of a path on this server, for logs and messages."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"sftp://{self.username}@{host}:{self.port}/{str(path).lstrip('/')}"
 
     def secret_env_vars(self) -> list[str]:
         """The environment variables this destination reads secrets from."""

@@ -145,14 +145,6 @@ def tenant_status(
     )
 
 
-def destination_label(tenant: Tenant) -> str:
-    """Where a tenant's files go, without secrets."""
-    destination = tenant.destination
-    if destination.type == "local":
-        return f"local {destination.root}"
-    return f"sftp://{destination.username}@{destination.host}:{destination.port}{destination.root}"
-
-
 def collect_status(
     ledger: Ledger, warehouse: Warehouse, tenants: list[Tenant], now: datetime, verify: bool
 ) -> list[TenantStatus]:
@@ -167,7 +159,12 @@ def collect_status(
         drift = drifted_periods(warehouse, tenant, records) if verify else []
         statuses.append(
             tenant_status(
-                tenant.brand, destination_label(tenant), records, pending, [p.label for p in waiting], drift
+                tenant.brand,
+                tenant.destination.describe(),
+                records,
+                pending,
+                [p.label for p in waiting],
+                drift,
             )
         )
     return statuses

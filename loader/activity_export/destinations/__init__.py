@@ -70,7 +70,7 @@ def open_destination(config: LocalDestination | SftpDestination, brand: str) -> 
     if isinstance(config, LocalDestination):
         from activity_export.destinations.local import LocalFolder
 
-        return LocalFolder(config.root)
+        return LocalFolder(config)
     from activity_export.destinations.sftp import SftpServer
 
     budget = float(os.environ.get(RETRY_SECONDS_VARIABLE) or 60)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from activity_export import failpoints
+from activity_export.config import LocalDestination
 from activity_export.destinations import Destination
 from activity_export.errors import ExportError
 from activity_export.naming import is_partial, partial_name
@@ -15,11 +16,12 @@ from activity_export.naming import is_partial, partial_name
 class LocalFolder(Destination):
     """Files under a directory, published by copy to a hidden name, fsync, then rename."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, config: LocalDestination) -> None:
+        self.config = config
+        self.root = config.root
 
     def describe(self) -> str:
-        return f"local folder {self.root}"
+        return self.config.describe()
 
     def publish(self, local: Path, relative: PurePosixPath) -> str:
         final = self.root.joinpath(*relative.parts)

@@ -81,7 +81,7 @@ class SftpServer(Destination):
     # -- Destination -----------------------------------------------------------------------------
 
     def describe(self) -> str:
-        return self._where(self.root)
+        return self.config.describe()
 
     def open(self) -> None:
         """Connect, check the host key, log in and start the SFTP session (retried if transient)."""
@@ -317,9 +317,7 @@ class SftpServer(Destination):
 
     def _where(self, remote: PurePosixPath) -> str:
         """``sftp://user@host:port/path``, for logs and messages (no secret in it)."""
-        host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        path = str(remote).lstrip("/")
-        return f"sftp://{self.config.username}@{host}:{self.config.port}/{path}"
+        return self.config.url(remote)
 
     def _session(self) -> ExtendedSftpClient:
         """The open SFTP session, connecting first when there is none; a new one knows no folders."""
