@@ -9,7 +9,6 @@ DuckDB's ``COPY ... TO``.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -22,6 +21,9 @@ from typing import Any
 import duckdb
 
 from activity_export.errors import ConfigError, ExportError
+from activity_export.profile import Target, resolve_target
+
+__all__ = ["Target", "Warehouse", "connect", "read_watermark", "resolve_target"]
 
 log = logging.getLogger(__name__)
 
@@ -29,88 +31,6 @@ ATTACHED = "warehouse"
 READ_MEMORY_LIMIT = "128MB"
 WRITE_MEMORY_LIMIT = "1GB"
 DUCKDB_THREADS = 2
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where the built relations live, as read from the dbt profile."""
-
-    name: str
-    kind: str  # "duckdb" or "postgres"
-    schema: str
-    duckdb_path: Path | None = None
-    host: str = ""
-    port: int = 5432
-    user: str = ""
-    password: str = ""
-    dbname: str = ""
-
-    def __repr__(self) -> str:  # never show the password
-        where = self.duckdb_path if self.kind == "duckdb" else f"{self.host}:{self.port}/{self.dbname}"
-        return f"Target({self.name!r}, {self.kind}, {where}, schema={self.schema!r})"
-
-    __str__ = __repr__
-
-
-def default_profiles_dir(project_dir: Path) -> Path:
-    """dbt's own rule: $DBT_PROFILES_DIR, else the current folder if it has profiles.yml, else ~/.dbt."""
-    if os.environ.get("DBT_PROFILES_DIR"):
-        return Path(os.environ["DBT_PROFILES_DIR"])
-    for folder in (Path.cwd(), project_dir):
-        if (folder / "profiles.yml").exists():
-            return folder
-    return Path.home() / ".dbt"
-
-
-def resolve_target(project_dir: Path, profiles_dir: Path | None, target: str | None) -> Target:
-    """Read the dbt profile named in ``dbt_project.yml`` and return the chosen target."""
-    from dbt.config.profile import Profile, read_profile
-    from dbt.config.project import load_raw_project
-    from dbt.config.renderer import ProfileRenderer
-    from dbt_common.context import set_invocation_context
-    from dbt_common.exceptions import DbtBaseException
-
-    set_invocation_context(dict(os.environ))  # what env_var() in profiles.yml reads
-    profiles_dir = profiles_dir or default_profiles_dir(project_dir)
-    try:
-        raw_project = load_raw_project(str(project_dir))
-        raw_profiles = read_profile(str(profiles_dir))
-        if not raw_profiles:
-            raise ConfigError(
-                f"no profiles.yml in {profiles_dir}; copy profiles.yml.example there or pass --profiles-dir"
-            )
-        renderer = ProfileRenderer({})
-        profile_name = renderer.render_value(raw_project.get("profile"))
-        if profile_name not in raw_profiles:
-            raise ConfigError(
-                f"{profiles_dir / 'profiles.yml'} has no profile {profile_name!r} "
-                "(the one dbt_project.yml names)"
-            )
-        target_name, data = Profile.render_profile(raw_profiles[profile_name], profile_name, target, renderer)
-        # adapter-specific fields (path, host, ...) are not on the Credentials base class
-        credentials: Any = Profile._credentials_from_profile(data, profile_name, target_name)
-    except DbtBaseException as exc:
-        raise ConfigError(f"dbt profile: {exc}") from None
-    if credentials.type == "duckdb":
-        path = Path(credentials.path)
-        if not path.is_absolute() and str(path) != ":memory:":
-            path = project_dir / path
-        return Target(target_name, "duckdb", credentials.schema, duckdb_path=path)
-    if credentials.type == "postgres":
-        return Target(
-            target_name,
-            "postgres",
-            credentials.schema,
-            host=credentials.host,
-            port=int(credentials.port),
-            user=credentials.user,
-            password=credentials.password or "",
-            dbname=credentials.database,
-        )
-    raise ConfigError(
-        f"dbt target {target_name!r} is of type {credentials.type!r}; "
-        "the loader reads duckdb and postgres targets"
-    )
 
 
 def postgres_extension_path() -> Path:
@@ -186,6 +106,7 @@ def connect(target: Target, read_only: bool = True) -> Iterator[Warehouse]:
                 ("user", target.user),
                 ("connect_timeout", 10),
                 ("application_name", "activity-export"),
+                *target.options,  # sslmode, connect_timeout, ... as the profile sets them
             )
         )
         options = "type postgres"
@@ -202,7 +123,7 @@ def connect(target: Target, read_only: bool = True) -> Iterator[Warehouse]:
             con.execute(f"attach {_sql_string(dsn)} as {ATTACHED} ({options})")
         except duckdb.Error as exc:
             con.close()
-            raise ExportError(f"cannot connect to PostgreSQL for dbt target {target}: {exc}") from None
+            raise ExportError(f"cannot connect to PostgreSQL for {target}: {exc}") from None
         catalog = ATTACHED
     con.execute("set timezone = 'UTC'")
     # The stable row order needs a sort of the whole slice. Under a small memory limit DuckDB
