@@ -26,6 +26,7 @@ def dbt_build(
     project_dir: Path,
     profiles_dir: Path | None,
     target: str | None,
+    *,
     quiet: bool = True,
 ) -> None:
     """Run ``dbt build`` (seeds, models, tests) and raise ExportError when it fails."""

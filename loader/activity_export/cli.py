@@ -24,13 +24,13 @@ from activity_export.periods import parse_now, parse_period, periods_between
 from activity_export.prune import prune_tenant
 from activity_export.report import (
     Progress,
-    collect_status,
     failure_payload,
     notify,
     run_summary,
     status_table,
 )
 from activity_export.shards import parse_shard, shard_of
+from activity_export.status import collect_status
 from activity_export.warehouse import Warehouse, connect, read_watermark, resolve_target
 from activity_export.writer import write_period
 
@@ -259,7 +259,14 @@ def run(
     def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
         try:
             return run_tenant(
-                warehouse, tenant, moment, watermark, ledger_path, force, dry_run, progress.delivered
+                warehouse,
+                tenant,
+                moment,
+                watermark,
+                ledger_path,
+                force=force,
+                dry_run=dry_run,
+                on_delivered=progress.delivered,
             )
         finally:
             progress.tenant_done()
@@ -294,7 +301,7 @@ def backfill(
     Ledger(ledger_path).close()
 
     def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
-        return backfill_tenant(warehouse, tenant, periods, watermark, ledger_path, dry_run)
+        return backfill_tenant(warehouse, tenant, periods, watermark, ledger_path, dry_run=dry_run)
 
     reports = each_tenant(resolve_target(project_dir, profiles_dir, target), [tenant], 1, one)
     _finish(reports, datetime.now(UTC), None)
@@ -321,11 +328,11 @@ def status(
         Ledger(ledger or default_ledger_path(config)) as book,
         connect(resolve_target(project_dir, profiles_dir, target)) as warehouse,
     ):
-        statuses = collect_status(book, warehouse, tenants, moment, verify)
+        statuses = collect_status(book, warehouse, tenants, moment, verify=verify)
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
     else:
-        typer.echo(status_table(statuses, verify))
+        typer.echo(status_table(statuses, verified=verify))
     if verify and any(s.drift for s in statuses):
         raise typer.Exit(1)
 
@@ -344,7 +351,7 @@ def prune(
     failed = False
     for tenant in tenants:
         try:
-            report = prune_tenant(tenant, moment, dry_run)
+            report = prune_tenant(tenant, moment, dry_run=dry_run)
         except ExportError as exc:
             if isinstance(exc, ConfigError):
                 raise

@@ -76,6 +76,7 @@ def deliver_period(
     destination: Destination,
     workdir: Path,
     ledger: Ledger | None = None,
+    *,
     force: bool = False,
 ) -> Delivered:
     """Write one period's files and publish them; the local copies are removed afterwards.
@@ -139,6 +140,7 @@ def deliver_tenant(
     tenant: Tenant,
     periods: list[Period],
     ledger: Ledger | None,
+    *,
     force: bool = False,
     on_delivered: Callable[[str, Delivered], None] | None = None,
 ) -> TenantReport:
@@ -167,7 +169,7 @@ def deliver_tenant(
                         ledger.start_attempt(tenant.brand, current.start_utc, current.label) if ledger else 0
                     )
                     delivered = deliver_period(
-                        warehouse, tenant, current, destination, Path(work), ledger, force
+                        warehouse, tenant, current, destination, Path(work), ledger, force=force
                     )
                     if ledger:
                         ledger.finish_attempt(attempt, "delivered")
@@ -195,13 +197,23 @@ def run_tenant(
     now: datetime,
     watermark: datetime | None,
     ledger_path: Path | None,
+    *,
     force: bool = False,
     dry_run: bool = False,
     on_delivered: Callable[[str, Delivered], None] | None = None,
 ) -> TenantReport:
     """The nightly job for one tenant: every due, complete and undelivered period, oldest first."""
     ready, waiting = due_periods(tenant, tenant.start, now, watermark)
-    return _locked(warehouse, tenant, ready, waiting, ledger_path, force, dry_run, on_delivered)
+    return _locked(
+        warehouse,
+        tenant,
+        ready,
+        waiting,
+        ledger_path,
+        force=force,
+        dry_run=dry_run,
+        on_delivered=on_delivered,
+    )
 
 
 def backfill_tenant(
@@ -210,12 +222,15 @@ def backfill_tenant(
     periods: list[Period],
     watermark: datetime | None,
     ledger_path: Path | None,
+    *,
     dry_run: bool = False,
 ) -> TenantReport:
     """Re-deliver a range of periods (replacing files atomically); incomplete ones wait."""
     ready = [p for p in periods if watermark is not None and p.end_utc <= watermark]
     waiting = [p for p in periods if p not in ready]
-    return _locked(warehouse, tenant, ready, waiting, ledger_path, True, dry_run, None)
+    return _locked(
+        warehouse, tenant, ready, waiting, ledger_path, force=True, dry_run=dry_run, on_delivered=None
+    )
 
 
 def _locked(
@@ -224,12 +239,13 @@ def _locked(
     ready: list[Period],
     waiting: list[Period],
     ledger_path: Path | None,
+    *,
     force: bool,
     dry_run: bool,
     on_delivered: Callable[[str, Delivered], None] | None,
 ) -> TenantReport:
     if ledger_path is None:
-        report = deliver_tenant(warehouse, tenant, ready, None, force, on_delivered)
+        report = deliver_tenant(warehouse, tenant, ready, None, force=force, on_delivered=on_delivered)
         report.waiting = waiting
         return report
     with tenant_lock(ledger_path, tenant.brand) as acquired:
@@ -248,7 +264,7 @@ def _locked(
                 ]
                 report.already = len(ready) - len(report.planned)
                 return report
-            report = deliver_tenant(warehouse, tenant, ready, ledger, force, on_delivered)
+            report = deliver_tenant(warehouse, tenant, ready, ledger, force=force, on_delivered=on_delivered)
             report.waiting = waiting
             return report
 

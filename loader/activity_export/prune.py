@@ -37,7 +37,7 @@ def expired(tenant: Tenant, kind: str, name: str, cutoff: datetime) -> bool:
 LOOK_BACK = timedelta(days=400)  # folders of periods this far before the cutoff are searched
 
 
-def prune_tenant(tenant: Tenant, now: datetime, dry_run: bool) -> PruneReport:
+def prune_tenant(tenant: Tenant, now: datetime, *, dry_run: bool) -> PruneReport:
     """Delete (or list, with ``dry_run``) the tenant's files older than its retention."""
     report = PruneReport(tenant)
     destination_config = tenant.destination

@@ -5,15 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
-from activity_export.config import Tenant
 from activity_export.deliver import Delivered, TenantReport
-from activity_export.ledger import Ledger, Record
-from activity_export.periods import due_periods
-from activity_export.verify import drifted_periods
-from activity_export.warehouse import Warehouse, read_watermark
+from activity_export.status import TenantStatus
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -101,76 +96,7 @@ def notify(command: str, payload: str) -> str | None:
     return None
 
 
-@dataclass
-class TenantStatus:
-    """One tenant's line in ``status``."""
-
-    brand: str
-    destination: str
-    last_delivered: str | None
-    delivered_periods: int
-    pending: list[str]
-    waiting: list[str]
-    failed: list[str]
-    rows: int
-    bytes: int
-    drift: list[str]
-
-    def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
-
-
-def tenant_status(
-    brand: str,
-    destination: str,
-    records: list[Record],
-    pending: list[str],
-    waiting: list[str],
-    drift: list[str],
-) -> TenantStatus:
-    delivered = [r for r in records if r.status == "delivered" and r.kind != "manifest"]
-    periods = sorted({r.period_start: r.period_label for r in delivered}.items())
-    failed = sorted({r.period_label for r in records if r.status in ("failed", "uploading")})
-    return TenantStatus(
-        brand=brand,
-        destination=destination,
-        last_delivered=periods[-1][1] if periods else None,
-        delivered_periods=len(periods),
-        pending=pending,
-        waiting=waiting,
-        failed=failed,
-        rows=sum(r.rows or 0 for r in delivered),
-        bytes=sum(r.bytes or 0 for r in delivered),
-        drift=drift,
-    )
-
-
-def collect_status(
-    ledger: Ledger, warehouse: Warehouse, tenants: list[Tenant], now: datetime, verify: bool
-) -> list[TenantStatus]:
-    """Per tenant: the ledger's deliveries, and the due periods still pending or waiting."""
-    watermark = read_watermark(warehouse)
-    statuses = []
-    for tenant in tenants:
-        records = ledger.records(tenant.brand)
-        ready, waiting = due_periods(tenant, tenant.start, now, watermark)
-        delivered = {r.period_start for r in records if r.status == "delivered"}
-        pending = [p.label for p in ready if p.start_utc.isoformat() not in delivered]
-        drift = drifted_periods(warehouse, tenant, records) if verify else []
-        statuses.append(
-            tenant_status(
-                tenant.brand,
-                tenant.destination.describe(),
-                records,
-                pending,
-                [p.label for p in waiting],
-                drift,
-            )
-        )
-    return statuses
-
-
-def status_table(statuses: list[TenantStatus], verified: bool) -> str:
+def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
     def _few(labels: list[str]) -> str:
         if not labels:
             return "-"
@@ -211,7 +137,7 @@ def status_table(statuses: list[TenantStatus], verified: bool) -> str:
 class Progress:
     """Progress of a run: a live bar on a terminal, one plain line per period otherwise."""
 
-    def __init__(self, tenants: int, interactive: bool) -> None:
+    def __init__(self, tenants: int, *, interactive: bool) -> None:
         self._bar = None
         if interactive:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn

@@ -75,7 +75,7 @@ class Warehouse:
 
 
 @contextmanager
-def connect(target: Target, read_only: bool = True) -> Iterator[Warehouse]:
+def connect(target: Target, *, read_only: bool = True) -> Iterator[Warehouse]:
     """Open the target; the connection is closed when the block ends."""
     if target.kind == "duckdb":
         assert target.duckdb_path is not None
