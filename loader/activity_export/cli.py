@@ -9,30 +9,19 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from activity_export import generate as generator
-from activity_export.build import dbt_build
-from activity_export.check import check_config, check_connections, raise_on_problems, render_summary
-from activity_export.config import Tenant, load_config
-from activity_export.deliver import TenantReport, backfill_tenant, each_tenant, run_tenant
 from activity_export.errors import ConfigError, ExportError
-from activity_export.ledger import Ledger, default_ledger_path
-from activity_export.periods import parse_now, parse_period, periods_between
-from activity_export.prune import prune_tenant
-from activity_export.report import (
-    Progress,
-    failure_payload,
-    notify,
-    run_summary,
-    status_table,
-)
-from activity_export.shards import parse_shard, shard_of
-from activity_export.status import collect_status
-from activity_export.warehouse import Warehouse, connect, read_watermark, resolve_target
-from activity_export.writer import write_period
+
+# Heavy modules (pydantic, DuckDB, paramiko) are imported inside the commands that use them, so
+# that `--help` and the light commands start fast (bench/results/README.md).
+if TYPE_CHECKING:
+    from activity_export import generate as generator
+    from activity_export.config import Tenant
+    from activity_export.deliver import TenantReport
+    from activity_export.warehouse import Warehouse
 
 log = logging.getLogger("activity_export")
 
@@ -41,6 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode=None,  # plain help: rendering it with rich costs a third of a second
 )
 
 DEMO_START = date(2026, 11, 1)
@@ -116,6 +106,9 @@ def generate(
     target: TargetOption = None,
 ) -> None:
     """Write synthetic raw data (broadcasts, customers, events) into a dbt target's warehouse."""
+    from activity_export import generate as generator
+    from activity_export.warehouse import connect, resolve_target
+
     plan = _plan(brands, days, events_per_day, start, seed)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
     with connect(warehouse_target, read_only=False) as warehouse:
@@ -138,6 +131,11 @@ def export(
     target: TargetOption = None,
 ) -> None:
     """Write one period's activity and broadcast files to a folder: no delivery, no ledger."""
+    from activity_export.config import load_config
+    from activity_export.periods import parse_period
+    from activity_export.warehouse import connect, read_watermark, resolve_target
+    from activity_export.writer import write_period
+
     tenant = load_config(config).tenant(brand)
     chosen = parse_period(tenant, period)
     with connect(resolve_target(project_dir, profiles_dir, target)) as warehouse:
@@ -164,6 +162,13 @@ def demo(
     target: TargetOption = "duckdb",
 ) -> None:
     """The main job end to end on the embedded default: generate, dbt build, deliver."""
+    from activity_export import generate as generator
+    from activity_export.build import dbt_build
+    from activity_export.config import load_config
+    from activity_export.deliver import run_tenant
+    from activity_export.report import run_summary
+    from activity_export.warehouse import connect, read_watermark, resolve_target
+
     tenants = load_config(config).selected(None)
     plan = _plan(",".join(t.brand for t in tenants), days, events_per_day, DEMO_START.isoformat(), 42)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
@@ -203,6 +208,10 @@ def check(
     config: ConfigOption = Path("tenants.yml"),
 ) -> None:
     """Validate tenants.yml and show what each tenant gets; exit 2 on any problem."""
+    from activity_export.check import check_config, check_connections, raise_on_problems, render_summary
+    from activity_export.config import load_config
+    from activity_export.periods import parse_now
+
     settings = load_config(config)
     moment = parse_now(now) if now else datetime.now(UTC)
     summaries = check_config(settings, moment, brand)
@@ -242,6 +251,15 @@ def run(
     target: TargetOption = None,
 ) -> None:
     """The nightly job: every due, complete, undelivered period of each tenant, oldest first."""
+    from activity_export.build import dbt_build
+    from activity_export.config import load_config
+    from activity_export.deliver import each_tenant, run_tenant
+    from activity_export.ledger import Ledger, default_ledger_path
+    from activity_export.periods import parse_now
+    from activity_export.report import Progress
+    from activity_export.shards import parse_shard, shard_of
+    from activity_export.warehouse import resolve_target
+
     settings = load_config(config)
     tenants = settings.selected(brand)
     if shard:
@@ -292,6 +310,12 @@ def backfill(
     target: TargetOption = None,
 ) -> None:
     """Re-deliver a range of periods, replacing the files atomically."""
+    from activity_export.config import load_config
+    from activity_export.deliver import backfill_tenant, each_tenant
+    from activity_export.ledger import Ledger, default_ledger_path
+    from activity_export.periods import parse_period, periods_between
+    from activity_export.warehouse import resolve_target
+
     tenant = load_config(config).tenant(brand)
     first, last = parse_period(tenant, from_), parse_period(tenant, to)
     if last.start_utc < first.start_utc:
@@ -321,6 +345,13 @@ def status(
     target: TargetOption = None,
 ) -> None:
     """The ledger: what was delivered where, and what is pending, waiting or failed."""
+    from activity_export.config import load_config
+    from activity_export.ledger import Ledger, default_ledger_path
+    from activity_export.periods import parse_now
+    from activity_export.report import status_table
+    from activity_export.status import collect_status
+    from activity_export.warehouse import connect, resolve_target
+
     settings = load_config(config)
     tenants = settings.selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)
@@ -346,6 +377,10 @@ def prune(
     config: ConfigOption = Path("tenants.yml"),
 ) -> None:
     """On destinations with retention_days, delete this product's own files older than that."""
+    from activity_export.config import load_config
+    from activity_export.periods import parse_now
+    from activity_export.prune import prune_tenant
+
     tenants = load_config(config).selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)
     failed = False
@@ -368,6 +403,8 @@ def prune(
 
 
 def _finish(reports: list[TenantReport], moment: datetime, on_failure: str | None) -> None:
+    from activity_export.report import failure_payload, notify, run_summary
+
     typer.echo(run_summary(reports))
     failed = [report for report in reports if report.failed]
     for report in failed:
@@ -381,6 +418,8 @@ def _finish(reports: list[TenantReport], moment: datetime, on_failure: str | Non
 
 
 def _plan(brands: str, days: int, events_per_day: int, start: str, seed: int) -> generator.Plan:
+    from activity_export import generate as generator
+
     codes = tuple(code.strip() for code in brands.split(",") if code.strip())
     if not codes:
         raise ConfigError("--brands: give at least one brand code")
