@@ -300,3 +300,30 @@ def test_run_build_from_another_folder_builds_and_delivers_one_warehouse(
     assert not (ROOT / "relative.duckdb").exists()
     delivered = workdir / "out" / "activity_BRANDNAAM_20261101.csv"
     assert len(delivered.read_text().splitlines()) > 1
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ env_var('P_SET') }}",
+        "{{env_var('P_SET')}}",
+        '{{ env_var("P_UNSET", "fallback") }}',
+        "{{ env_var('P_UNSET', 5432) }}",
+        "{{ env_var('P_NUMBER') | as_number }}",
+        "{{ env_var('P_UNSET', 'True') | as_bool }}",
+        "{{ env_var('P_NUMBER') | as_text }}",
+        "{{ env_var('P_NUMBER', '1') | as_native }}",
+        "db_{{ env_var('P_SET') }}_{{ env_var('P_NUMBER') }}",
+        "{{ env_var('P_NUMBER') }}{{ env_var('P_NUMBER') }}",
+    ],
+)
+def test_simple_env_var_templates_render_as_jinja_renders_them(template: str) -> None:
+    """The Jinja-free path for plain env_var() calls gives what the Jinja path gives."""
+    from activity_export import profile
+
+    with environment(Path.cwd(), {"P_SET": "value", "P_NUMBER": "42"}):
+        nodes = profile._simple_nodes(template)
+        assert nodes is not None, "this form should not need Jinja"
+        fast = profile._concat(iter(nodes))
+        slow = profile._environment().from_string(template).render(profile._CONTEXT)
+    assert (type(fast), fast) == (type(slow), slow)
