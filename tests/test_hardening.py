@@ -7,13 +7,16 @@ product reads or writes) would.
 
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from activity_export.cli import app
+from tests.conftest import BIN, ROOT, Project
 
 NOW = "2026-11-26T07:00:00+01:00"
 SECRET = "hunter2-Sup3r-s3cret"
@@ -219,3 +222,152 @@ def test_file_mode_must_be_safe_quoted_octal(tmp_path: Path, mode: str, words: s
 
 def test_a_hidden_folder_is_refused(tmp_path: Path) -> None:
     assert_refused(check(local_config(tmp_path, 'folder: ".ssh"')), "tenant BRANDNAAM", "folder")
+
+
+# --- 1. local publishing never follows a link -----------------------------------------------------
+
+RUN_NOW = "2026-11-04T07:00:00+01:00"  # the three generated days of the shared warehouse are due
+
+
+def tenants_file(folder: Path, **tenants: dict[str, object]) -> Path:
+    path = folder / "tenants.yml"
+    document = {"defaults": {"start": "2026-11-01"}, "tenants": tenants}
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def run_cli(project: Project, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return project.run(
+        "run", "--config", str(config), "--now", RUN_NOW, *args, *project.cli_args(), check=False
+    )
+
+
+def under_umask(umask: int, project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    """``activity-export`` in a child process started with the given umask."""
+    return subprocess.run(
+        [str(BIN / "activity-export"), *args, *project.cli_args()],
+        env=project.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        umask=umask,
+    )
+
+
+def test_a_folder_link_below_the_root_is_refused_and_nothing_lands_outside(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "server" / "BRANDNAAM"
+    root.mkdir(parents=True)
+    (root / "activity").symlink_to(outside)
+    config = tenants_file(
+        tmp_path,
+        BRANDNAAM={"folder": "{kind}", "destination": {"type": "local", "root": str(root)}},
+        MODEHUIS={"destination": {"type": "local", "root": str(tmp_path / "server" / "MODEHUIS")}},
+    )
+
+    result = run_cli(built_duckdb, config)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "tenant BRANDNAAM" in result.stderr and "activity is a symbolic link" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(outside.iterdir()) == []
+    assert len(list((tmp_path / "server" / "MODEHUIS").glob("*.csv"))) == 6  # the other tenant ran
+
+
+def test_a_link_at_the_final_name_is_refused_and_its_target_untouched(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    root = tmp_path / "server"
+    root.mkdir()
+    (root / "activity_BRANDNAAM_20261101.csv").symlink_to(victim)
+    config = tenants_file(tmp_path, BRANDNAAM={"destination": {"type": "local", "root": str(root)}})
+
+    result = run_cli(built_duckdb, config)
+
+    assert result.returncode == 1
+    assert "activity_BRANDNAAM_20261101.csv is a symbolic link" in result.stderr
+    assert victim.read_text() == "precious\n"
+    assert (root / "activity_BRANDNAAM_20261101.csv").is_symlink()
+
+
+def test_a_link_planted_at_a_temporary_name_is_never_written_through(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    root = tmp_path / "server"
+    root.mkdir()
+    for kind in ("activity", "broadcast"):
+        for day in (1, 2, 3):
+            (root / f".{kind}_BRANDNAAM_2026110{day}.csv.partial").symlink_to(victim)
+    config = tenants_file(tmp_path, BRANDNAAM={"destination": {"type": "local", "root": str(root)}})
+
+    result = run_cli(built_duckdb, config)
+
+    assert result.returncode == 0, result.stderr
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        f"{kind}_BRANDNAAM_2026110{day}.csv" for kind in ("activity", "broadcast") for day in (1, 2, 3)
+    )
+    assert not any(p.is_symlink() for p in root.iterdir())
+
+
+# --- 2. file modes follow file_mode, not the umask --------------------------------------------------
+
+
+def test_files_and_folders_get_file_mode_and_backfill_keeps_it(built_duckdb: Project, tmp_path: Path) -> None:
+    root = tmp_path / "server"
+    config = tenants_file(
+        tmp_path,
+        BRANDNAAM={"folder": "{kind}/{period:%Y}", "destination": {"type": "local", "root": str(root)}},
+        MODEHUIS={"file_mode": "0600", "destination": {"type": "local", "root": str(tmp_path / "private")}},
+    )
+    run = under_umask(0o000, built_duckdb, "run", "--config", str(config), "--now", RUN_NOW)
+    assert run.returncode == 0, run.stderr
+
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert len(files) == 6
+    assert {oct(p.stat().st_mode & 0o7777) for p in files} == {"0o640"}
+    assert {oct(p.stat().st_mode & 0o7777) for p in root.rglob("*") if p.is_dir()} == {"0o750"}
+    private = list((tmp_path / "private").iterdir())
+    assert {oct(p.stat().st_mode & 0o7777) for p in private} == {"0o600"}
+    assert oct((tmp_path / "private").stat().st_mode & 0o7777) == "0o700"
+
+    for path in private:
+        path.chmod(0o644)  # someone loosened them; a backfill puts file_mode back
+    backfill = under_umask(
+        0o022, built_duckdb, "backfill", "--config", str(config), "--brand", "MODEHUIS",
+        "--from", "2026-11-01", "--to", "2026-11-03",
+    )  # fmt: skip
+    assert backfill.returncode == 0, backfill.stderr
+    assert {oct(p.stat().st_mode & 0o7777) for p in (tmp_path / "private").iterdir()} == {"0o600"}
+
+
+# --- 8. environment variables -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("ACTIVITY_EXPORT_SFTP_RETRY_SECONDS", "abc", "number of seconds"),
+        ("ACTIVITY_EXPORT_SFTP_RETRY_SECONDS", "nan", "number of seconds"),
+        ("ACTIVITY_EXPORT_SFTP_RETRY_SECONDS", "-5", "number of seconds"),
+        ("ACTIVITY_EXPORT_SFTP_RETRY_SECONDS", "1e400", "number of seconds"),
+        ("ACTIVITY_EXPORT_FAILPOINT", "everywhere", "not a failpoint"),
+        ("ACTIVITY_EXPORT_LEDGER", "", "set but empty"),
+        ("ACTIVITY_EXPORT_CONFIG", " ", "set but empty"),
+        ("PGPORT", "five", "TCP port"),
+    ],
+)
+def test_a_bad_environment_variable_is_a_configuration_error(
+    tmp_path: Path, variable: str, value: str, words: str
+) -> None:
+    for command in ("check", "run", "status"):
+        result = cli(command, "--config", str(local_config(tmp_path)), env={variable: value})
+        assert_refused(result, f"environment variable {variable}", words)

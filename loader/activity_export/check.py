@@ -201,7 +201,7 @@ def check_connections(config: Config, brands: list[str] | None = None) -> list[C
     results = []
     for tenant in config.selected(brands):
         try:
-            with open_destination(tenant.destination, tenant.brand) as destination:
+            with open_destination(tenant.destination, tenant.brand, tenant.file_mode_bits) as destination:
                 results.append(ConnectionCheck(tenant.brand, True, destination.check_writable()))
         except ExportError as exc:
             results.append(ConnectionCheck(tenant.brand, False, str(exc)))

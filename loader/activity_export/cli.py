@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from activity_export.environment import validate_environment
 from activity_export.errors import ConfigError, ExportError
 
 # Heavy modules (pydantic, DuckDB, paramiko) are imported inside the commands that use them, so
@@ -90,6 +91,11 @@ def _setup(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    try:
+        validate_environment()
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
 
 
 @app.command()

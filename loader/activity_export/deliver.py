@@ -161,7 +161,7 @@ def deliver_tenant(
     current: Period | None = todo[0]  # a failure to connect is this period's failed attempt
     attempt = 0
     try:
-        with open_destination(tenant.destination, tenant.brand) as destination:
+        with open_destination(tenant.destination, tenant.brand, tenant.file_mode_bits) as destination:
             report.destination = destination.describe()
             with tempfile.TemporaryDirectory(prefix=f"activity-export-{tenant.brand}-") as work:
                 for current in todo:

@@ -11,6 +11,7 @@ period) from anything else on a server.
 from __future__ import annotations
 
 import re
+import secrets
 import string
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -108,6 +109,21 @@ def partial_name(final_name: str) -> str:
 
 def is_partial(name: str) -> bool:
     return name.startswith(PARTIAL_PREFIX) and name.endswith(PARTIAL_SUFFIX)
+
+
+def unique_partial_name(final_name: str) -> str:
+    """An unpredictable hidden temporary name, ``.<name>.<random>.partial``.
+
+    Nobody can plant a link at a name they cannot guess, and with an exclusive create an upload
+    fails rather than write through one.
+    """
+    return f"{PARTIAL_PREFIX}{final_name}.{secrets.token_hex(8)}{PARTIAL_SUFFIX}"
+
+
+def is_partial_of(name: str, final_name: str) -> bool:
+    """Whether ``name`` is a temporary name of ``final_name`` (the fixed or the unpredictable form)."""
+    unique = re.escape(PARTIAL_PREFIX + final_name) + r"\.[0-9a-f]{16}" + re.escape(PARTIAL_SUFFIX)
+    return name == partial_name(final_name) or re.fullmatch(unique, name) is not None
 
 
 def _values(tenant: Tenant, kind: str, period: Period) -> dict[str, object]:

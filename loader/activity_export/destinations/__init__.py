@@ -8,12 +8,11 @@ under a final name.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from activity_export.config import LocalDestination, SftpDestination
+from activity_export.config import DEFAULT_FILE_MODE, LocalDestination, SftpDestination
 
 
 class Destination(ABC):
@@ -58,20 +57,19 @@ class Destination(ABC):
         return None
 
 
-RETRY_SECONDS_VARIABLE = "ACTIVITY_EXPORT_SFTP_RETRY_SECONDS"
-
-
-def open_destination(config: LocalDestination | SftpDestination, brand: str) -> Destination:
+def open_destination(
+    config: LocalDestination | SftpDestination, brand: str, file_mode: int = int(DEFAULT_FILE_MODE, 8)
+) -> Destination:
     """The destination for one tenant's configuration (not yet connected).
 
-    ``ACTIVITY_EXPORT_SFTP_RETRY_SECONDS`` bounds how long one SFTP operation retries transient
-    failures (default 60).
+    ``file_mode`` is the tenant's ``file_mode`` setting as a number. ``ACTIVITY_EXPORT_SFTP_RETRY_SECONDS``
+    bounds how long one SFTP operation retries transient failures (default 60).
     """
     if isinstance(config, LocalDestination):
         from activity_export.destinations.local import LocalFolder
 
-        return LocalFolder(config)
+        return LocalFolder(config, file_mode)
     from activity_export.destinations.sftp import SftpServer
+    from activity_export.environment import sftp_retry_seconds
 
-    budget = float(os.environ.get(RETRY_SECONDS_VARIABLE) or 60)
-    return SftpServer(config, brand, retry_budget=budget)
+    return SftpServer(config, brand, retry_budget=sftp_retry_seconds())
