@@ -37,7 +37,7 @@ create table main.export_activities (
     event_id bigint not null, brand varchar(64) not null, broadcast_id bigint, customer_id bigint,
     external_id text, email text, activity varchar(32), occurred_at timestamp with time zone,
     registered_at timestamp with time zone, description text, url text, message text, os text,
-    device text, browser text, user_agent text
+    device text, browser text, user_agent text, available_at timestamp with time zone
 );
 create table main.export_broadcasts (
     broadcast_id bigint not null, brand varchar(64), broadcast_type varchar(64), description text,
@@ -47,24 +47,27 @@ create table main.export_broadcast_touches (
     broadcast_id bigint, brand varchar(64), touched_at timestamp with time zone
 );
 create table main.export_watermark (
-    watermark_id integer, registered_until timestamp with time zone, activity_count bigint
+    brand varchar(64), complete_until timestamp with time zone, held_events bigint,
+    held_since timestamp with time zone, registered_until timestamp with time zone,
+    loaded_until timestamp with time zone
 );
 """
 
 # Touches derived the way export_broadcast_touches defines them: per UTC quarter hour in which a
-# broadcast was sent or had an activity registered.
+# broadcast was sent or had an activity become available (here: at its registration).
 TOUCHES_SQL = """
+update main.export_activities set available_at = registered_at where available_at is null;
 delete from main.export_broadcast_touches;
 insert into main.export_broadcast_touches
 select distinct broadcast_id, brand, time_bucket(interval 15 minutes, moment) as touched_at
 from (
-    select broadcast_id, brand, registered_at as moment from main.export_activities
+    select broadcast_id, brand, available_at as moment from main.export_activities
     union all
     select broadcast_id, brand, sent_at from main.export_broadcasts where sent_at is not null
 );
 delete from main.export_watermark;
 insert into main.export_watermark
-select 1, timestamptz '2027-01-01 00:00:00+00', count(*) from main.export_activities;
+select distinct brand, timestamptz '2027-01-01 00:00:00+00', 0, null, null, null from main.export_activities;
 """
 
 BROADCASTS = [
@@ -326,7 +329,7 @@ def fill_export_relations(
         con.executemany(
             "insert into main.export_activities values "
             "(?, ?, ?, ?, ?, ?, ?, cast(? || '+00' as timestamptz), "
-            "cast(? || '+00' as timestamptz), ?, ?, ?, ?, ?, ?, ?)",
+            "cast(? || '+00' as timestamptz), ?, ?, ?, ?, ?, ?, ?, null)",
             activities,
         )
     if broadcasts:
@@ -486,7 +489,7 @@ def test_same_bytes_for_many_rows_across_threads(tmp_path: Path) -> None:
         insert into main.export_activities
         select i, 'GOLD', i % 7, i % 1000, 'ext' || (i % 13), 'x' || i || '@x.nl', 'OPEN',
                timestamptz '2026-11-25 00:00:00+00' + (i % 3600) * interval 1 second,
-               timestamptz '2026-11-25 01:00:00+00', null, null, null, null, null, null, null
+               timestamptz '2026-11-25 01:00:00+00', null, null, null, null, null, null, null, null
         from range(300000) as r(i)
         """
     )

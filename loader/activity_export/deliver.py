@@ -24,7 +24,7 @@ from activity_export.errors import ConfigError, ExportError
 from activity_export.ledger import Ledger, tenant_lock
 from activity_export.naming import KINDS
 from activity_export.periods import Period, due_periods
-from activity_export.warehouse import Target, Warehouse, connect, read_watermark
+from activity_export.warehouse import Target, Warehouse, connect, read_watermarks
 from activity_export.writer import WrittenFile, write_period
 
 log = logging.getLogger(__name__)
@@ -277,12 +277,13 @@ def each_tenant(
 ) -> list[TenantReport]:
     """Run ``job`` for every tenant, ``parallel`` at a time; one tenant's failure stops no other."""
     with connect(target) as warehouse:
-        watermark = read_watermark(warehouse)
+        watermarks = read_watermarks(warehouse)
 
         def guarded(tenant: Tenant) -> TenantReport:
             cursor = warehouse.cursor()
+            found = watermarks.get(tenant.brand)
             try:
-                return job(cursor, tenant, watermark)
+                return job(cursor, tenant, found.complete_until if found else None)
             except ExportError as exc:
                 if isinstance(exc, ConfigError):
                     raise

@@ -145,21 +145,147 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def read_watermark(warehouse: Warehouse) -> datetime | None:
-    """Up to which registration instant the built export relations are complete (None: empty)."""
+@dataclass(frozen=True)
+class BrandWatermark:
+    """How far one brand's export relations are complete (a row of ``export_watermark``).
+
+    A period of the brand may be exported once its end is at or before ``complete_until``; it
+    never goes back. ``held_events`` e-mail events wait for their broadcast or customer row, the
+    earliest registered at ``held_since``: the watermark stops there until the rows arrive.
+    ``registered_until`` is the horizon of all deliveries seen (all brands), ``loaded_until``
+    the newest load seen.
+    """
+
+    brand: str
+    complete_until: datetime | None
+    held_events: int
+    held_since: datetime | None
+    registered_until: datetime | None
+    loaded_until: datetime | None
+
+
+@dataclass(frozen=True)
+class HeldEvent:
+    """An e-mail event held back because its ``missing`` row (broadcast or customer) has not arrived."""
+
+    brand: str
+    event_id: int
+    broadcast_id: int
+    customer_id: int
+    registered_at: datetime
+    missing: str  # "broadcast" or "customer"
+
+
+@dataclass(frozen=True)
+class PeriodCounts:
+    """What is unusual about one brand-period's activity file.
+
+    ``late``: rows in the file although registered before the period started (late loads and
+    events released from a hold land in the first period not exported yet). ``held``: events
+    registered in the period that are still held, so not in the file (they come in a later one).
+    """
+
+    late: int
+    held: int
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _read(warehouse: Warehouse, relation: str, query: str, parameters: list[Any]) -> list[tuple[Any, ...]]:
     try:
-        row = warehouse.con.execute(
-            f"select registered_until from {warehouse.relation('export_watermark')}"  # noqa: S608
-        ).fetchone()
+        return warehouse.con.execute(query, parameters).fetchall()
     except duckdb.Error as exc:
         raise ExportError(
-            f"dbt target {warehouse.target.name!r}: cannot read export_watermark ({exc}); "
+            f"dbt target {warehouse.target.name!r}: cannot read {relation} ({exc}); "
             "has `dbt build` run on this target?"
         ) from None
-    if row is None or row[0] is None:
-        return None
-    moment: datetime = row[0]
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def read_watermarks(warehouse: Warehouse) -> dict[str, BrandWatermark]:
+    """Every brand's watermark, by brand. A brand without an entry has no data in the warehouse."""
+    rows = _read(
+        warehouse,
+        "export_watermark",
+        "select brand, complete_until, held_events, held_since, registered_until, loaded_until "  # noqa: S608
+        f"from {warehouse.relation('export_watermark')} order by brand",
+        [],
+    )
+    return {
+        row[0]: BrandWatermark(
+            brand=row[0],
+            complete_until=_utc(row[1]),
+            held_events=int(row[2]),
+            held_since=_utc(row[3]),
+            registered_until=_utc(row[4]),
+            loaded_until=_utc(row[5]),
+        )
+        for row in rows
+    }
+
+
+def read_watermark(warehouse: Warehouse, brand: str | None = None) -> datetime | None:
+    """Up to which instant ``brand``'s periods are complete (None: nothing yet, or no such brand).
+
+    Without a brand: the lowest watermark of all brands, which is safe for every brand but lets
+    one held brand hold back the others; prefer a brand.
+    """
+    watermarks = read_watermarks(warehouse)
+    if brand is not None:
+        found = watermarks.get(brand)
+        return found.complete_until if found else None
+    known = [w.complete_until for w in watermarks.values() if w.complete_until is not None]
+    return min(known) if known else None
+
+
+def read_held_events(warehouse: Warehouse, brand: str, limit: int = 20) -> list[HeldEvent]:
+    """The brand's held events, oldest registration first, at most ``limit``."""
+    rows = _read(
+        warehouse,
+        "export_held_events",
+        "select brand, event_id, broadcast_id, customer_id, registered_at, missing "  # noqa: S608
+        f"from {warehouse.relation('export_held_events')} where brand = ? "
+        "order by registered_at, event_id limit ?",
+        [brand, limit],
+    )
+    return [
+        HeldEvent(
+            brand=row[0],
+            event_id=int(row[1]),
+            broadcast_id=int(row[2]),
+            customer_id=int(row[3]),
+            registered_at=_utc(row[4]) or row[4],
+            missing=row[5],
+        )
+        for row in rows
+    ]
+
+
+def period_counts(warehouse: Warehouse, brand: str, start_utc: datetime, end_utc: datetime) -> PeriodCounts:
+    """Late and held rows of one brand's period ``[start_utc, end_utc)`` (see :class:`PeriodCounts`).
+
+    Reads the (brand, available_at) index range of the period and the small held-events table.
+    """
+    late = _read(
+        warehouse,
+        "export_activities",
+        f"select count(*) from {warehouse.relation('export_activities')} "  # noqa: S608
+        "where brand = ? and available_at >= ? and available_at < ? and registered_at < ?",
+        [brand, start_utc, end_utc, start_utc],
+    )
+    held = _read(
+        warehouse,
+        "export_held_events",
+        f"select count(*) from {warehouse.relation('export_held_events')} "  # noqa: S608
+        "where brand = ? and registered_at >= ? and registered_at < ?",
+        [brand, start_utc, end_utc],
+    )
+    return PeriodCounts(
+        late=int(one_value(late[0] if late else None)), held=int(one_value(held[0] if held else None))
+    )
 
 
 def one_value(row: tuple[Any, ...] | None) -> Any:

@@ -95,11 +95,15 @@ def _projection(tenant: Tenant, kind: str) -> str:
 
 
 def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
-    """The period's activity rows: every e-mail activity registered in ``[start, end)``."""
+    """The period's activity rows: every e-mail activity available in ``[start, end)``.
+
+    ``available_at`` is the registration, or for a row that arrived after its brand's watermark
+    had passed it, the watermark at its arrival: fixed once, so the file is always the same.
+    """
     where = (
         f"brand = {_brand(warehouse, tenant)}"
-        f" and registered_at >= {_instant(period.start_utc)}"
-        f" and registered_at < {_instant(period.end_utc)}"
+        f" and available_at >= {_instant(period.start_utc)}"
+        f" and available_at < {_instant(period.end_utc)}"
     )
     return _slice(warehouse, tenant, "activity", "export_activities", where, "occurred_at, event_id")
 

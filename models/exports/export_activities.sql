@@ -1,77 +1,37 @@
 {{
     config(
         materialized='incremental',
-        incremental_strategy='delete+insert',
-        unique_key='event_id',
-        incremental_predicates=[
-            'registered_at >= ' ~ lookback_start('registered_at'),
-        ],
+        incremental_strategy='append',
         on_schema_change='fail',
         full_refresh=false,
         post_hook=[
             "{{ export_index(['event_id'], unique=true) }}",
-            "{{ export_index(['registered_at']) }}",
-            "{{ export_index(['brand collate \"C\"', 'registered_at']) }}",
+            "{{ export_index(['available_at']) }}",
+            "{{ export_index(['brand collate \"C\"', 'available_at']) }}",
         ],
     )
 }}
 
-{#- One row per e-mail activity, in the period of its first registration.
+{#- One row per e-mail activity, placed once and never moved.
 
-    A full build reads every event (stg_platform__events, de-duplicated over all history). An
-    incremental run reads only the deliveries registered since lookback_start(), keeps the first
-    delivery of each event among them and leaves out the events already built with an earlier
-    registration: a duplicate delivered later never adds a row or moves an event, and the run
-    touches the lookback window only (registered_at and event_id indexes), however long the
-    history is. The delete of delete+insert is limited to the same window (incremental_predicates).
+    The rows come from int_events_unbuilt: the events not built yet (new deliveries, late loads
+    and events held by an earlier build). An event is placed when its e-mail broadcast is known
+    and its customer is known or erased; the others stay in export_held_events. Its
+    `available_at` is fixed here, once: the later of its registration and its brand's watermark
+    before this build. The loader only ships periods that end at or before the watermark, and the
+    watermark only grows, so a row always lands in a period not exported yet, and a period's file
+    is the same whenever it is written again.
 
-    E-mail only: the join is to export_broadcasts (a table of e-mail broadcasts) rather than to
-    a filter on the staging view, whose `lower(channel) = 'email'` PostgreSQL cannot estimate
-    (it guessed one row and chose a nested loop over every customer for each event).
--#}
-
--- depends_on: {{ ref('base_platform__event_deliveries') }}
--- depends_on: {{ ref('stg_platform__events') }}
+    Append-only: an incremental run inserts events not in the relation yet and touches no built
+    row (a duplicate delivered later never adds a row or moves an event). -#}
 
 with
 
-{% if is_incremental() %}
+unbuilt as (
 
-    deliveries as (
+    select * from {{ ref('int_events_unbuilt') }}
 
-        select * from {{ ref('base_platform__event_deliveries') }}
-        where registered_at >= {{ lookback_start('registered_at') }}
-
-    ),
-
-    first_deliveries as (
-
-        {{ first_delivery_per_event('deliveries') }}
-
-    ),
-
-    events as (
-
-        select * from first_deliveries
-        where not exists (
-            select 1
-            from {{ this }} as built
-            where
-                built.event_id = first_deliveries.event_id
-                and built.registered_at < {{ lookback_start('registered_at') }}
-        )
-
-    ),
-
-{% else %}
-
-    events as (
-
-        select * from {{ ref('stg_platform__events') }}
-
-    ),
-
-{% endif %}
+),
 
 email_broadcasts as (
 
@@ -85,66 +45,94 @@ customers as (
 
 ),
 
+erasures as (
+
+    select * from {{ ref('stg_platform__erasures') }}
+
+),
+
 activity_types as (
 
     select * from {{ ref('activity_types') }}
 
 ),
 
-email_activities as (
+arrived as (
+
+    select * from unbuilt
+    {% if is_incremental() -%}
+        where not exists (
+            select 1
+            from {{ this }} as built
+            where built.event_id = unbuilt.event_id
+        )
+    {%- endif %}
+
+),
+
+placeable as (
 
     select
-        events.event_id,
-        events.brand,
-        events.broadcast_id,
-        events.customer_id,
+        arrived.*,
         activity_types.export_label as activity,
-        activity_types.description_source,
-        events.occurred_at,
-        events.registered_at,
-        events.email,
-        events.url,
-        events.message,
-        events.os,
-        events.device,
-        events.browser,
-        events.user_agent
-    from events
+        activity_types.description_source
+    from arrived
     inner join email_broadcasts
-        on events.broadcast_id = email_broadcasts.broadcast_id
+        on arrived.broadcast_id = email_broadcasts.broadcast_id
     inner join activity_types
-        on events.event_type = activity_types.event_type
-    where activity_types.is_exported
+        on arrived.event_type = activity_types.event_type
+    where
+        activity_types.is_exported
+        and (
+            exists (
+                select 1
+                from customers
+                where
+                    customers.brand = arrived.brand
+                    and customers.customer_id = arrived.customer_id
+            )
+            or exists (
+                select 1
+                from erasures
+                where
+                    erasures.brand = arrived.brand
+                    and erasures.customer_id = arrived.customer_id
+            )
+        )
 
 ),
 
 final as (
 
     select
-        email_activities.event_id,
-        email_activities.brand,
-        email_activities.broadcast_id,
-        email_activities.customer_id,
+        placeable.event_id,
+        placeable.brand,
+        placeable.broadcast_id,
+        placeable.customer_id,
         customers.external_id,
-        coalesce(email_activities.email, customers.email) as email,
-        email_activities.activity,
-        email_activities.occurred_at,
-        email_activities.registered_at,
-        case email_activities.description_source
-            when 'url' then email_activities.url
-            when 'message' then email_activities.message
+        coalesce(placeable.email, customers.email) as email,
+        placeable.activity,
+        placeable.occurred_at,
+        placeable.registered_at,
+        greatest(
+            placeable.registered_at,
+            coalesce(placeable.previous_complete_until, placeable.registered_at)
+        ) as available_at,
+        case placeable.description_source
+            when 'url' then placeable.url
+            when 'message' then placeable.message
         end as description,
-        email_activities.url,
-        email_activities.message,
-        email_activities.os,
-        email_activities.device,
-        email_activities.browser,
-        email_activities.user_agent
-    from email_activities
+        placeable.url,
+        placeable.message,
+        placeable.os,
+        placeable.device,
+        placeable.browser,
+        placeable.user_agent
+    from placeable
     left join customers
         on
-            email_activities.brand = customers.brand
-            and email_activities.customer_id = customers.customer_id
+            placeable.brand = customers.brand
+            and placeable.customer_id = customers.customer_id
 
 )
 

@@ -12,13 +12,22 @@
     )
 }}
 
-{#- One row per e-mail broadcast and UTC quarter hour in which it was sent or had activity
-    registered. The broadcast file of any period [start, end) is then the broadcasts with a
-    touch in that range: exact for every timezone, because periods start on quarter hours.
+{#- One row per e-mail broadcast and UTC quarter hour in which it was sent or in which an
+    activity on it became available (export_activities.available_at). The broadcast file of any
+    period [start, end) is then the broadcasts with a touch in that range: exact for every
+    timezone, because periods start on quarter hours, and it follows the activity file wherever
+    a late or held activity lands.
 
-    Sends count up to the newest registration built (the watermark), like activities do: the
-    relation is complete up to the same instant, and a send stamped later than the activity
-    data cannot push the incremental window past activities that still have to come. -#}
+    Sends count up to the horizon (int_export_horizon.registered_until), like activities: no
+    brand's watermark passes it. An incremental run adds the touches of every brand from its
+    watermark before this build on: everything a period not exported yet can hold. Activities
+    are read from the lowest of those watermarks on (an index range on available_at), plus the
+    ones placed in this build (a brand seen for the first time has no watermark yet). -#}
+
+{%- set window_start = none -%}
+{%- if is_incremental() -%}
+    {%- set window_start = constant_instant('select min(complete_until) from (' ~ previous_watermarks() ~ ') as previous') -%}
+{%- endif %}
 
 with
 
@@ -34,12 +43,21 @@ activities as (
 
 ),
 
-built_until as (
+arrived as (
 
-    {#- from the relation, not the `activities` CTE: a CTE read twice is materialized whole
-        on PostgreSQL; this way it is an index lookup and the window an index range -#}
-    select max(registered_at) as registered_until
-    from {{ ref('export_activities') }}
+    select * from {{ ref('int_events_unbuilt') }}
+
+),
+
+horizon as (
+
+    select * from {{ ref('int_export_horizon') }}
+
+),
+
+previous_watermarks as (
+
+    {{ previous_watermarks(enabled=is_incremental()) }}
 
 ),
 
@@ -50,24 +68,49 @@ sent as (
         broadcasts.brand,
         {{ quarter_hour_floor('broadcasts.sent_at') }} as touched_at
     from broadcasts
-    inner join built_until
-        on broadcasts.sent_at <= built_until.registered_until
-    {% if is_incremental() %}
-        where broadcasts.sent_at >= {{ lookback_start('touched_at') }}
-    {% endif %}
+    inner join horizon
+        on broadcasts.sent_at <= horizon.registered_until
+    left join previous_watermarks
+        on broadcasts.brand = previous_watermarks.brand
+    where
+        previous_watermarks.complete_until is null
+        or broadcasts.sent_at >= previous_watermarks.complete_until
+
+),
+
+recent_activities as (
+
+    select
+        broadcast_id,
+        brand,
+        available_at
+    from activities
+    {% if window_start is not none -%}
+        where available_at >= {{ window_start }}
+    {%- endif %}
+    union
+    select
+        activities.broadcast_id,
+        activities.brand,
+        activities.available_at
+    from arrived
+    inner join activities
+        on arrived.event_id = activities.event_id
 
 ),
 
 active as (
 
     select
-        broadcast_id,
-        brand,
-        {{ quarter_hour_floor('registered_at') }} as touched_at
-    from activities
-    {% if is_incremental() %}
-        where registered_at >= {{ lookback_start('touched_at') }}
-    {% endif %}
+        recent_activities.broadcast_id,
+        recent_activities.brand,
+        {{ quarter_hour_floor('recent_activities.available_at') }} as touched_at
+    from recent_activities
+    left join previous_watermarks
+        on recent_activities.brand = previous_watermarks.brand
+    where
+        previous_watermarks.complete_until is null
+        or recent_activities.available_at >= previous_watermarks.complete_until
 
 ),
 

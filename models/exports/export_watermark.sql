@@ -1,28 +1,112 @@
-{#- How far the built export relations are complete: every e-mail activity registered before
-    `registered_until` is in export_activities, and every broadcast sent or touched before it is
-    in export_broadcast_touches. The loader ships a period only when its end is at or before this
-    instant. The watermark is built after both relations and their tests (`dbt build` skips it
-    when one fails), so a failed or skipped build leaves the previous, lower watermark in place
-    and never yields a partial file. -#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='brand',
+        on_schema_change='fail',
+        full_refresh=false,
+    )
+}}
+
+{#- Per brand: how far the built export relations are complete. The loader ships a period of a
+    brand only when its end is at or before the brand's `complete_until`: the horizon of all
+    deliveries seen (int_export_horizon), or the registration of the brand's earliest held event
+    if that is earlier. It never goes back (the previous value is the floor), which is what
+    makes export_activities.available_at land every late or held row in a period not exported
+    yet. Built last, after the export relations and their tests (`dbt build` skips it when one
+    fails), so a failed build leaves the previous watermark and never yields a partial file.
+    One row for every brand in broadcasts, customers or events. -#}
 
 -- depends_on: {{ ref('export_broadcast_touches') }}
+-- depends_on: {{ ref('export_activities') }}
 
 with
 
-activities as (
+arrived as (
 
-    select * from {{ ref('export_activities') }}
+    select * from {{ ref('int_events_unbuilt') }}
 
 ),
 
-watermark as (
+held_events as (
+
+    select * from {{ ref('export_held_events') }}
+
+),
+
+horizon as (
+
+    select * from {{ ref('int_export_horizon') }}
+
+),
+
+broadcasts as (
+
+    select * from {{ ref('stg_platform__broadcasts') }}
+
+),
+
+customers as (
+
+    select * from {{ ref('stg_platform__customers') }}
+
+),
+
+previous as (
+
+    {% if is_incremental() -%}
+        select
+            brand,
+            complete_until
+        from {{ this }}
+    {%- else -%}
+        {{ previous_watermarks(enabled=false) }}
+    {%- endif %}
+
+),
+
+brands as (
+
+    select brand from previous
+    union
+    select brand from broadcasts
+    union
+    select brand from customers
+    union
+    select brand from arrived
+
+),
+
+holds as (
 
     select
-        1 as watermark_id,
-        max(registered_at) as registered_until,
-        count(*) as activity_count
-    from activities
+        brand,
+        count(*) as held_events,
+        min(registered_at) as held_since
+    from held_events
+    group by brand
+
+),
+
+watermarks as (
+
+    select
+        cast(brands.brand as varchar(64)) as brand,
+        greatest(
+            previous.complete_until,
+            least(horizon.registered_until, holds.held_since)
+        ) as complete_until,
+        cast(coalesce(holds.held_events, 0) as bigint) as held_events,
+        holds.held_since,
+        horizon.registered_until,
+        horizon.loaded_until
+    from brands
+    cross join horizon
+    left join previous
+        on brands.brand = previous.brand
+    left join holds
+        on brands.brand = holds.brand
 
 )
 
-select * from watermark
+select * from watermarks

@@ -1,6 +1,7 @@
 {#- Every delivery of every event, typed and renamed. Ingestion can deliver one event twice
-    (same event_id, a later registered_at); stg_platform__events keeps the first, and the
-    incremental path of export_activities reads only the deliveries of its lookback window. -#}
+    (same event_id, a later registered_at); int_events_unbuilt keeps the first delivery of each
+    event it has not built yet. `loaded_at` is the source's own load-time column named by
+    var('loaded_at_column'); without one, registered_at stands in for it. -#}
 with
 
 source as (
@@ -19,6 +20,7 @@ renamed as (
         cast(lower(event_type) as varchar(32)) as event_type,
         occurred_at,
         registered_at,
+        {{ var('loaded_at_column') or 'registered_at' }} as loaded_at,
         cast(email as {{ dbt.type_string() }}) as email,
         cast(url as {{ dbt.type_string() }}) as url,
         cast(os as {{ dbt.type_string() }}) as os,
