@@ -145,7 +145,7 @@ def export(
     tenant = load_config(config).tenant(brand)
     chosen = parse_period(tenant, period)
     with connect(resolve_target(project_dir, profiles_dir, target)) as warehouse:
-        watermark = read_watermark(warehouse)
+        watermark = read_watermark(warehouse, tenant.brand)
         if watermark is None or chosen.end_utc > watermark:
             typer.echo(
                 f"warning: period {chosen.label} is not complete in the warehouse yet "
