@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import enum
 import functools
+import inspect
 import json
 import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
+from activity_export import logs
 from activity_export.environment import validate_environment
 from activity_export.errors import ConfigError, ExportError
 
@@ -26,10 +31,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("activity_export")
 
+# The order people meet the commands in: try it, run it nightly, look at it, then the rest.
+COMMAND_ORDER = ("demo", "run", "status", "check", "export", "backfill", "prune", "generate")
+
+
+class CommandsInOrder(TyperGroup):
+    """Lists the commands in ``COMMAND_ORDER`` in ``--help`` instead of alphabetically."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # typer's own (vendored) click Context
+        known = super().list_commands(ctx)
+        return [name for name in COMMAND_ORDER if name in known] + [
+            name for name in known if name not in COMMAND_ORDER
+        ]
+
+
 app = typer.Typer(
+    cls=CommandsInOrder,
     help="Deliver each tenant's e-mail activity and broadcast files, built with dbt.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_show_locals=False,
     rich_markup_mode=None,  # plain help: rendering it with rich costs a third of a second
 )
@@ -39,6 +58,8 @@ DEMO_START = date(2026, 11, 1)
 ConfigOption = Annotated[
     Path, typer.Option("--config", help="Tenant configuration file.", envvar="ACTIVITY_EXPORT_CONFIG")
 ]
+# the demo never reads ACTIVITY_EXPORT_CONFIG: it must not deliver demo data to real tenants
+DemoConfigOption = Annotated[Path, typer.Option("--config", help="The demo's tenant configuration file.")]
 ProjectDirOption = Annotated[
     Path, typer.Option("--project-dir", help="dbt project folder.", envvar="DBT_PROJECT_DIR")
 ]
@@ -68,29 +89,86 @@ NowOption = Annotated[
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class LogFormat(enum.StrEnum):
+    text = "text"
+    json = "json"
+
+
+VerboseOption = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="Log every step (-v); debugging detail (-vv).")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only.")]
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        help="json: one object per line (time, level, event, brand, period, kind, message).",
+        envvar="ACTIVITY_EXPORT_LOG_FORMAT",
+    ),
+]
+
+# What was given before the command name (`activity-export -v run`); the command's own -v adds to it.
+_before_command: dict[str, Any] = {"verbose": 0, "quiet": False, "log_format": LogFormat.text}
+
+# The logging options every command takes, after its name too (`activity-export run -v`).
+_LOGGING_PARAMETERS = [
+    inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=VerboseOption),
+    inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOption),
+    inspect.Parameter(
+        "log_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=LogFormatOption | None
+    ),
+]
+
+
 def reports_errors(command: F) -> F:
-    """Turn the domain error into a message on stderr and the contract's exit code."""
+    """Give a command the logging options, and turn the domain error into a message and exit code."""
+    signature = inspect.signature(command, eval_str=True)
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(
+        *args: Any, verbose: int = 0, quiet: bool = False, log_format: LogFormat | None = None, **kwargs: Any
+    ) -> Any:
+        logs.configure(
+            verbose + _before_command["verbose"],
+            quiet=quiet or _before_command["quiet"],
+            log_format=(log_format or _before_command["log_format"]).value,
+        )
         try:
             return command(*args, **kwargs)
         except ExportError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
 
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]  # read by typer
+        parameters=[*signature.parameters.values(), *_LOGGING_PARAMETERS]
+    )
     return wrapper  # type: ignore[return-value]
+
+
+def _package_version() -> str:
+    try:
+        return version("activity-export")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"activity-export {_package_version()}")
+        raise typer.Exit
 
 
 @app.callback()
 def _setup(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every step.")] = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
+    log_format: LogFormatOption = LogFormat.text,
+    _version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit."),
+    ] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _before_command.update(verbose=verbose, quiet=quiet, log_format=log_format)
     try:
         validate_environment()
     except ConfigError as exc:
@@ -160,7 +238,7 @@ def export(
 @app.command()
 @reports_errors
 def demo(
-    config: ConfigOption = Path("demo/tenants.yml"),
+    config: DemoConfigOption = Path("demo/tenants.yml"),
     days: Annotated[int, typer.Option(min=1, help="Days of demo data.")] = 7,
     events_per_day: Annotated[int, typer.Option(min=1, help="Events per brand per day.")] = 2000,
     project_dir: ProjectDirOption = Path(),
@@ -172,6 +250,7 @@ def demo(
     from activity_export.build import dbt_build
     from activity_export.config import load_config
     from activity_export.deliver import run_tenant
+    from activity_export.ledger import default_ledger_path
     from activity_export.report import run_summary
     from activity_export.warehouse import connect, read_watermark, resolve_target
 
@@ -192,13 +271,18 @@ def demo(
     typer.echo("2/3 dbt build (seeds, models, tests)")
     dbt_build(project_dir, profiles_dir, warehouse_target.name)
     typer.echo(f"3/3 delivering every due period as of {plan.as_of.isoformat()}")
+    # the demo's ledger starts afresh with its warehouse, so `status --config demo/tenants.yml`
+    # shows what this demo delivered and `run` knows it was delivered
+    ledger_path = default_ledger_path(config)
+    ledger_path.unlink(missing_ok=True)
     with connect(warehouse_target) as warehouse:
         watermark = read_watermark(warehouse)
-        reports = [run_tenant(warehouse, tenant, plan.as_of, watermark, None) for tenant in tenants]
+        reports = [run_tenant(warehouse, tenant, plan.as_of, watermark, ledger_path) for tenant in tenants]
     typer.echo("")
     typer.echo(run_summary(reports))
     folders = sorted({str(t.destination.root) for t in tenants if hasattr(t.destination, "root")})
     typer.echo(f"\nfiles are in: {', '.join(folders)}")
+    typer.echo(f"what was delivered: activity-export status --config {config}")
     if any(report.failed for report in reports):
         raise typer.Exit(1)
 
@@ -250,6 +334,9 @@ def run(
             envvar="ACTIVITY_EXPORT_ON_FAILURE",
         ),
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a machine-readable summary (docs/schemas/run.schema.json).")
+    ] = False,
     config: ConfigOption = Path("tenants.yml"),
     ledger: LedgerOption = None,
     project_dir: ProjectDirOption = Path(),
@@ -262,7 +349,7 @@ def run(
     from activity_export.deliver import each_tenant, run_tenant
     from activity_export.ledger import Ledger, default_ledger_path
     from activity_export.periods import parse_now
-    from activity_export.report import Progress
+    from activity_export.report import Progress, run_json
     from activity_export.shards import parse_shard, shard_of
     from activity_export.warehouse import resolve_target
 
@@ -276,9 +363,11 @@ def run(
     if build:
         dbt_build(project_dir, profiles_dir, warehouse_target.name)
     ledger_path = ledger or default_ledger_path(config)
-    Ledger(ledger_path).close()  # create it once, before tenants run in parallel
+    if not dry_run:
+        Ledger(ledger_path).close()  # create it once, before tenants run in parallel
 
-    progress = Progress(len(tenants), interactive=sys.stdout.isatty())
+    # with --json, stdout holds the JSON document and nothing else
+    progress = Progress(len(tenants), interactive=sys.stdout.isatty() and not as_json, silent=as_json)
 
     def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
         try:
@@ -299,7 +388,9 @@ def run(
         reports = each_tenant(warehouse_target, tenants, parallel, one)
     finally:
         progress.stop()
-    _finish(reports, moment, on_failure)
+    if as_json:
+        typer.echo(json.dumps(run_json(reports, moment, dry_run=dry_run), indent=2))
+    _finish(reports, moment, on_failure, summary=not as_json)
 
 
 @app.command()
@@ -362,7 +453,7 @@ def status(
     tenants = settings.selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)
     with (
-        Ledger(ledger or default_ledger_path(config)) as book,
+        Ledger(ledger or default_ledger_path(config), read_only=True) as book,
         connect(resolve_target(project_dir, profiles_dir, target)) as warehouse,
     ):
         statuses = collect_status(book, warehouse, tenants, moment, verify=verify)
@@ -389,6 +480,13 @@ def prune(
 
     tenants = load_config(config).selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)
+    if not any(getattr(t.destination, "retention_days", None) for t in tenants):
+        typer.echo(
+            f"nothing to prune: no {'selected ' if brand else ''}tenant in {config} has "
+            "destination.retention_days, so every file is kept (set retention_days on an sftp "
+            "destination to delete this product's files older than that many days)"
+        )
+        return
     failed = False
     for tenant in tenants:
         try:
@@ -408,10 +506,13 @@ def prune(
         raise typer.Exit(1)
 
 
-def _finish(reports: list[TenantReport], moment: datetime, on_failure: str | None) -> None:
+def _finish(
+    reports: list[TenantReport], moment: datetime, on_failure: str | None, *, summary: bool = True
+) -> None:
     from activity_export.report import failure_payload, notify, run_summary
 
-    typer.echo(run_summary(reports))
+    if summary:
+        typer.echo(run_summary(reports))
     failed = [report for report in reports if report.failed]
     for report in failed:
         typer.echo(f"error: tenant {report.tenant.brand}: {report.error}", err=True)

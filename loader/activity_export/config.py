@@ -459,7 +459,10 @@ def load_config(path: Path) -> Config:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: configuration file not found") from None
+        raise ConfigError(
+            f"{path}: configuration file not found (looked for {path.absolute()}); "
+            "give its place with --config PATH or the ACTIVITY_EXPORT_CONFIG environment variable"
+        ) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from activity_export import failpoints
+from activity_export import failpoints, logs
 from activity_export.config import Tenant
 from activity_export.destinations import Destination, open_destination
 from activity_export.errors import ConfigError, ExportError
@@ -124,7 +124,15 @@ def deliver_period(
                     written.bytes,
                     written.sha256,
                 )
-            location = destination.publish(written.path, written.relative)
+            with logs.context(kind=written.kind):
+                location = destination.publish(written.path, written.relative)
+                log.info(
+                    "delivered %s: %d rows, %d bytes",
+                    location,
+                    written.rows,
+                    written.bytes,
+                    extra={"event": "file_delivered"},
+                )
             failpoints.hit("after-upload")
             if ledger:
                 ledger.delivered(tenant.brand, written.kind, period.start_utc, location)
@@ -168,9 +176,16 @@ def deliver_tenant(
                     attempt = (
                         ledger.start_attempt(tenant.brand, current.start_utc, current.label) if ledger else 0
                     )
-                    delivered = deliver_period(
-                        warehouse, tenant, current, destination, Path(work), ledger, force=force
-                    )
+                    with logs.context(period=current.label):
+                        delivered = deliver_period(
+                            warehouse, tenant, current, destination, Path(work), ledger, force=force
+                        )
+                        log.info(
+                            "delivered period %s of %s",
+                            current.label,
+                            tenant.brand,
+                            extra={"event": "period_delivered"},
+                        )
                     if ledger:
                         ledger.finish_attempt(attempt, "delivered")
                     report.delivered.append(delivered)
@@ -183,7 +198,12 @@ def deliver_tenant(
         report.error = f"{type(exc).__name__}: {exc}"
     if report.error and current:
         report.error = f"period {current.label}: {report.error}"
-        log.error("tenant %s failed: %s", tenant.brand, report.error)
+        log.error(
+            "tenant %s failed: %s",
+            tenant.brand,
+            report.error,
+            extra={"event": "tenant_failed", "period": current.label},
+        )
         if ledger:
             ledger.failed(tenant.brand, current.start_utc, current.end_utc, current.label, report.error)
             attempt = attempt or ledger.start_attempt(tenant.brand, current.start_utc, current.label)
@@ -248,6 +268,16 @@ def _locked(
         report = deliver_tenant(warehouse, tenant, ready, None, force=force, on_delivered=on_delivered)
         report.waiting = waiting
         return report
+    if dry_run:  # reads the ledger; takes no lock and creates no file
+        with Ledger(ledger_path, read_only=True) as ledger:
+            report = TenantReport(tenant, waiting=waiting)
+            report.planned = [
+                p
+                for p in ready
+                if force or not ledger.is_delivered(tenant.brand, p.start_utc, _kinds(tenant))
+            ]
+            report.already = len(ready) - len(report.planned)
+            return report
     with tenant_lock(ledger_path, tenant.brand) as acquired:
         if not acquired:
             report = TenantReport(tenant, waiting=waiting)
@@ -255,15 +285,6 @@ def _locked(
             log.warning("tenant %s: %s", tenant.brand, report.skipped)
             return report
         with Ledger(ledger_path) as ledger:
-            if dry_run:
-                report = TenantReport(tenant, waiting=waiting)
-                report.planned = [
-                    p
-                    for p in ready
-                    if force or not ledger.is_delivered(tenant.brand, p.start_utc, _kinds(tenant))
-                ]
-                report.already = len(ready) - len(report.planned)
-                return report
             report = deliver_tenant(warehouse, tenant, ready, ledger, force=force, on_delivered=on_delivered)
             report.waiting = waiting
             return report
@@ -283,7 +304,8 @@ def each_tenant(
             cursor = warehouse.cursor()
             found = watermarks.get(tenant.brand)
             try:
-                return job(cursor, tenant, found.complete_until if found else None)
+                with logs.context(brand=tenant.brand):
+                    return job(cursor, tenant, found.complete_until if found else None)
             except ExportError as exc:
                 if isinstance(exc, ConfigError):
                     raise

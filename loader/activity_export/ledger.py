@@ -89,14 +89,18 @@ class Record:
 class Ledger:
     """Reads and writes the ledger; one instance per run (and per thread)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (and create) the ledger; ``read_only`` creates nothing and reads a missing one as empty."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-            self._db.execute("pragma journal_mode = wal")
-            self._db.execute("pragma synchronous = full")
-            self._db.executescript(SCHEMA)
+            if read_only:
+                self._db = _read_only(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+                self._db.execute("pragma journal_mode = wal")
+                self._db.execute("pragma synchronous = full")
+                self._db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise ExportError(f"ledger {path}: {exc}") from None
         self._db.row_factory = sqlite3.Row
@@ -212,6 +216,21 @@ class Ledger:
                 """,
                 (brand, kind, period_start.isoformat(), period_end.isoformat(), label, _now(), error),
             )
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """The ledger opened for reading only; an empty one in memory when there is none yet."""
+    if not path.exists():
+        db = sqlite3.connect(":memory:", check_same_thread=False)
+        db.executescript(SCHEMA)
+        return db
+    return sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro",
+        uri=True,
+        timeout=60,
+        isolation_level=None,
+        check_same_thread=False,
+    )
 
 
 @contextmanager

@@ -69,6 +69,58 @@ def run_summary(reports: list[TenantReport]) -> str:
     return _table(header, rows)
 
 
+def _state(report: TenantReport) -> str:
+    if report.error:
+        return "failed"
+    if report.skipped:
+        return "skipped"
+    if report.planned:
+        return "planned"
+    return "ok"
+
+
+def run_json(reports: list[TenantReport], now: datetime, *, dry_run: bool) -> dict[str, object]:
+    """``run --json``: the run's outcome per tenant, as documented in docs/schemas/run.schema.json."""
+    return {
+        "now": now.isoformat(),
+        "dry_run": dry_run,
+        "ok": not any(report.failed for report in reports),
+        "tenants": [
+            {
+                "brand": report.tenant.brand,
+                "destination": report.destination or report.tenant.destination.describe(),
+                "state": _state(report),
+                "error": report.error,
+                "skipped": report.skipped,
+                "already_delivered": report.already,
+                "waiting": [period.label for period in report.waiting],
+                "planned": [period.label for period in report.planned],
+                "delivered": [
+                    {
+                        "period": delivered.period.label,
+                        "start": delivered.period.start_utc.isoformat(),
+                        "end": delivered.period.end_utc.isoformat(),
+                        "seconds": round(delivered.seconds, 3),
+                        "files": [
+                            {
+                                "kind": written.kind,
+                                "path": str(written.relative),
+                                "location": location,
+                                "rows": written.rows,
+                                "bytes": written.bytes,
+                                "sha256": written.sha256,
+                            }
+                            for written, location in zip(delivered.files, delivered.locations, strict=False)
+                        ],
+                    }
+                    for delivered in report.delivered
+                ],
+            }
+            for report in reports
+        ],
+    }
+
+
 def failure_payload(report: TenantReport, now: datetime) -> str:
     """The JSON a failure notification receives (no secrets: errors are already scrubbed)."""
     return json.dumps(
@@ -137,8 +189,9 @@ def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
 class Progress:
     """Progress of a run: a live bar on a terminal, one plain line per period otherwise."""
 
-    def __init__(self, tenants: int, *, interactive: bool) -> None:
+    def __init__(self, tenants: int, *, interactive: bool, silent: bool = False) -> None:
         self._bar = None
+        self._silent = silent
         if interactive:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
             from rich.progress import Progress as Bar
@@ -149,6 +202,8 @@ class Progress:
 
     def delivered(self, brand: str, delivered: Delivered) -> None:
         line = delivered_line(brand, delivered)
+        if self._silent:
+            return
         if self._bar is None:
             print(line, flush=True)
         else:
