@@ -11,6 +11,7 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import duckdb
 import pytest
 import yaml
 from typer.testing import CliRunner, Result
@@ -371,3 +372,104 @@ def test_a_bad_environment_variable_is_a_configuration_error(
     for command in ("check", "run", "status"):
         result = cli(command, "--config", str(local_config(tmp_path)), env={variable: value})
         assert_refused(result, f"environment variable {variable}", words)
+
+
+# --- 5. a brand without data is a warning -------------------------------------------------------------
+
+
+def test_a_brand_absent_from_the_data_is_a_warning_in_check_and_status(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    config = tenants_file(
+        tmp_path,
+        BRANDNAAM={"destination": {"type": "local", "root": str(tmp_path / "a")}},
+        BRANDNAAMM={"destination": {"type": "local", "root": str(tmp_path / "b")}},
+    )
+    checked = built_duckdb.run("check", "--config", str(config), "--now", RUN_NOW, *built_duckdb.cli_args())
+    status = built_duckdb.run("status", "--config", str(config), "--now", RUN_NOW, *built_duckdb.cli_args())
+
+    for result in (checked, status):
+        assert (
+            "warning: tenant BRANDNAAMM: the warehouse holds no data for brand 'BRANDNAAMM'" in result.stderr
+        )
+        assert "tenant BRANDNAAM:" not in result.stderr
+
+
+# --- 6. generate takes identifiers only through a validator -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("--brands", "X'); drop table raw.events; --", "not a brand code"),
+        ("--brands", "A,BRAND NAAM", "not a brand code"),
+        ("--raw-schema", 'raw"; drop schema main; --', "--raw-schema"),
+        ("--raw-schema", "raw.events", "--raw-schema"),
+        ("--start", "0001-01-01", "--start"),
+        ("--days", "99999999", "--days"),
+    ],
+)
+def test_generate_refuses_what_would_become_sql(
+    duckdb_project: Project, tmp_path: Path, option: str, value: str, words: str
+) -> None:
+    own = dict(duckdb_project.env, ACTIVITY_EXPORT_DUCKDB=str(tmp_path / "gen.duckdb"))
+    result = duckdb_project.run("generate", option, value, *duckdb_project.cli_args(), check=False, env=own)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "gen.duckdb").exists()
+
+
+# --- 7. demo deletes only its own warehouse and delivers only to its own configuration ----------------
+
+
+def demo_workdir(tmp_path: Path, text: str | None = None) -> Path:
+    workdir = tmp_path / "work"
+    (workdir / "demo").mkdir(parents=True)
+    source = (ROOT / "demo" / "tenants.yml").read_text(encoding="utf-8")
+    (workdir / "demo" / "tenants.yml").write_text(source if text is None else text, encoding="utf-8")
+    return workdir
+
+
+def test_demo_refuses_to_delete_a_warehouse_it_did_not_create(
+    duckdb_project: Project, tmp_path: Path
+) -> None:
+    precious = tmp_path / "precious.duckdb"
+    with duckdb.connect(str(precious)) as con:
+        con.execute("create table customers as select 42 as customer_id")
+    stranger = tmp_path / "notes.txt"
+    stranger.write_text("not a database\n")
+    for path in (precious, stranger):
+        before = path.read_bytes()
+        env = dict(duckdb_project.env, ACTIVITY_EXPORT_DUCKDB=str(path))
+        result = duckdb_project.run(
+            "demo",
+            "--days",
+            "1",
+            *duckdb_project.cli_args(),
+            check=False,
+            env=env,
+            cwd=demo_workdir(tmp_path / path.stem),
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "was not created by `activity-export demo`" in result.stderr and "--force" in result.stderr
+        assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("change", ["no marker", "a server"])
+def test_demo_refuses_a_configuration_that_is_not_its_own(
+    duckdb_project: Project, tmp_path: Path, change: str
+) -> None:
+    text = (ROOT / "demo" / "tenants.yml").read_text(encoding="utf-8")
+    if change == "no marker":
+        text = text.replace("# activity-export: demo configuration\n", "")
+    else:
+        text += (
+            "  REAL:\n    destination: {type: sftp, host: sftp.example.nl, username: real,"
+            " password_env: REAL_PASSWORD, known_hosts: /etc/known_hosts}\n"
+        )
+    env = dict(duckdb_project.env, ACTIVITY_EXPORT_DUCKDB=str(tmp_path / "demo.duckdb"))
+    workdir = demo_workdir(tmp_path, text)
+    result = duckdb_project.run("demo", *duckdb_project.cli_args(), check=False, env=env, cwd=workdir)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is not a demo configuration" in result.stderr
+    assert not (tmp_path / "demo.duckdb").exists() and not (workdir / "exports").exists()

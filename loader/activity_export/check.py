@@ -11,11 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from activity_export.config import Config, LocalDestination, SftpDestination, Tenant
-from activity_export.errors import ConfigError
+from activity_export.errors import ConfigError, ExportError
 from activity_export.naming import KINDS
 from activity_export.periods import Period, due_at, period_containing
+
+if TYPE_CHECKING:
+    from activity_export.warehouse import Warehouse
 
 TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
 DELIMITER_NAMES = {"\t": "tab", " ": "space", ",": "comma", ";": "semicolon", "|": "pipe"}
@@ -206,3 +210,29 @@ def check_connections(config: Config, brands: list[str] | None = None) -> list[C
         except ExportError as exc:
             results.append(ConnectionCheck(tenant.brand, False, str(exc)))
     return results
+
+
+def brands_without_data(warehouse: Warehouse, brands: list[str]) -> list[str]:
+    """The brands of which the built export relations hold no broadcast at all.
+
+    Almost always a brand code spelt differently in ``tenants.yml`` than in the source tables: such
+    a tenant would get empty files every period and look fine.
+    """
+    import duckdb
+
+    relation = warehouse.relation("export_broadcasts")
+    try:
+        rows = warehouse.con.execute(f"select distinct brand from {relation}").fetchall()  # noqa: S608
+    except duckdb.Error as exc:
+        raise ExportError(f"cannot read {relation}: {exc}; has `dbt build` run on this target?") from None
+    present = {row[0] for row in rows}
+    return [brand for brand in brands if brand not in present]
+
+
+def absent_brand_warning(brand: str) -> str:
+    """The warning ``check`` and ``status`` print for a brand without data."""
+    return (
+        f"warning: tenant {brand}: the warehouse holds no data for brand {brand!r}; check the code "
+        "(spelling, case) against the source tables: until data arrives, every period is "
+        "delivered as empty files"
+    )

@@ -194,9 +194,10 @@ def generate(
     from activity_export.warehouse import connect, resolve_target
 
     plan = _plan(brands, days, events_per_day, start, seed)
+    schema = generator.checked_schema(raw_schema)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
     with connect(warehouse_target, read_only=False) as warehouse:
-        counts = generator.generate(warehouse, plan, raw_schema)
+        counts = generator.generate(warehouse, plan, schema)
     typer.echo(
         f"generated into {warehouse_target}: "
         + ", ".join(f"{table} {count:,} rows" for table, count in counts.items())
@@ -244,8 +245,13 @@ def demo(
     project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = "duckdb",
+    force: Annotated[
+        bool,
+        typer.Option(help="Also delete a warehouse file and use a configuration the demo did not make."),
+    ] = False,
 ) -> None:
     """The main job end to end on the embedded default: generate, dbt build, deliver."""
+    from activity_export import demo as demo_job
     from activity_export import generate as generator
     from activity_export.build import dbt_build
     from activity_export.config import load_config
@@ -254,7 +260,9 @@ def demo(
     from activity_export.report import run_summary
     from activity_export.warehouse import connect, read_watermark, resolve_target
 
-    tenants = load_config(config).selected(None)
+    settings = load_config(config)
+    demo_job.check_config_is_the_demos(settings, force=force)
+    tenants = settings.selected(None)
     plan = _plan(",".join(t.brand for t in tenants), days, events_per_day, DEMO_START.isoformat(), 42)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
     if warehouse_target.kind != "duckdb" or warehouse_target.duckdb_path is None:
@@ -263,10 +271,10 @@ def demo(
             f"{warehouse_target.kind}. Use `generate`, `dbt build` and `export` there instead."
         )
     # a fresh warehouse each time: the incremental relations must not keep another run's data
-    for leftover in (warehouse_target.duckdb_path, warehouse_target.duckdb_path.with_suffix(".duckdb.wal")):
-        leftover.unlink(missing_ok=True)
+    demo_job.remove_previous_warehouse(warehouse_target.duckdb_path, force=force)
     typer.echo(f"1/3 generating {days} days of demo data into {warehouse_target}")
     with connect(warehouse_target, read_only=False) as warehouse:
+        demo_job.mark_warehouse(warehouse)
         generator.generate(warehouse, plan)
     typer.echo("2/3 dbt build (seeds, models, tests)")
     dbt_build(project_dir, profiles_dir, warehouse_target.name)
@@ -296,8 +304,14 @@ def check(
     ] = False,
     now: NowOption = None,
     config: ConfigOption = Path("tenants.yml"),
+    project_dir: ProjectDirOption = Path(),
+    profiles_dir: ProfilesDirOption = None,
+    target: TargetOption = None,
 ) -> None:
-    """Validate tenants.yml and show what each tenant gets; exit 2 on any problem."""
+    """Validate tenants.yml and show what each tenant gets; exit 2 on any problem.
+
+    When the warehouse can be read, a brand without any data is a warning (a misspelt code).
+    """
     from activity_export.check import check_config, check_connections, raise_on_problems, render_summary
     from activity_export.config import load_config
     from activity_export.periods import parse_now
@@ -307,6 +321,7 @@ def check(
     summaries = check_config(settings, moment, brand)
     typer.echo(render_summary(summaries))
     raise_on_problems(summaries)
+    _warn_brands_without_data([s.brand for s in summaries], project_dir, profiles_dir, target)
     if login:
         results = check_connections(settings, brand)
         for result in results:
@@ -442,6 +457,7 @@ def status(
     target: TargetOption = None,
 ) -> None:
     """The ledger: what was delivered where, and what is pending, waiting or failed."""
+    from activity_export.check import absent_brand_warning, brands_without_data
     from activity_export.config import load_config
     from activity_export.ledger import Ledger, default_ledger_path
     from activity_export.periods import parse_now
@@ -457,6 +473,9 @@ def status(
         connect(resolve_target(project_dir, profiles_dir, target)) as warehouse,
     ):
         statuses = collect_status(book, warehouse, tenants, moment, verify=verify)
+        absent = brands_without_data(warehouse, [t.brand for t in tenants])
+    for absent_brand in absent:
+        typer.echo(absent_brand_warning(absent_brand), err=True)
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
     else:
@@ -524,17 +543,27 @@ def _finish(
         raise typer.Exit(1)
 
 
+def _warn_brands_without_data(
+    brands: list[str], project_dir: Path, profiles_dir: Path | None, target: str | None
+) -> None:
+    """``check``: a warning per brand the warehouse has no data for, when it can be read at all."""
+    from activity_export.check import absent_brand_warning, brands_without_data
+    from activity_export.warehouse import connect, resolve_target
+
+    try:
+        with connect(resolve_target(project_dir, profiles_dir, target)) as warehouse:
+            absent = brands_without_data(warehouse, brands)
+    except ExportError as exc:
+        typer.echo(f"note: brand codes not checked against the warehouse: {exc}", err=True)
+        return
+    for brand in absent:
+        typer.echo(absent_brand_warning(brand), err=True)
+
+
 def _plan(brands: str, days: int, events_per_day: int, start: str, seed: int) -> generator.Plan:
     from activity_export import generate as generator
 
-    codes = tuple(code.strip() for code in brands.split(",") if code.strip())
-    if not codes:
-        raise ConfigError("--brands: give at least one brand code")
-    try:
-        first = date.fromisoformat(start)
-    except ValueError:
-        raise ConfigError(f"--start {start!r}: expected YYYY-MM-DD") from None
-    return generator.Plan(codes, first, days, events_per_day, seed)
+    return generator.plan_from_options(brands, days, events_per_day, start, seed)
 
 
 def main() -> None:

@@ -12,9 +12,11 @@ after that instant is not in the platform yet.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from activity_export.errors import ConfigError
 from activity_export.warehouse import Warehouse, one_value
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,14 @@ USER_AGENTS = [
 ]
 
 
+# What the options may hold. Identifiers reach SQL, so they are checked here, not escaped later.
+BRAND_CODE = re.compile(r"[A-Za-z0-9_-]{1,64}")  # as in tenants.yml (config.BRAND_PATTERN)
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")  # unquoted, the same on DuckDB and PostgreSQL
+MAX_DAYS = 3660
+MAX_EVENTS_PER_DAY = 100_000_000
+MAX_BRANDS = 100_000
+
+
 @dataclass(frozen=True)
 class Plan:
     """What to generate."""
@@ -95,6 +105,43 @@ class Plan:
     @property
     def customers_per_brand(self) -> int:
         return max(50, min(self.events_per_day // 4, 2_000_000))
+
+
+def plan_from_options(brands: str, days: int, events_per_day: int, start: str, seed: int) -> Plan:
+    """A Plan from command-line text, every value checked (exit 2 naming the option)."""
+    codes = tuple(code.strip() for code in brands.split(",") if code.strip())
+    if not codes:
+        raise ConfigError("--brands: give at least one brand code")
+    for code in codes:
+        if not BRAND_CODE.fullmatch(code):
+            raise ConfigError(
+                f"--brands: {code[:70]!r} is not a brand code: 1 to 64 letters, digits, '_' and '-'"
+            )
+    if len(set(codes)) != len(codes) or len(codes) > MAX_BRANDS:
+        raise ConfigError(f"--brands: every code once, at most {MAX_BRANDS:,}")
+    if not 1 <= days <= MAX_DAYS:
+        raise ConfigError(f"--days {days}: from 1 to {MAX_DAYS}")
+    if not 1 <= events_per_day <= MAX_EVENTS_PER_DAY:
+        raise ConfigError(f"--events-per-day {events_per_day}: from 1 to {MAX_EVENTS_PER_DAY:,}")
+    try:
+        first = date.fromisoformat(start)
+    except ValueError:
+        raise ConfigError(f"--start {start[:40]!r}: expected YYYY-MM-DD") from None
+    if not 1970 <= first.year <= 2900:
+        raise ConfigError(f"--start {start}: a day from 1970 to 2900")
+    if not 0 <= seed < 2**63:
+        raise ConfigError(f"--seed {seed}: from 0 to 2**63 - 1")
+    return Plan(codes, first, days, events_per_day, seed)
+
+
+def checked_schema(name: str) -> str:
+    """``--raw-schema``: a plain lowercase SQL identifier, so it can never become SQL itself."""
+    if not SCHEMA_NAME.fullmatch(name):
+        raise ConfigError(
+            f"--raw-schema {name[:70]!r}: a schema name of lowercase letters, digits and '_' "
+            "(not starting with a digit, at most 63), e.g. raw"
+        )
+    return name
 
 
 def _lit(values: list[str]) -> str:
@@ -120,8 +167,13 @@ def _types_case(roll: str) -> str:
 
 def generate(warehouse: Warehouse, plan: Plan, schema: str = "raw") -> dict[str, int]:
     """Replace the raw tables in ``schema`` with the plan's data; return row counts per table."""
+    checked_schema(schema)
+    for brand in plan.brands:
+        if not BRAND_CODE.fullmatch(brand):
+            raise ConfigError(f"not a brand code: {brand[:70]!r}")
     con = warehouse.con
-    con.execute(f"create schema if not exists {warehouse.catalog}.{schema}")
+    catalog = '"' + warehouse.catalog.replace('"', '""') + '"'
+    con.execute(f'create schema if not exists {catalog}."{schema}"')
     counts = {}
     for table, select in (
         ("broadcasts", _broadcasts_sql(plan)),
@@ -137,7 +189,7 @@ def generate(warehouse: Warehouse, plan: Plan, schema: str = "raw") -> dict[str,
 
 
 def _brands_sql(plan: Plan) -> str:
-    rows = ", ".join(f"(cast({i} as bigint), '{brand}')" for i, brand in enumerate(plan.brands))
+    rows = ", ".join(f"(cast({i} as bigint), {_lit([brand])[1:-1]})" for i, brand in enumerate(plan.brands))
     return f"(values {rows}) as brands(brand_index, brand)"
 
 

@@ -1,0 +1,70 @@
+"""``demo``: the main job end to end on the embedded default, and nothing but its own files touched.
+
+The demo starts from a fresh DuckDB file each time, so it deletes the one the profile points at.
+It only does so for a file it made itself (it leaves a marker table in it); any other file, say a
+warehouse someone pointed the profile at, is refused unless ``--force``. Likewise it delivers
+synthetic data only to a configuration written for the demo: one carrying the demo marker line
+whose tenants all deliver to local folders, never to a real tenant's server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from activity_export.config import Config, LocalDestination
+from activity_export.errors import ConfigError
+from activity_export.warehouse import Warehouse
+
+MARKER_TABLE = "activity_export_demo"
+CONFIG_MARKER = "# activity-export: demo configuration"
+
+
+def check_config_is_the_demos(config: Config, *, force: bool) -> None:
+    """Refuse a configuration that is not the demo's own (unless ``force``)."""
+    if force:
+        return
+    text = config.path.read_text(encoding="utf-8")
+    foreign = [t.brand for t in config.tenants.values() if not isinstance(t.destination, LocalDestination)]
+    if CONFIG_MARKER not in text.splitlines() or foreign:
+        why = (
+            f"tenant {foreign[0]} delivers to a server" if foreign else f"it lacks the line {CONFIG_MARKER!r}"
+        )
+        raise ConfigError(
+            f"{config.path} is not a demo configuration ({why}); the demo delivers synthetic data "
+            "and would send it to these tenants. Use demo/tenants.yml, or pass --force if this "
+            "really is a demo"
+        )
+
+
+def is_demo_warehouse(path: Path) -> bool:
+    """Whether ``path`` is a DuckDB file this demo created (it holds the marker table)."""
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            row = con.execute(
+                "select count(*) from information_schema.tables where table_name = ?", [MARKER_TABLE]
+            ).fetchone()
+    except duckdb.Error:
+        return False  # not a DuckDB file, or one in use: not ours to delete
+    return bool(row and row[0])
+
+
+def remove_previous_warehouse(path: Path, *, force: bool) -> None:
+    """Delete the demo's previous DuckDB file (and its WAL); refuse any other file unless ``force``."""
+    if path.exists() and not force and not is_demo_warehouse(path):
+        raise ConfigError(
+            f"{path} exists and was not created by `activity-export demo`; the demo starts from a "
+            "fresh file and would delete it. Point the dbt profile's duckdb path elsewhere (or "
+            "delete the file yourself), or pass --force"
+        )
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+
+
+def mark_warehouse(warehouse: Warehouse) -> None:
+    """Leave the marker by which a later demo knows this file is its own."""
+    warehouse.con.execute(
+        f"create or replace table main.{MARKER_TABLE} as "
+        "select 'created by activity-export demo; deleted and rebuilt by the next demo' as note"
+    )
