@@ -528,7 +528,8 @@ def parse_config(raw: Any, path: Path) -> Config:
             problems.extend(_describe(_label(brand), exc))
     if problems:
         raise ConfigError(f"{path}: invalid configuration\n  " + "\n  ".join(problems))
-    return Config(path=path, tenants=tenants)
+    # every Tenant is validated above; constructing Config must not validate them all again
+    return Config.model_construct(path=path, tenants=tenants)
 
 
 def _allowed_keys(location: tuple[Any, ...]) -> str:

@@ -145,7 +145,25 @@ def check_naming(tenant: Tenant) -> None:
     check_template("folder", tenant.folder)
     if "/" in template or "\\" in template:
         raise ValueError(f"file_name = {template!r}: may not hold a path separator; use folder for folders")
-    _check_sample_paths(tenant)
+    # Rendering a year of sample names costs milliseconds, and thousands of tenants share a few
+    # naming set-ups. A brand code is letters, digits, '_' and '-' (config.BRAND_PATTERN), so its
+    # text can neither add a separator, a dot or a control character nor make two names equal:
+    # the outcome depends on the brand only through its length. A set-up that passed is not
+    # rendered again; one that fails is, so its message names the tenant's own file names.
+    key = _naming_key(tenant)
+    if key not in _PASSED:
+        _check_sample_paths(tenant)
+        _PASSED.add(key)
+
+
+_PASSED: set[str] = set()
+# Settings that never reach a file name or a period (everything else is part of the key).
+_NOT_NAMING = {"brand", "destination", "notify", "columns", "extra_fields", "recipients"}
+
+
+def _naming_key(tenant: Tenant) -> str:
+    settings = tenant.model_dump(mode="json", exclude=_NOT_NAMING)
+    return f"{len(tenant.brand.encode())}:{sorted(settings.items())!r}"
 
 
 def check_template(key: str, template: str) -> None:
