@@ -454,10 +454,15 @@ class Config(BaseModel):
         return [self.tenant(brand) for brand in brands]
 
 
+SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_config(path: Path) -> Config:
     """Read and validate ``tenants.yml``; every problem is reported at once as a ConfigError."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        # libyaml's safe loader when present: the same documents, ten times faster on many tenants
+        raw = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 (SafeLoader or its libyaml twin)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: configuration file not found (looked for {path.absolute()}); "

@@ -131,7 +131,8 @@ def _read_yaml(path: Path, hint: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        loaded = yaml.safe_load(text)
+        safe = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        loaded = yaml.load(text, Loader=safe)  # noqa: S506 (SafeLoader or its libyaml twin)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if loaded is None:
