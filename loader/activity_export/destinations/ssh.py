@@ -15,14 +15,17 @@ published with it in ``sftp``.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import os
 import random
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import paramiko
@@ -83,6 +86,107 @@ class RemotePathError(SftpError):
     """The server refused a file operation: permission denied, missing folder, disk full."""
 
 
+# OpenSSH allows 10 sessions (channels) per connection by default (MaxSessions); stay under it.
+SESSIONS_PER_CONNECTION = 8
+# Logged-in connections kept open without a user, for the next tenant with the same account.
+IDLE_CONNECTIONS = 16
+
+
+@dataclass(eq=False)
+class _Shared:
+    """One logged-in SSH connection and how many SFTP sessions run over it now."""
+
+    transport: paramiko.Transport
+    host_key_fingerprint: str
+    users: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class ConnectionPool:
+    """Logged-in SSH connections, shared by tenants that log in to the same server as the same account.
+
+    Tenants share a connection only when host, port, user name, credentials (key file or password
+    variable) and known_hosts file are all the same: the host key was checked and the login done
+    exactly as each of them would do it. Each tenant still gets an SFTP session of its own (its
+    own channel), so one tenant's failing file operation never touches another's; a connection
+    that breaks is dropped, and each of its tenants reconnects within its own retry budget.
+    Different accounts never share anything.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connections: dict[tuple[object, ...], list[_Shared]] = {}
+        self._opening: dict[tuple[object, ...], threading.Lock] = {}
+
+    def acquire(
+        self, key: tuple[object, ...], open_new: Callable[[], tuple[paramiko.Transport, str]]
+    ) -> _Shared:
+        """A live connection for ``key`` with room for one more session; opened when there is none."""
+        with self._lock:
+            opening = self._opening.setdefault(key, threading.Lock())
+        with opening:  # one login per account at a time; the others then share it
+            with self._lock:
+                found = self._take(key)
+            if found is not None:
+                return found
+            transport, fingerprint = open_new()
+            shared = _Shared(transport, fingerprint, users=1)
+            with self._lock:
+                self._connections.setdefault(key, []).append(shared)
+            return shared
+
+    def _take(self, key: tuple[object, ...]) -> _Shared | None:
+        live = []
+        for shared in self._connections.get(key, []):
+            if shared.transport.is_active():
+                live.append(shared)
+            elif shared.users == 0:
+                _close(shared.transport)
+        self._connections[key] = live
+        for shared in live:
+            if shared.users < SESSIONS_PER_CONNECTION:
+                shared.users += 1
+                return shared
+        return None
+
+    def release(self, shared: _Shared) -> None:
+        """One session fewer; a dead connection is closed, idle ones beyond a few are closed too."""
+        idle: list[tuple[tuple[object, ...], _Shared]] = []
+        with self._lock:
+            shared.users -= 1
+            shared.last_used = time.monotonic()
+            for key, connections in self._connections.items():
+                for candidate in connections:
+                    if candidate.users == 0:
+                        idle.append((key, candidate))
+            dead = [(key, c) for key, c in idle if not c.transport.is_active()]
+            alive = sorted((pair for pair in idle if pair not in dead), key=lambda pair: pair[1].last_used)
+            closing = dead + alive[: max(0, len(alive) - IDLE_CONNECTIONS)]
+            for key, candidate in closing:
+                self._connections[key].remove(candidate)
+        for _key, candidate in closing:
+            _close(candidate.transport)
+
+    def close_all(self) -> None:
+        """Close every connection (at the end of a run)."""
+        with self._lock:
+            connections = [c for group in self._connections.values() for c in group]
+            self._connections.clear()
+        for shared in connections:
+            _close(shared.transport)
+
+
+def _close(transport: paramiko.Transport) -> None:
+    try:
+        transport.close()
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        log.debug("closing a connection: %s", exc)
+
+
+POOL = ConnectionPool()
+atexit.register(POOL.close_all)
+
+
 class SshConnection:
     """A (re)connectable SFTP session to one server, logged in with strict host keys.
 
@@ -99,6 +203,7 @@ class SshConnection:
         self.retry_budget = retry_budget
         self._transport: paramiko.Transport | None = None
         self._sftp: ExtendedSftpClient | None = None
+        self._shared: _Shared | None = None
         self.host_key_fingerprint = ""
 
     def session(self) -> ExtendedSftpClient:
@@ -116,18 +221,52 @@ class SshConnection:
         return self._sftp
 
     def disconnect(self) -> None:
-        sftp, transport = self._sftp, self._transport
-        self._sftp = self._transport = None
-        for closable in (sftp, transport):
-            if closable is not None:
-                try:
-                    closable.close()
-                except (OSError, EOFError, paramiko.SSHException) as exc:
-                    log.debug("closing the connection: %s", exc)
+        """Close this destination's SFTP session; the connection under it goes back to the pool."""
+        sftp, shared = self._sftp, self._shared
+        self._sftp = self._transport = self._shared = None
+        if sftp is not None:
+            try:
+                sftp.close()
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                log.debug("closing the SFTP session: %s", exc)
+        if shared is not None:
+            POOL.release(shared)
 
     # -- connection ------------------------------------------------------------------------------
 
     def _connect(self) -> None:
+        shared = POOL.acquire(self._account(), self._login)
+        self._shared, self._transport = shared, shared.transport
+        self.host_key_fingerprint = shared.host_key_fingerprint
+        try:
+            self._open_session(shared.transport)
+        except BaseException:
+            self.disconnect()
+            raise
+
+    def _account(self) -> tuple[object, ...]:
+        """Who logs in where, and with what: connections are shared only when all of it is equal."""
+        config = self.config
+        files = [config.known_hosts, config.private_key]
+        stamps = []
+        for path in files:  # an edited known_hosts or key file is a different account from then on
+            try:
+                status = os.stat(path) if path is not None else None
+            except OSError:
+                status = None
+            stamps.append((status.st_mtime_ns, status.st_size) if status else None)
+        return (
+            config.host,
+            config.port,
+            config.username,
+            *(str(path) for path in files),
+            config.passphrase_env,
+            config.password_env,
+            *stamps,
+        )
+
+    def _login(self) -> tuple[paramiko.Transport, str]:
+        """A new connection: handshake, host key check and login."""
         config = self.config
         known = self._known_host_keys()
         log.debug("connecting to %s", self.label)
@@ -140,15 +279,15 @@ class SshConnection:
         except BaseException:
             sock.close()
             raise
-        self._transport = transport
         try:
             self._start(transport, known)
         except BaseException:
-            self.disconnect()
+            _close(transport)
             raise
+        return transport, self.host_key_fingerprint
 
     def _start(self, transport: paramiko.Transport, known: dict[str, paramiko.PKey]) -> None:
-        """Handshake, host key check, login and SFTP session on a fresh transport."""
+        """Handshake, host key check and login on a fresh transport."""
         transport.banner_timeout = self.timeout
         transport.handshake_timeout = self.timeout
         transport.auth_timeout = self.timeout
@@ -173,6 +312,9 @@ class SshConnection:
         self._check_host_key(transport.get_remote_server_key(), known)
         self._authenticate(transport)
         transport.set_keepalive(KEEPALIVE_SECONDS)
+
+    def _open_session(self, transport: paramiko.Transport) -> None:
+        """This destination's own SFTP session (channel) on a logged-in connection."""
         sftp = ExtendedSftpClient.from_transport(
             transport, window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE
         )
