@@ -53,6 +53,14 @@ def test_weekly_periods_run_monday_to_monday() -> None:
     assert period.end_local.date().isoformat() == "2026-11-30"
 
 
+def test_weekly_period_is_due_on_the_monday_it_ends_at_run_at() -> None:
+    weekly = tenant(interval="weekly", run_at="06:00")
+    period = parse_period(weekly, "2026-11-26")  # the week of Monday 2026-11-23
+    due = due_at(weekly, period)
+    assert due == parse_now("2026-11-30T06:00:00+01:00")
+    assert due.strftime("%A") == "Monday"
+
+
 def test_due_periods_wait_for_the_watermark() -> None:
     daily = tenant(start="2026-11-20")
     now = parse_now("2026-11-26T07:00:00+01:00")

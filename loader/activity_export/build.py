@@ -1,4 +1,4 @@
-"""Running ``dbt build`` for the loader (``demo``; later ``run --build``).
+"""Running ``dbt build`` for the loader (``demo`` and ``run --build``).
 
 dbt runs in a child process: the DuckDB file it writes must be closed again before the loader opens
 it, and a dbt failure must not take the loader's process state with it.
