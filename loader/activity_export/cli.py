@@ -282,7 +282,8 @@ def demo(
     # the demo's ledger starts afresh with its warehouse, so `status --config demo/tenants.yml`
     # shows what this demo delivered and `run` knows it was delivered
     ledger_path = default_ledger_path(config)
-    ledger_path.unlink(missing_ok=True)
+    for leftover in (ledger_path, *(ledger_path.with_name(ledger_path.name + s) for s in ("-wal", "-shm"))):
+        leftover.unlink(missing_ok=True)
     with connect(warehouse_target) as warehouse:
         watermark = read_watermark(warehouse)
         reports = [run_tenant(warehouse, tenant, plan.as_of, watermark, ledger_path) for tenant in tenants]
