@@ -253,6 +253,245 @@ def test_late_registered_event_lands_in_next_period(two_runs: Project) -> None:
     assert [(brand, str(until)[:19]) for brand, until in watermark] == [("A", "2026-11-02 12:00:00")]
 
 
+# --- late loads, holds and the per-brand watermark across builds ---------------------------------
+
+LATE_RAW_TABLES = [
+    "create schema raw",
+    """create table raw.broadcasts (
+        broadcast_id bigint, brand text, broadcast_type text, channel text, description text,
+        subject text, sent_at timestamptz, campaign_id bigint, from_address text)""",
+    "create table raw.customers (brand text, customer_id bigint, external_id text, email text)",
+    """create table raw.events (
+        event_id bigint, brand text, broadcast_id bigint, customer_id bigint, event_type text,
+        occurred_at timestamptz, registered_at timestamptz, email text, url text, os text,
+        device text, browser text, user_agent text, message text, ingested_at timestamptz)""",
+    """insert into raw.broadcasts values
+        (10, 'A', 'SINGLE', 'email', 'A mail', 'Hallo', '2026-11-01 08:00:00+00', null, null),
+        (20, 'A', 'SINGLE', 'sms', 'A sms', null, '2026-11-01 08:00:00+00', null, null),
+        (30, 'B', 'SINGLE', 'email', 'B mail', 'Hoi', '2026-11-01 08:00:00+00', null, null),
+        (50, 'C', 'SINGLE', 'email', 'C mail', 'Dag', '2026-11-01 08:00:00+00', null, null)""",
+    "insert into raw.customers values ('A', 7, 'K7', 'a7@x.example'), ('B', 8, 'K8', 'b8@x.example'), "
+    "('C', 9, 'K9', 'c9@x.example')",
+]
+
+
+def _delivery(
+    event_id: int, brand: str, broadcast_id: int, customer_id: int, registered: str, loaded: str
+) -> str:
+    return (
+        f"({event_id}, '{brand}', {broadcast_id}, {customer_id}, 'open', timestamptz '{registered}+00', "
+        f"timestamptz '{registered}+00', null, null, null, null, null, null, null, timestamptz '{loaded}+00')"
+    )
+
+
+# Night 1: A, B and C up to 2026-11-02 12:30 (and an sms event, never exported nor held).
+NIGHT_ONE = [
+    _delivery(1, "A", 10, 7, "2026-11-01 09:00:00", "2026-11-01 09:01:00"),
+    _delivery(2, "B", 30, 8, "2026-11-01 10:00:00", "2026-11-01 10:01:00"),
+    _delivery(3, "A", 10, 7, "2026-11-02 12:00:00", "2026-11-02 12:01:00"),
+    _delivery(4, "B", 30, 8, "2026-11-02 12:30:00", "2026-11-02 12:31:00"),
+    _delivery(5, "C", 50, 9, "2026-11-02 11:00:00", "2026-11-02 11:01:00"),
+    _delivery(6, "A", 20, 7, "2026-11-02 11:00:00", "2026-11-02 11:01:00"),
+]
+# Night 2: a late load (registered on Nov 1, two days before it reached the warehouse: far beyond
+# the six-hour lookback), an event whose broadcast has not arrived (holds A), one whose customer
+# has not arrived (holds B), and C going on.
+NIGHT_TWO = [
+    _delivery(11, "A", 10, 7, "2026-11-01 08:00:00", "2026-11-03 13:00:00"),
+    _delivery(12, "A", 40, 7, "2026-11-03 10:00:00", "2026-11-03 13:00:00"),
+    _delivery(13, "B", 30, 99, "2026-11-03 11:00:00", "2026-11-03 13:00:00"),
+    _delivery(14, "C", 50, 9, "2026-11-03 12:00:00", "2026-11-03 13:00:00"),
+    _delivery(15, "A", 10, 7, "2026-11-03 12:00:00", "2026-11-03 13:00:00"),
+    # a second delivery of an event built on night 1: no new row, nothing moves
+    _delivery(3, "A", 10, 7, "2026-11-03 12:30:00", "2026-11-03 13:00:00"),
+]
+# Night 3: the missing broadcast and customer rows arrive; C goes on.
+NIGHT_THREE_ROWS = [
+    "insert into raw.broadcasts values "
+    "(40, 'A', 'SINGLE', 'email', 'A late row', 'Later', '2026-11-03 09:00:00+00', null, null)",
+    "insert into raw.customers values ('B', 99, 'K99', 'b99@x.example')",
+]
+NIGHT_THREE = [_delivery(16, "C", 50, 9, "2026-11-04 09:00:00", "2026-11-04 09:01:00")]
+
+
+def _utc_text(moment: object) -> str | None:
+    return None if moment is None else str(moment)[:19]
+
+
+def _watermarks(project: Project) -> dict[str, tuple[str | None, int, str | None]]:
+    rows = _execute(
+        project,
+        [
+            "select brand, cast(complete_until at time zone 'UTC' as varchar), held_events, "
+            f"cast(held_since at time zone 'UTC' as varchar) from {_schema(project)}.export_watermark "
+            "order by brand"
+        ],
+    )
+    return {brand: (_utc_text(until), int(held), _utc_text(since)) for brand, until, held, since in rows}
+
+
+def _placed(project: Project) -> dict[int, tuple[str, str]]:
+    rows = _execute(
+        project,
+        [
+            "select event_id, cast(registered_at at time zone 'UTC' as varchar), "
+            f"cast(available_at at time zone 'UTC' as varchar) from {_schema(project)}.export_activities "
+            "order by event_id"
+        ],
+    )
+    return {event_id: (str(registered)[:19], str(available)[:19]) for event_id, registered, available in rows}
+
+
+def _held(project: Project) -> dict[int, str]:
+    rows = _execute(
+        project, [f"select event_id, missing from {_schema(project)}.export_held_events order by 1"]
+    )
+    return {int(event_id): str(missing) for event_id, missing in rows}
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        ("duckdb", "loaded_at"),
+        ("duckdb", "registered_at"),
+        ("postgres", "loaded_at"),
+        ("postgres", "registered_at"),
+    ],
+    ids=lambda param: f"{param[0]}-{param[1]}",
+)
+def three_nights(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, new_database: Callable[[], str]
+) -> dict[str, object]:
+    """Three nightly builds over late loads and holds; the state after each, per adapter and with
+    (var loaded_at_column) or without a load-time column."""
+    target, mode = request.param
+    project = _make_project(target, tmp_path_factory.mktemp(f"three_nights_{target}_{mode}"), new_database)
+    if project.target == "duckdb":
+        duckdb.connect(project.env["ACTIVITY_EXPORT_DUCKDB"]).close()
+    variables = ["--vars", "{loaded_at_column: ingested_at}"] if mode == "loaded_at" else []
+    states: dict[str, object] = {"project": project, "variables": variables}
+    _execute(project, [*LATE_RAW_TABLES, "insert into raw.events values " + ", ".join(NIGHT_ONE)])
+    project.dbt("seed")
+    project.dbt("run", *variables)
+    states["one"] = (_watermarks(project), _placed(project), _held(project))
+    _execute(project, ["insert into raw.events values " + ", ".join(NIGHT_TWO)])
+    project.dbt("run", *variables)
+    states["two"] = (_watermarks(project), _placed(project), _held(project))
+    _execute(project, [*NIGHT_THREE_ROWS, "insert into raw.events values " + ", ".join(NIGHT_THREE)])
+    project.dbt("build", *variables)
+    states["three"] = (_watermarks(project), _placed(project), _held(project))
+    return states
+
+
+def test_late_load_lands_in_first_unexported_period_once(three_nights: dict[str, object]) -> None:
+    watermarks_one, _placed_one, _ = three_nights["one"]  # type: ignore[misc]
+    assert watermarks_one == {
+        "A": ("2026-11-02 12:30:00", 0, None),
+        "B": ("2026-11-02 12:30:00", 0, None),
+        "C": ("2026-11-02 12:30:00", 0, None),
+    }
+    _, placed_two, _ = three_nights["two"]  # type: ignore[misc]
+    # registered on Nov 1, loaded after A's watermark had passed Nov 2 12:30: available from
+    # there, so in the file of Nov 2 (Amsterdam), which cannot have been exported yet
+    assert placed_two[11] == ("2026-11-01 08:00:00", "2026-11-02 12:30:00")
+    # on-time rows keep their registration; the second delivery of event 3 moved nothing
+    assert placed_two[3] == ("2026-11-02 12:00:00", "2026-11-02 12:00:00")
+    assert placed_two[15] == ("2026-11-03 12:00:00", "2026-11-03 12:00:00")
+    assert 6 not in placed_two  # an sms event
+    _, placed_three, _ = three_nights["three"]  # type: ignore[misc]
+    assert {event_id: placed_three[event_id] for event_id in placed_two} == placed_two  # nothing moved
+
+
+def test_event_without_broadcast_or_customer_holds_only_its_brand(three_nights: dict[str, object]) -> None:
+    watermarks_two, placed_two, held_two = three_nights["two"]  # type: ignore[misc]
+    assert held_two == {12: "broadcast", 13: "customer"}
+    assert 12 not in placed_two and 13 not in placed_two
+    assert watermarks_two == {
+        "A": ("2026-11-03 10:00:00", 1, "2026-11-03 10:00:00"),  # stops at its held event
+        "B": ("2026-11-03 11:00:00", 1, "2026-11-03 11:00:00"),
+        "C": ("2026-11-03 12:00:00", 0, None),  # goes on
+    }
+
+
+def test_held_event_is_exported_once_its_row_arrives(three_nights: dict[str, object]) -> None:
+    watermarks_three, placed_three, held_three = three_nights["three"]  # type: ignore[misc]
+    assert held_three == {}
+    assert placed_three[12] == ("2026-11-03 10:00:00", "2026-11-03 10:00:00")
+    assert placed_three[13] == ("2026-11-03 11:00:00", "2026-11-03 11:00:00")
+    assert watermarks_three == dict.fromkeys("ABC", ("2026-11-04 09:00:00", 0, None))
+    project = three_nights["project"]
+    assert isinstance(project, Project)
+    touches = _execute(
+        project,
+        [
+            f"select count(*) from {_schema(project)}.export_broadcast_touches where broadcast_id = 40 "
+            "and touched_at = timestamptz '2026-11-03 10:00:00+00'"
+        ],
+    )
+    assert touches == [(1,)]  # so broadcast 40 is in the broadcast file beside its activity
+
+
+def test_watermark_never_goes_back(three_nights: dict[str, object]) -> None:
+    """A build that sees less (here: raw tables emptied) leaves every watermark where it was."""
+    project = three_nights["project"]
+    assert isinstance(project, Project)
+    variables = three_nights["variables"]
+    assert isinstance(variables, list)
+    before, placed = _watermarks(project), _placed(project)
+    _execute(
+        project,
+        [
+            "create schema raw_shrunk",
+            "create view raw_shrunk.broadcasts as select * from raw.broadcasts",
+            "create view raw_shrunk.customers as select * from raw.customers",
+            "create view raw_shrunk.events as select * from raw.events "
+            "where registered_at < timestamptz '2026-11-02 00:00:00+00'",
+        ],
+    )
+    shrunk = json.dumps(
+        {"raw_schema": "raw_shrunk", **({"loaded_at_column": "ingested_at"} if variables else {})}
+    )
+    project.dbt("run", "--vars", shrunk)
+    assert _watermarks(project) == before
+    assert _placed(project) == placed
+
+
+def test_export_file_holds_the_late_row_once(three_nights: dict[str, object], tmp_path: Path) -> None:
+    """Through the loader: the late row is in Nov 2's activity file, the file of its
+    registration day (Nov 1) does not have it, and no file has an event twice."""
+    project = three_nights["project"]
+    assert isinstance(project, Project)
+    config = tmp_path / "tenants.yml"
+    config.write_text(
+        "tenants:\n  A:\n    extra_fields: {activity: [eventid]}\n"
+        f"    destination: {{type: local, root: {tmp_path / 'unused'}}}\n"
+    )
+    seen: list[str] = []
+    for day in ("2026-11-01", "2026-11-02", "2026-11-03"):
+        out = tmp_path / day
+        project.run(
+            "export",
+            "--brand",
+            "A",
+            "--period",
+            day,
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+            *project.cli_args(),
+        )
+        [activity] = out.glob("activity_*.csv")
+        ids = [line.split(";")[-1] for line in activity.read_text().splitlines()[1:]]
+        seen += ids
+        if day == "2026-11-01":
+            assert "11" not in ids
+        if day == "2026-11-02":
+            assert "11" in ids
+    assert sorted(seen) == sorted(set(seen))
+    assert sorted(int(event_id) for event_id in seen) == [1, 3, 11, 12, 15]
+
+
 # --- the loader's slices are index range scans on PostgreSQL -------------------------------------
 
 CAPTURE_QUERIES = textwrap.dedent(
