@@ -98,6 +98,25 @@ def environment_problems(tenant: Tenant) -> list[str]:
         ):
             if path is not None and not path.is_file():
                 problems.append(f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: no such file")
+        problems.extend(_key_file_problems(tenant.brand, destination))
+    return problems
+
+
+def _key_file_problems(brand: str, destination: SftpDestination) -> list[str]:
+    """What OpenSSH would refuse in the key files: a private key others can read, known_hosts lines."""
+    from activity_export.destinations.keys import KnownHostsError, load_known_hosts, private_key_problem
+
+    problems = []
+    if destination.private_key is not None:
+        too_open = private_key_problem(destination.private_key)
+        if too_open:
+            problems.append(f"tenant {brand}: destination.private_key: {too_open}")
+    try:
+        load_known_hosts(destination.known_hosts, destination.host, destination.port)
+    except KnownHostsError as exc:
+        problems.append(f"tenant {brand}: destination.known_hosts: {exc}")
+    except OSError:
+        pass  # a missing file is reported above
     return problems
 
 

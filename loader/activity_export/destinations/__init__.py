@@ -72,4 +72,4 @@ def open_destination(
     from activity_export.destinations.sftp import SftpServer
     from activity_export.environment import sftp_retry_seconds
 
-    return SftpServer(config, brand, retry_budget=sftp_retry_seconds())
+    return SftpServer(config, brand, retry_budget=sftp_retry_seconds(), file_mode=file_mode)

@@ -17,11 +17,11 @@ import logging
 import time
 import uuid
 from pathlib import Path, PurePosixPath
-from stat import S_ISDIR, S_ISREG
+from stat import S_ISDIR, S_ISLNK, S_ISREG
 
 import paramiko
 
-from activity_export.config import SftpDestination
+from activity_export.config import DEFAULT_FILE_MODE, SftpDestination, folder_mode
 from activity_export.destinations import Destination
 from activity_export.destinations.sftp_protocol import POSIX_RENAME, ExtendedSftpClient
 from activity_export.destinations.ssh import (
@@ -32,7 +32,7 @@ from activity_export.destinations.ssh import (
     SshConnection,
     TransientSftpError,
 )
-from activity_export.naming import is_partial, partial_name
+from activity_export.naming import is_partial, is_partial_of, partial_name, unique_partial_name
 
 __all__ = [
     "POSIX_RENAME",
@@ -65,13 +65,17 @@ class SftpServer(Destination):
         *,
         timeout: float = 30.0,
         retry_budget: float = 60.0,
+        file_mode: int = int(DEFAULT_FILE_MODE, 8),
     ) -> None:
         self.config = config
         self.brand = brand
         self.root = PurePosixPath(config.root or "/")
+        self.file_mode = file_mode
+        self.folder_mode = folder_mode(file_mode)
         self._ssh = SshConnection(config, self.describe(), timeout=timeout, retry_budget=retry_budget)
         self._folders: set[PurePosixPath] = set()  # known to exist on the session below
         self._folders_session: ExtendedSftpClient | None = None
+        self._stale: dict[PurePosixPath, list[str]] = {}  # per folder: partial names found at first use
 
     @property
     def host_key_fingerprint(self) -> str:
@@ -122,7 +126,7 @@ class SftpServer(Destination):
         def look() -> int | None:
             with self._ssh.step(f"look up {final}"):
                 try:
-                    attributes = self._session().stat(str(final))
+                    attributes = self._session().lstat(str(final))
                 except FileNotFoundError:
                     return None
             return attributes.st_size if S_ISREG(attributes.st_mode or 0) else None
@@ -138,7 +142,7 @@ class SftpServer(Destination):
             sftp = self._session()
             self._make_folders(self.root)
             name = self.root / partial_name(f"activity-export-probe-{uuid.uuid4().hex[:8]}")
-            with self._ssh.step(f"write probe file {name}"), sftp.open(str(name), "wb") as target:
+            with self._ssh.step(f"write probe file {name}"), sftp.open(str(name), "wxb") as target:
                 target.write(b"activity-export probe\n")
             with self._ssh.step(f"remove probe file {name}"):
                 sftp.remove(str(name))
@@ -201,11 +205,10 @@ class SftpServer(Destination):
     def _publish_once(self, local: Path, final: PurePosixPath, size: int) -> None:
         sftp = self._session()
         self._make_folders(final.parent)
-        temporary = final.with_name(partial_name(final.name))
-        if self._exists(temporary):
-            log.info("removing stale partial file %s from an earlier run", self._where(temporary))
-            with self._ssh.step(f"remove stale partial file {temporary}"):
-                sftp.remove(str(temporary))
+        self._remove_stale_partials(final)
+        self._refuse_link(final)
+        # unpredictable and created exclusively: a link planted at the name can not be written through
+        temporary = final.with_name(unique_partial_name(final.name))
         try:
             self._upload(local, temporary)
             with self._ssh.step(f"check size of {temporary}"):
@@ -225,7 +228,9 @@ class SftpServer(Destination):
         sftp = self._session()
         with self._ssh.step(f"write {remote}"), local.open("rb") as source:
             # bufsize=0: paramiko's own write buffer would only copy our 1 MiB reads once more
-            with sftp.open(str(remote), "wb", bufsize=0) as target:
+            with sftp.open(str(remote), "wxb", bufsize=0) as target:
+                # the tenant's file_mode before any byte lands, whatever the server's umask
+                target.chmod(self.file_mode)
                 target.set_pipelined(True)
                 target.MAX_REQUEST_SIZE = sftp.write_size  # paramiko's per-request cap
                 while chunk := source.read(READ_SIZE):
@@ -256,39 +261,105 @@ class SftpServer(Destination):
             log.debug("could not remove %s after a failure: %s", remote, exc)
 
     def _make_folders(self, folder: PurePosixPath) -> None:
-        """``mkdir -p``: create each missing folder from the top down."""
+        """``mkdir -p`` below the root, from the top down, never through a symbolic link.
+
+        Every folder between the root and ``folder`` is looked at with ``lstat``: a link there
+        (planted by whoever can write in the tenant's folder) is refused, so files only ever land
+        in real folders under the root. The root itself is the operator's setting.
+        """
         if folder in self._folders:
             return
         sftp = self._session()
-        missing: list[PurePosixPath] = []
-        for candidate in (folder, *folder.parents):
-            if str(candidate) in ("", ".", "/") or candidate in self._folders:
-                break
+        parts = folder.relative_to(self.root).parts
+        for depth in range(len(parts) + 1):
+            candidate = self.root.joinpath(*parts[:depth])
+            if candidate in self._folders or str(candidate) in ("", ".", "/"):
+                continue
             with self._ssh.step(f"look up folder {candidate}"):
                 kind = self._kind(candidate)
-            if kind == "dir":
-                break
-            if kind == "other":
+            if depth == 0 and kind == "link":
+                kind = "dir" if S_ISDIR(sftp.stat(str(candidate)).st_mode or 0) else "other"
+            if depth == 0 and kind == "missing":
+                self._make_folders_above_root()
+            if kind == "missing":
+                try:
+                    with self._ssh.step(f"create folder {candidate}"):
+                        sftp.mkdir(str(candidate), self.folder_mode)
+                    log.info("created folder %s", self._where(candidate))
+                    with self._ssh.step(f"set the mode of folder {candidate}"):
+                        sftp.chmod(str(candidate), self.folder_mode)  # mkdir's mode passes the umask
+                except RemotePathError:
+                    if self._kind(candidate) != "dir":  # else: created meanwhile by someone else
+                        raise
+            elif kind == "link":
+                raise self._unsafe(candidate)
+            elif kind != "dir":
                 raise RemotePathError(f"{self.describe()}: {candidate} exists and is not a folder")
+            self._folders.add(candidate)
+        self._folders.add(folder)
+
+    def _make_folders_above_root(self) -> None:
+        """The folders above the root that are missing (the root is the operator's: links allowed)."""
+        sftp = self._session()
+        missing = []
+        for candidate in self.root.parents:
+            if str(candidate) in ("", ".", "/"):
+                break
+            try:
+                with self._ssh.step(f"look up folder {candidate}"):
+                    sftp.stat(str(candidate))
+                break
+            except RemotePathError as exc:
+                if not isinstance(exc.__cause__, FileNotFoundError):
+                    raise
             missing.append(candidate)
         for candidate in reversed(missing):
             try:
                 with self._ssh.step(f"create folder {candidate}"):
                     sftp.mkdir(str(candidate))
-                log.info("created folder %s", self._where(candidate))
             except RemotePathError:
-                if self._kind(candidate) != "dir":  # else: created meanwhile by someone else
+                if self._kind(candidate) not in ("dir", "link"):  # else: made meanwhile
                     raise
-        self._folders.update((folder, *folder.parents))
+
+    def _remove_stale_partials(self, final: PurePosixPath) -> None:
+        """Remove the temporary files of ``final`` that crashed runs left (links removed, not followed).
+
+        The folder is listed once per session; only partial names of ``final`` itself are touched.
+        """
+        folder = final.parent
+        if folder not in self._stale:
+            self._stale[folder] = [n for n in self._names(folder, regular_only=False) if is_partial(n)]
+        for name in [n for n in self._stale[folder] if is_partial_of(n, final.name)]:
+            log.info("removing stale partial file %s from an earlier run", self._where(folder / name))
+            with self._ssh.step(f"remove stale partial file {folder / name}"):
+                try:
+                    self._session().remove(str(folder / name))
+                except FileNotFoundError:
+                    pass
+            self._stale[folder].remove(name)
+
+    def _refuse_link(self, final: PurePosixPath) -> None:
+        """A symbolic link at the final name is refused, not replaced (someone planted it)."""
+        with self._ssh.step(f"look up {final}"):
+            if self._kind(final) == "link":
+                raise self._unsafe(final)
+
+    def _unsafe(self, remote: PurePosixPath) -> RemotePathError:
+        return RemotePathError(
+            f"{self.describe()}: {remote} is a symbolic link; the loader never follows links below "
+            "the root and wrote nothing. Remove it (and find out who put it there), then run again"
+        )
 
     # -- remote look-ups -------------------------------------------------------------------------
 
     def _kind(self, remote: PurePosixPath) -> str:
-        """``dir``, ``file``, ``other`` or ``missing``."""
+        """``dir``, ``file``, ``link``, ``other`` or ``missing``; a link is not followed."""
         try:
-            mode = self._session().stat(str(remote)).st_mode or 0
+            mode = self._session().lstat(str(remote)).st_mode or 0
         except FileNotFoundError:
             return "missing"
+        if S_ISLNK(mode):
+            return "link"
         return "dir" if S_ISDIR(mode) else "file" if S_ISREG(mode) else "other"
 
     def _exists(self, remote: PurePosixPath) -> bool:
@@ -323,5 +394,5 @@ class SftpServer(Destination):
         """The open SFTP session, connecting first when there is none; a new one knows no folders."""
         sftp = self._ssh.session()
         if sftp is not self._folders_session:
-            self._folders, self._folders_session = set(), sftp
+            self._folders, self._folders_session, self._stale = set(), sftp, {}
         return sftp

@@ -31,6 +31,14 @@ from typing import TypeVar
 import paramiko
 
 from activity_export.config import SftpDestination
+from activity_export.destinations.keys import (
+    KnownHostKeys,
+    KnownHostsError,
+    fingerprint,
+    host_name,
+    load_known_hosts,
+    private_key_problem,
+)
 from activity_export.destinations.sftp_protocol import ExtendedSftpClient
 from activity_export.errors import ExportError
 
@@ -286,7 +294,7 @@ class SshConnection:
             raise
         return transport, self.host_key_fingerprint
 
-    def _start(self, transport: paramiko.Transport, known: dict[str, paramiko.PKey]) -> None:
+    def _start(self, transport: paramiko.Transport, known: KnownHostKeys) -> None:
         """Handshake, host key check and login on a fresh transport."""
         transport.banner_timeout = self.timeout
         transport.handshake_timeout = self.timeout
@@ -296,9 +304,9 @@ class SshConnection:
         options.ciphers = [c for c in PREFERRED_CIPHERS if c in options.ciphers] + [
             c for c in options.ciphers if c not in PREFERRED_CIPHERS
         ]
-        if known:
+        if known.types:
             # ask for the key type(s) we know, as OpenSSH does, so the check compares like with like
-            wanted = [t for name in known for t in _signature_types(name)]
+            wanted = [t for name in known.types for t in _signature_types(name)]
             options.key_types = [t for t in wanted if t in options.key_types] + [
                 t for t in options.key_types if t not in wanted
             ]
@@ -335,45 +343,53 @@ class SshConnection:
 
     def _host_key_name(self) -> str:
         """The host's name as OpenSSH writes it in known_hosts: ``[host]:port`` unless port 22."""
-        host, port = self.config.host, self.config.port
-        return host if port == 22 else f"[{host}]:{port}"
+        return host_name(self.config.host, self.config.port)
 
-    def _known_host_keys(self) -> dict[str, paramiko.PKey]:
-        """The keys known_hosts lists for this host and port (by key type); may be empty."""
+    def _known_host_keys(self) -> KnownHostKeys:
+        """The keys known_hosts lists for this host and port, as OpenSSH reads the file."""
         path = self.config.known_hosts
         try:
-            keys = paramiko.HostKeys(str(path))
+            return load_known_hosts(path, self.config.host, self.config.port)
         except FileNotFoundError:
             raise HostKeyError(f"{self.label}: known_hosts file {path} not found") from None
-        except (OSError, paramiko.SSHException) as exc:
-            raise HostKeyError(f"{self.label}: cannot read known_hosts {path}: {exc}") from None
-        return dict(keys.lookup(self._host_key_name()) or {})
+        except OSError as exc:
+            raise HostKeyError(f"{self.label}: cannot read known_hosts {path}: {exc.strerror}") from None
+        except KnownHostsError as exc:
+            raise HostKeyError(f"{self.label}: {exc}") from None
 
-    def _check_host_key(self, offered: paramiko.PKey, known: dict[str, paramiko.PKey]) -> None:
-        """Refuse any key that is not the known one, saying what was offered and what to do."""
+    def _check_host_key(self, offered: paramiko.PKey, known: KnownHostKeys) -> None:
+        """Refuse any key that is not a known one, saying what was offered and what to do."""
         name = self._host_key_name()
-        key_type, fingerprint = offered.get_name(), offered.fingerprint
-        self.host_key_fingerprint = f"{key_type} {fingerprint}"
-        expected = known.get(key_type)
-        if expected is not None and expected == offered:
-            log.debug("host key of %s is %s %s (known)", name, key_type, fingerprint)
-            return
+        blob = offered.asbytes()
+        key_type, offered_print = offered.get_name(), fingerprint(blob)
+        self.host_key_fingerprint = f"{key_type} {offered_print}"
         path = self.config.known_hosts
+        if blob in known.revoked:
+            raise HostKeyError(
+                f"{self.label}: REVOKED HOST KEY: the server offered {key_type} key {offered_print}, "
+                f"which {path} marks @revoked. The key may have been stolen: do not connect until "
+                "the server's administrator has replaced it"
+            )
+        if known.trusts(blob):
+            log.debug("host key of %s is %s %s (known)", name, key_type, offered_print)
+            return
         port = self.config.port
         keyscan = f"ssh-keyscan -p {port} -t {_keyscan_type(key_type)} {self.config.host} >> {path}"
-        if expected is not None:
+        expected = known.of_type(key_type)
+        if expected:
+            listed = " or ".join(fingerprint(each) for each in expected)
             raise HostKeyError(
                 f"{self.label}: HOST KEY CHANGED: the server offered {key_type} key "
-                f"{fingerprint}, but {path} holds {expected.fingerprint} for {name}. "
+                f"{offered_print}, but {path} holds {listed} for {name}. "
                 "Someone may be intercepting the connection, or the server was reinstalled. "
                 "Check the new fingerprint with the server's administrator, then replace the "
                 f"entry: ssh-keygen -R '{name}' -f {path} && {keyscan}"
             )
-        listed = ", ".join(sorted(known)) if known else "no key"
+        listed = ", ".join(sorted(known.types)) if known.types else "no key"
         raise HostKeyError(
             f"{self.label}: unknown host key: the server offered {key_type} key "
-            f"{fingerprint}, and {path} has {listed} for {name}. To trust it: {keyscan} , "
-            f"then verify that the fingerprint {fingerprint} is the server's out of band "
+            f"{offered_print}, and {path} has {listed} for {name}. To trust it: {keyscan} , "
+            f"then verify that the fingerprint {offered_print} is the server's out of band "
             "(ask its administrator; `ssh-keygen -lf known_hosts` shows the fingerprint)."
         )
 
@@ -422,6 +438,9 @@ class SshConnection:
         """The configured private key, decrypted with the passphrase from ``passphrase_env``."""
         path, name = self.config.private_key, self.config.passphrase_env
         assert path is not None
+        too_open = private_key_problem(path)
+        if too_open:
+            raise SftpAuthError(f"{self.label}: UNPROTECTED PRIVATE KEY FILE: {too_open}")
         passphrase = os.environb.get(name.encode()) if name else None
         if name and not passphrase:
             raise SftpAuthError(f"{self.label}: environment variable {name} (passphrase_env) is not set")
