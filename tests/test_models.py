@@ -349,14 +349,11 @@ def _held(project: Project) -> dict[int, str]:
     return {int(event_id): str(missing) for event_id, missing in rows}
 
 
+# Both adapters and both ways of finding new deliveries, in two runs of four dbt builds each:
+# DuckDB without a load-time column, PostgreSQL with one.
 @pytest.fixture(
     scope="module",
-    params=[
-        ("duckdb", "loaded_at"),
-        ("duckdb", "registered_at"),
-        ("postgres", "loaded_at"),
-        ("postgres", "registered_at"),
-    ],
+    params=[("duckdb", "registered_at"), ("postgres", "loaded_at")],
     ids=lambda param: f"{param[0]}-{param[1]}",
 )
 def three_nights(
