@@ -625,6 +625,35 @@ def test_known_event_types_build_without_warnings(built_duckdb: Project) -> None
     assert "WARN=0" in completed.stdout
 
 
+def test_project_governance_as_documented(built_duckdb: Project) -> None:
+    """Freshness on every source, export models public in an owned group, and one version number
+    for the dbt project and the Python package."""
+    import tomllib
+
+    import yaml
+
+    manifest = json.loads((Path(built_duckdb.env["DBT_TARGET_PATH"]) / "manifest.json").read_text())
+    sources = {node["name"]: node for node in manifest["sources"].values()}
+    assert sorted(sources) == ["broadcasts", "customers", "erasures", "events"]
+    for name, node in sources.items():
+        freshness = node["freshness"] or {}
+        assert (freshness.get("warn_after") or {}).get("count"), name
+        assert node.get("loaded_at_field") or node.get("loaded_at_query"), name
+    exports = {
+        node["name"]: node for node in manifest["nodes"].values() if node["name"].startswith("export_")
+    }
+    assert {"export_activities", "export_held_events", "export_watermark"} <= set(exports)
+    for name, node in exports.items():
+        if node["resource_type"] == "model":
+            assert (node["access"], node["group"]) == ("public", "activity_export"), name
+            assert node["config"]["contract"]["enforced"], name
+    assert manifest["groups"]["group.activity_export.activity_export"]["owner"]["name"]
+    project = yaml.safe_load((ROOT / "dbt_project.yml").read_text())
+    package = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert project["version"] == package
+    assert project["require-dbt-version"]
+
+
 def test_dbt_docs_generate_succeeds(built_duckdb: Project) -> None:
     built_duckdb.dbt("docs", "generate")
     catalog = json.loads((Path(built_duckdb.env["DBT_TARGET_PATH"]) / "catalog.json").read_text())
