@@ -66,14 +66,16 @@ def test_demo_tenant_with_gzip_folders_and_manifest(duckdb_project: Project, tmp
     )
 
     root = workdir / "exports" / "MODEHUIS"
-    manifest = json.loads((root / "manifest/2026/11/manifest_MODEHUIS_20261101.json").read_text())
-    for entry in manifest["files"]:
-        path = root / entry["path"]
+    folder = root / "manifest/2026/11"
+    manifest = json.loads((folder / "manifest_MODEHUIS_20261101.json").read_text())
+    for entry in manifest["resources"]:  # paths are relative to the manifest's folder
+        path = (folder / entry["path"]).resolve()
+        assert path.is_relative_to(root.resolve())
         data = path.read_bytes()
         assert len(data) == entry["bytes"]
-        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == entry["hash"]
         lines = list(csv.reader(gzip.decompress(data).decode("utf-8").splitlines(True), delimiter="|"))
         assert len(lines) - 1 == entry["rows"]
-    header = gzip.decompress((root / manifest["files"][0]["path"]).read_bytes()).decode().split("\n")[0]
+    header = gzip.decompress((folder / manifest["resources"][0]["path"]).read_bytes()).decode().split("\n")[0]
     assert header.split("|")[2] == "klantnummer"
     assert header.split("|")[-4:] == ["eventid", "registereddate", "os", "device"]

@@ -14,6 +14,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from activity_export.config import Config, LocalDestination, SftpDestination, Tenant
+from activity_export.encryption import recipient_problems
 from activity_export.errors import ConfigError, ExportError
 from activity_export.naming import KINDS
 from activity_export.periods import Period, due_at, period_containing
@@ -85,11 +86,13 @@ def describe_destination(tenant: Tenant) -> str:
 
 def environment_problems(tenant: Tenant) -> list[str]:
     """What this machine lacks for the tenant: unset secret variables, missing key files."""
+    notify_env = tenant.notify.secret_env if tenant.notify else None
     problems = [
-        f"tenant {tenant.brand}: destination: environment variable {name} is not set "
-        "(it must hold the secret)"
+        f"tenant {tenant.brand}: {'notify.secret_env' if name == notify_env else 'destination'}: "
+        f"environment variable {name} is not set (it must hold the secret)"
         for name in tenant.missing_secrets()
     ]
+    problems.extend(recipient_problems(tenant))
     destination = tenant.destination
     if isinstance(destination, SftpDestination):
         for key, path in (
@@ -133,11 +136,10 @@ def summarize(tenant: Tenant, now: datetime) -> TenantSummary:
     fmt = (
         f"delimiter {readable_delimiter(tenant.delimiter)}, "
         f"header {'yes' if tenant.header else 'no'}, compression {tenant.compression}, "
-        f"extension {tenant.extension}, manifest {'yes' if tenant.manifest else 'no'}"
+        f"extension {tenant.extension}, manifest {'yes' if tenant.manifest else 'no'}, "
+        f"encryption {tenant.encryption}, erasure file {'yes' if tenant.erasures else 'no'}"
     )
-    files = [tenant.relative_path(kind, period) for kind in KINDS]
-    if tenant.manifest:
-        files.append(tenant.manifest_path(period))
+    files = [tenant.relative_path(kind, period) for kind in tenant.delivered_kinds()]
     return TenantSummary(
         brand=tenant.brand,
         schedule=schedule,

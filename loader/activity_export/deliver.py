@@ -22,10 +22,9 @@ from activity_export.config import Tenant
 from activity_export.destinations import Destination, open_destination
 from activity_export.errors import ConfigError, ExportError
 from activity_export.ledger import Ledger, tenant_lock
-from activity_export.naming import KINDS
 from activity_export.periods import Period, due_periods
 from activity_export.warehouse import Target, Warehouse, connect, read_watermarks
-from activity_export.writer import WrittenFile, write_period
+from activity_export.writer import WrittenFile, restate_delivered, write_period
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ class TenantReport:
 
 
 def _kinds(tenant: Tenant) -> list[str]:
-    return [*KINDS, "manifest"] if tenant.manifest else list(KINDS)
+    return list(tenant.delivered_kinds())
 
 
 def deliver_period(
@@ -89,6 +88,15 @@ def deliver_period(
     files = write_period(warehouse, tenant, period, workdir)
     failpoints.hit("after-write")
     previous = ledger.period_records(tenant.brand, period.start_utc) if ledger else {}
+    if not force:  # the manifest describes what is on the destination, also for files sent before
+        files = restate_delivered(
+            files,
+            {
+                kind: (record.rows or 0, record.bytes or 0, record.sha256 or "")
+                for kind, record in previous.items()
+                if record.status == "delivered" and kind != "manifest"
+            },
+        )
     locations = []
     try:
         for written in files:

@@ -1,8 +1,13 @@
 """The writer: one period's slice of the export relations, written with DuckDB ``COPY ... TO``.
 
-Both files of a period are read in one transaction, so they come from one consistent snapshot of
-the warehouse. Each file is written under a hidden temporary name and renamed when complete; its
-rows, bytes and SHA-256 are recorded for the manifest, the ledger and the logs.
+All files of a period are read in one transaction, so they come from one consistent snapshot of
+the warehouse. Each file is written under a hidden temporary name and renamed when complete
+(encrypted first, with ``encryption: pgp``); its rows, bytes and SHA-256 of the bytes delivered
+are recorded for the manifest, the ledger and the logs.
+
+An erased customer's e-mail address and external id are never written: the activity slice joins
+the erasures and leaves both empty, whatever period is written, also a backfill of a period from
+before the erasure.
 """
 
 from __future__ import annotations
@@ -11,17 +16,19 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 import duckdb
 
 from activity_export.config import Tenant
+from activity_export.encryption import encrypt_file
 from activity_export.errors import ExportError
-from activity_export.naming import KINDS, partial_name
+from activity_export.manifest import DeliveredFile, PeriodFacts, data_package
+from activity_export.naming import ERASURE, partial_name
 from activity_export.periods import Period
-from activity_export.warehouse import Warehouse
+from activity_export.warehouse import Warehouse, period_counts, read_watermark
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,10 @@ BROADCAST_FIELDS = {
     "campaignid": "campaign_id",
     "fromaddress": "from_address",
 }
-TIMESTAMP_FIELDS = {"activitydate", "registereddate", "sentdate"}
+ERASURE_FIELDS = {"customerid": "customer_id", "erasuredate": "erased_at"}
+TIMESTAMP_FIELDS = {"activitydate", "registereddate", "sentdate", "erasuredate"}
+PERSONAL_FIELDS = {"external_id", "email"}  # left empty for an erased customer
+FIELD_EXPRESSIONS = {"activity": ACTIVITY_FIELDS, "broadcast": BROADCAST_FIELDS, ERASURE: ERASURE_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -81,11 +91,11 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _projection(tenant: Tenant, kind: str) -> str:
-    expressions = ACTIVITY_FIELDS if kind == "activity" else BROADCAST_FIELDS
+def _projection(tenant: Tenant, kind: str, overrides: dict[str, str] | None = None) -> str:
+    expressions = FIELD_EXPRESSIONS[kind]
     columns = []
     for field, title in zip(tenant.fields(kind), tenant.titles(kind), strict=True):
-        expression = expressions[field]
+        expression = (overrides or {}).get(expressions[field], expressions[field])
         if field in TIMESTAMP_FIELDS:
             expression = (
                 f"strftime(timezone({_literal(tenant.timezone)}, {expression}), {_literal(TIMESTAMP_FORMAT)})"
@@ -99,13 +109,27 @@ def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
 
     ``available_at`` is the registration, or for a row that arrived after its brand's watermark
     had passed it, the watermark at its arrival: fixed once, so the file is always the same.
+
+    A left join to the erasures: an erased customer keeps its rows (the customer id stays, so the
+    receiver can match them with the erasure file) but never its e-mail address or external id.
     """
     where = (
-        f"brand = {_brand(warehouse, tenant)}"
-        f" and available_at >= {_instant(period.start_utc)}"
-        f" and available_at < {_instant(period.end_utc)}"
+        f"activities.brand = {_brand(warehouse, tenant)}"
+        f" and activities.available_at >= {_instant(period.start_utc)}"
+        f" and activities.available_at < {_instant(period.end_utc)}"
     )
-    return _slice(warehouse, tenant, "activity", "export_activities", where, "occurred_at, event_id")
+    order = "activities.occurred_at, activities.event_id"
+    return _slice(warehouse, tenant, "activity", "export_activities", where, order, erasures=True)
+
+
+def erasure_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
+    """The customers of the brand erased in ``[start, end)``, by customer id."""
+    where = (
+        f"brand = {_brand(warehouse, tenant)}"
+        f" and erased_at >= {_instant(period.start_utc)}"
+        f" and erased_at < {_instant(period.end_utc)}"
+    )
+    return _slice(warehouse, tenant, ERASURE, "export_erasures", where, "erased_at, customer_id")
 
 
 def broadcast_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
@@ -135,24 +159,47 @@ def _brand(warehouse: Warehouse, tenant: Tenant) -> str:
     return _literal(tenant.brand) + (' collate "C"' if _pushed_down(warehouse) else "")
 
 
-def _slice(warehouse: Warehouse, tenant: Tenant, kind: str, table: str, where: str, order: str) -> str:
+def _slice(
+    warehouse: Warehouse,
+    tenant: Tenant,
+    kind: str,
+    table: str,
+    where: str,
+    order: str,
+    *,
+    erasures: bool = False,
+) -> str:
     """The select a file is copied from: filter, stable order, then the file's columns.
 
     On PostgreSQL the filter and the sort run in PostgreSQL (``postgres_query``), which uses the
     export indexes and sorts in its own work memory; DuckDB keeps the rows in that order and only
     formats them, so the loader's memory stays flat however large the slice is. On DuckDB the
-    sort spills to the connection's temporary folder.
+    sort spills to the connection's temporary folder. With ``erasures`` the rows (alias
+    ``activities``) are left-joined to ``export_erasures`` (alias ``erased``, one row per brand
+    and customer) and the personal columns are empty for an erased customer.
     """
-    projection = _projection(tenant, kind)
-    if _pushed_down(warehouse):
-        expressions = ACTIVITY_FIELDS if kind == "activity" else BROADCAST_FIELDS
-        needed = dict.fromkeys(expressions[field] for field in tenant.fields(kind))
-        inner = (
-            f"select {', '.join(needed)} from {_relation(warehouse, table)} where {where} order by {order}"  # noqa: S608
+    expressions = FIELD_EXPRESSIONS[kind]
+    needed = dict.fromkeys(expressions[field] for field in tenant.fields(kind))
+    source = _relation(warehouse, table)
+    qualified: dict[str, str] = {}
+    if erasures:
+        source += (
+            f" as activities left join {_relation(warehouse, 'export_erasures')} as erased"
+            " on erased.brand = activities.brand and erased.customer_id = activities.customer_id"
         )
-        source = f"postgres_query({_literal(warehouse.catalog)}, {_literal(inner)})"
-        return f"select\n    {projection}\nfrom {source}\n"
-    return f"select\n    {projection}\nfrom {warehouse.relation(table)}\nwhere {where}\norder by {order}\n"
+        qualified = {
+            column: f"case when erased.customer_id is null then activities.{column} end"
+            if column in PERSONAL_FIELDS
+            else f"activities.{column}"
+            for column in needed
+        }
+    if _pushed_down(warehouse):
+        columns = ", ".join(f"{qualified[c]} as {c}" if c in qualified else c for c in needed)
+        inner = f"select {columns} from {source} where {where} order by {order}"  # noqa: S608
+        copied = f"postgres_query({_literal(warehouse.catalog)}, {_literal(inner)})"
+        return f"select\n    {_projection(tenant, kind)}\nfrom {copied}\n"
+    projection = _projection(tenant, kind, qualified)
+    return f"select\n    {projection}\nfrom {source}\nwhere {where}\norder by {order}\n"
 
 
 def _copy_options(tenant: Tenant) -> str:
@@ -179,31 +226,34 @@ def file_digest(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path) -> list[WrittenFile]:
-    """Write the period's activity and broadcast files (and manifest) under ``out``.
+QUERIES = {"activity": activity_query, "broadcast": broadcast_query, ERASURE: erasure_query}
 
-    Files land at ``out / <folder template> / <file name>``; the manifest, when enabled, is last.
+
+def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path) -> list[WrittenFile]:
+    """Write the period's data files (activity, broadcast, erasure) and manifest under ``out``.
+
+    Files land at ``out / <folder template> / <file name>``; the manifest, when enabled, is last
+    and describes the files exactly as written (encrypted bytes, when encrypted).
     """
-    queries = {
-        "activity": activity_query(warehouse, tenant, period),
-        "broadcast": broadcast_query(warehouse, tenant, period),
-    }
+    kinds = tenant.data_kinds()
+    queries = {kind: QUERIES[kind](warehouse, tenant, period) for kind in kinds}
     con = warehouse.con
     staged: list[tuple[str, Path, Path, PurePosixPath, int]] = []
     temporaries: list[Path] = []
     committed = False
-    con.execute("begin transaction")  # one snapshot for both files
+    con.execute("begin transaction")  # one snapshot for all files
     try:
-        for kind in KINDS:
+        for kind in kinds:
             relative = tenant.relative_path(kind, period)
             final = out.joinpath(*relative.parts)
             final.parent.mkdir(parents=True, exist_ok=True)
-            temporary = final.with_name(partial_name(final.name))
+            temporary = final.with_name(partial_name(_plain_name(tenant, final.name)))
             temporaries.append(temporary)  # before COPY: a failed COPY can leave a partial file
             result = con.execute(
                 f"copy ({queries[kind]}) to {_literal(str(temporary))} ({_copy_options(tenant)})"
             ).fetchone()
             staged.append((kind, temporary, final, relative, int(result[0]) if result else 0))
+        facts = period_facts(warehouse, tenant, period) if tenant.manifest else PeriodFacts(None)
         con.execute("commit")
         committed = True
     except (duckdb.Error, OSError) as exc:
@@ -211,18 +261,47 @@ def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path
     finally:
         if not committed:  # also on KeyboardInterrupt: no open transaction, no partial files
             _rollback(con)
-            for temporary in temporaries:
-                if temporary.is_file():
-                    temporary.unlink()
+            _remove(temporaries)
     files = []
-    for kind, temporary, final, relative, rows in staged:
-        os.replace(temporary, final)
-        size, sha256 = file_digest(final)
-        files.append(WrittenFile(kind, final, relative, rows, size, sha256))
-        log.info("wrote %s: %d rows, %d bytes", final, rows, size)
+    try:
+        for kind, temporary, final, relative, rows in staged:
+            if tenant.encryption == "pgp":
+                sealed = final.with_name(partial_name(final.name))
+                temporaries.append(sealed)
+                encrypt_file(tenant, temporary, sealed)
+                temporary.unlink()  # the plain text is gone as soon as the sealed copy exists
+                temporary = sealed
+            os.replace(temporary, final)
+            size, sha256 = file_digest(final)
+            files.append(WrittenFile(kind, final, relative, rows, size, sha256))
+            log.info("wrote %s: %d rows, %d bytes", final, rows, size)
+    except OSError as exc:
+        raise ExportError(f"tenant {tenant.brand}: writing period {period.label} failed: {exc}") from exc
+    finally:
+        _remove(temporaries)  # renamed ones are gone already; the rest holds personal data
     if tenant.manifest:
-        files.append(_write_manifest(tenant, period, out, files))
+        files.append(write_manifest(tenant, period, out, files, facts))
     return files
+
+
+def _plain_name(tenant: Tenant, name: str) -> str:
+    """The name before encryption: the data is written plain first, then encrypted."""
+    return name.removesuffix(".gpg") if tenant.encryption == "pgp" else name
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_file():
+            path.unlink()
+
+
+def period_facts(warehouse: Warehouse, tenant: Tenant, period: Period) -> PeriodFacts:
+    """What the manifest states about completeness: the brand's watermark, late and held rows.
+
+    Read in the files' transaction, so the numbers describe exactly the rows written.
+    """
+    counts = period_counts(warehouse, tenant.brand, period.start_utc, period.end_utc)
+    return PeriodFacts(read_watermark(warehouse, tenant.brand), late_rows=counts.late, held_rows=counts.held)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -232,29 +311,44 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         pass
 
 
-def _write_manifest(tenant: Tenant, period: Period, out: Path, files: list[WrittenFile]) -> WrittenFile:
+def write_manifest(
+    tenant: Tenant, period: Period, out: Path, files: list[WrittenFile], facts: PeriodFacts
+) -> WrittenFile:
+    """The period's Data Package descriptor, written beside the data files (see manifest.py)."""
     relative = tenant.manifest_path(period)
     final = out.joinpath(*relative.parts)
-    document = {
-        "brand": tenant.brand,
-        "period": period.label,
-        "period_start": period.start_local.isoformat(),
-        "period_end": period.end_local.isoformat(),
-        "files": [
-            {
-                "kind": written.kind,
-                "name": written.relative.name,
-                "path": str(written.relative),
-                "rows": written.rows,
-                "bytes": written.bytes,
-                "sha256": written.sha256,
-            }
-            for written in files
-        ],
-    }
+    delivered = [DeliveredFile(f.kind, f.relative, f.rows, f.bytes, f.sha256) for f in files]
+    document = data_package(tenant, period, delivered, facts, relative)
     final.parent.mkdir(parents=True, exist_ok=True)
     temporary = final.with_name(partial_name(final.name))
     temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(temporary, final)
     size, sha256 = file_digest(final)
     return WrittenFile("manifest", final, relative, len(files), size, sha256)
+
+
+def restate_delivered(
+    files: list[WrittenFile], delivered: dict[str, tuple[int, int, str]]
+) -> list[WrittenFile]:
+    """Make the manifest describe the bytes on the destination.
+
+    A data file that an earlier, interrupted attempt already delivered is not sent again; when
+    the new copy differs (an encrypted file never has the same bytes twice), the manifest takes
+    the rows, bytes and SHA-256 recorded for the delivered one. ``delivered`` maps kind to them.
+    """
+    manifest = next((f for f in files if f.kind == "manifest"), None)
+    changed = {
+        kind: recorded
+        for kind, recorded in delivered.items()
+        if any(f.kind == kind and (f.rows, f.bytes, f.sha256) != recorded for f in files)
+    }
+    if manifest is None or not changed:
+        return files
+    document = json.loads(manifest.path.read_text(encoding="utf-8"))
+    for entry in document["resources"]:
+        if entry["name"] in changed:
+            rows, size, sha256 = changed[entry["name"]]
+            entry.update(rows=rows, bytes=size, hash=f"sha256:{sha256}")
+    manifest.path.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    size, sha256 = file_digest(manifest.path)
+    return [replace(f, bytes=size, sha256=sha256) if f is manifest else f for f in files]

@@ -1,0 +1,210 @@
+"""The manifest: a Frictionless Data Package (``datapackage.json`` standard) describing a period.
+
+A receiver validates a delivery with the ``frictionless`` library or CLI, or reads the descriptor
+to load the files with the right types: every file is a resource with its path (relative to the
+manifest), rows, bytes and SHA-256 of the bytes delivered, format, encoding, compression, CSV
+dialect and a Table Schema (types, timestamp format and timezone, allowed values, descriptions).
+The package itself says which brand and period it covers, the watermark at export and how many
+rows arrived late or were held back. Nothing in it depends on the clock, so the same period gives
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from typing import Any
+
+from activity_export import __version__
+from activity_export.config import Tenant
+from activity_export.naming import ERASURE
+
+# Changes whenever the files' layout changes (columns, types, formats, this descriptor's own
+# properties), so a receiver's loader can refuse a delivery it was not written for.
+LAYOUT_VERSION = 1
+
+PROFILE = "tabular-data-package"
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # strftime codes, as Table Schema v1 takes them
+ACTIVITIES = ("BROADCAST", "OPEN", "CLICK", "SOFTBOUNCE", "HARDBOUNCE", "COMPLAINT", "UNSUBSCRIBE")
+FRICTIONLESS_COMPRESSION = {"none": None, "gzip": "gz", "zstd": "zst"}
+
+# field -> (Table Schema type, description); datetimes get format and timezone from the tenant
+FIELDS: dict[str, dict[str, tuple[str, str]]] = {
+    "activity": {
+        "broadcastid": ("integer", "The broadcast (mailing) of this activity; see the broadcast file."),
+        "customerid": ("integer", "The platform's customer id, unique within the brand."),
+        "externalid": ("string", "The brand's own customer number; empty when unknown or erased."),
+        "email": ("string", "The address the mailing went to; empty when the customer was erased."),
+        "activity": ("string", "What the customer did."),
+        "activitydate": ("datetime", "When it happened, local time."),
+        "description": (
+            "string",
+            "The clicked URL for CLICK, the provider's message for bounces and complaints, else empty.",
+        ),
+        "eventid": ("integer", "The platform's event id: unique, the key for an idempotent load."),
+        "registereddate": ("datetime", "When the platform registered the activity, local time."),
+        "url": ("string", "The clicked link."),
+        "message": ("string", "The provider's literal bounce or complaint message."),
+        "os": ("string", "Operating system, for opens and clicks when known."),
+        "device": ("string", "Device class, for opens and clicks when known."),
+        "browser": ("string", "Browser or mail client, for opens and clicks when known."),
+        "useragent": ("string", "The raw user agent, for opens and clicks when known."),
+    },
+    "broadcast": {
+        "broadcastid": ("integer", "The broadcast's id, unique."),
+        "broadcasttype": ("string", "SINGLE, CAMPAIGN, QUICKMAIL, SPLITRUN, ... (an open set)."),
+        "description": ("string", "Name of the campaign, quickmail or single mail."),
+        "subject": ("string", "The subject line; may hold raw template text."),
+        "sentdate": ("datetime", "Start of sending, local time; empty while unsent."),
+        "campaignid": ("integer", "The campaign the broadcast belongs to."),
+        "fromaddress": ("string", "The sender address."),
+    },
+    ERASURE: {
+        "customerid": ("integer", "A customer the platform erased (right to erasure)."),
+        "erasuredate": ("datetime", "When the platform erased the customer, local time."),
+    },
+}
+REQUIRED = {
+    "activity": {"broadcastid", "customerid", "activity", "activitydate"},
+    "broadcast": {"broadcastid", "broadcasttype"},
+    ERASURE: {"customerid", "erasuredate"},
+}
+KEYS = {"activity": ("eventid",), "broadcast": ("broadcastid",), ERASURE: ("customerid",)}
+TITLES = {
+    "activity": "Activity",
+    "broadcast": "Broadcasts",
+    ERASURE: "Erasures",
+}
+
+
+@dataclass(frozen=True)
+class DeliveredFile:
+    """What the manifest needs to know of one delivered file."""
+
+    kind: str
+    relative: PurePosixPath  # under the destination root
+    rows: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PeriodFacts:
+    """What the warehouse said about the period when it was exported."""
+
+    watermark: datetime | None  # the brand's watermark: complete up to here (UTC)
+    late_rows: int | None = None  # rows in the activity file registered before the period started
+    held_rows: int | None = None  # events registered in the period still held (row not arrived)
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def field_descriptor(tenant: Tenant, kind: str, field: str, title: str) -> dict[str, Any]:
+    """One Table Schema field: name (the column title), type, format, constraints, description."""
+    kind_type, description = FIELDS[kind][field]
+    descriptor: dict[str, Any] = {"name": title, "type": kind_type}
+    if title != field:
+        descriptor["title"] = field
+    if kind_type == "datetime":
+        descriptor["format"] = DATETIME_FORMAT
+        descriptor["timezone"] = tenant.timezone
+        description = description.replace("local time", f"local time in {tenant.timezone}")
+    descriptor["description"] = description
+    constraints: dict[str, Any] = {}
+    if field in REQUIRED[kind]:
+        constraints["required"] = True
+    if kind == "activity" and field == "activity":
+        constraints["enum"] = list(ACTIVITIES)
+    if constraints:
+        descriptor["constraints"] = constraints
+    return descriptor
+
+
+def table_schema(tenant: Tenant, kind: str) -> dict[str, Any]:
+    """The Table Schema of one kind of file, in column order, with the tenant's titles."""
+    fields = tenant.fields(kind)
+    titles = dict(zip(fields, tenant.titles(kind), strict=True))
+    schema: dict[str, Any] = {
+        "fields": [field_descriptor(tenant, kind, field, titles[field]) for field in fields],
+        "missingValues": [""],
+    }
+    key = [titles[field] for field in KEYS[kind] if field in titles]
+    if key:
+        schema["primaryKey"] = key
+    return schema
+
+
+def dialect(tenant: Tenant) -> dict[str, Any]:
+    """The CSV dialect the writer uses (RFC 4180 quoting, ``\\n`` line ends)."""
+    return {
+        "delimiter": tenant.delimiter,
+        "header": tenant.header,
+        "quoteChar": '"',
+        "doubleQuote": True,
+        "lineTerminator": "\n",
+        "skipInitialSpace": False,
+    }
+
+
+def resource(tenant: Tenant, file: DeliveredFile, manifest: PurePosixPath) -> dict[str, Any]:
+    """One data file as a Tabular Data Resource, its path relative to the manifest's folder."""
+    path = posixpath.relpath(str(file.relative), str(manifest.parent))
+    descriptor: dict[str, Any] = {
+        "name": file.kind,
+        "title": f"{TITLES[file.kind]} of {tenant.brand}",
+        "profile": "tabular-data-resource",
+        "path": path,
+        "format": "csv",
+        "mediatype": "text/csv",
+        "encoding": "utf-8",
+    }
+    compression = FRICTIONLESS_COMPRESSION[tenant.compression]
+    if compression:
+        descriptor["compression"] = compression
+    if tenant.encryption == "pgp":
+        # not a Frictionless property: decrypt first (gpg --decrypt), then validate the rest
+        descriptor["encryption"] = "openpgp"
+    descriptor |= {
+        "rows": file.rows,
+        "bytes": file.bytes,
+        "hash": f"sha256:{file.sha256}",
+        "dialect": dialect(tenant),
+        "schema": table_schema(tenant, file.kind),
+    }
+    return descriptor
+
+
+def data_package(
+    tenant: Tenant,
+    period: Any,
+    files: list[DeliveredFile],
+    facts: PeriodFacts,
+    manifest: PurePosixPath,
+) -> dict[str, Any]:
+    """The manifest of one delivered period, as a JSON-ready Data Package descriptor."""
+    return {
+        "profile": PROFILE,
+        "name": f"activity-export-{tenant.brand}-{period.label}".lower(),
+        "title": f"E-mail activity of {tenant.brand}, {tenant.interval} period {period.label}",
+        "version": f"{LAYOUT_VERSION}.0.0",
+        "brand": tenant.brand,
+        "period": {
+            "label": period.label,
+            "interval": tenant.interval,
+            "timezone": tenant.timezone,
+            "start": period.start_local.isoformat(),
+            "end": period.end_local.isoformat(),
+            "startUtc": _utc(period.start_utc),
+            "endUtc": _utc(period.end_utc),
+        },
+        "watermark": _utc(facts.watermark) if facts.watermark else None,
+        "lateRows": facts.late_rows,
+        "heldRows": facts.held_rows,
+        "layoutVersion": LAYOUT_VERSION,
+        "productVersion": __version__,
+        "resources": [resource(tenant, file, manifest) for file in files],
+    }

@@ -1,0 +1,25 @@
+{#- The erasure file's relation and the loader's list of erased customers: one row per brand and
+    customer. The loader slices it on erased_at for the erasure file, and every activity slice
+    joins it to leave out an erased customer's e-mail address and external id, also when an
+    older period is written again. A table: small, and read by every slice. -#}
+{{ config(materialized='table') }}
+
+with
+
+erasures as (
+
+    select * from {{ ref('stg_platform__erasures') }}
+
+),
+
+final as (
+
+    select
+        brand,
+        customer_id,
+        erased_at
+    from erasures
+
+)
+
+select * from final
