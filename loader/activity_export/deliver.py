@@ -22,6 +22,7 @@ from activity_export.config import Tenant
 from activity_export.destinations import Destination, open_destination
 from activity_export.errors import ConfigError, ExportError
 from activity_export.ledger import Ledger, tenant_lock
+from activity_export.notify import announce
 from activity_export.periods import Period, due_periods
 from activity_export.warehouse import Target, Warehouse, connect, read_watermarks
 from activity_export.writer import WrittenFile, restate_delivered, write_period
@@ -176,6 +177,7 @@ def deliver_tenant(
         return report
     current: Period | None = todo[0]  # a failure to connect is this period's failed attempt
     attempt = 0
+    webhook_retries: int | None = None  # after a webhook failure in this run: no more retries
     try:
         with open_destination(tenant.destination, tenant.brand, tenant.file_mode_bits) as destination:
             report.destination = destination.describe()
@@ -200,6 +202,9 @@ def deliver_tenant(
                     if on_delivered:
                         on_delivered(tenant.brand, delivered)
                     current = None
+                    heard = announce(tenant, "delivered", delivered.period, delivered.files, None,
+                                     ledger.path if ledger else None, webhook_retries)  # fmt: skip
+                    webhook_retries = 0 if heard and not heard.ok else webhook_retries
     except ExportError as exc:
         report.error = str(exc)
     except OSError as exc:  # a local disk problem while writing or copying
@@ -216,6 +221,9 @@ def deliver_tenant(
             ledger.failed(tenant.brand, current.start_utc, current.end_utc, current.label, report.error)
             attempt = attempt or ledger.start_attempt(tenant.brand, current.start_utc, current.label)
             ledger.finish_attempt(attempt, "failed", report.error)
+        announce(
+            tenant, "failed", current, [], report.error, ledger.path if ledger else None, webhook_retries
+        )
     return report
 
 

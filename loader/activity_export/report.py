@@ -183,7 +183,14 @@ def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
         if verified:
             row.append(_few(status.drift))
         rows.append(row)
-    return _table(header, rows)
+    notes = [
+        f"webhook of {s.brand}: last {s.webhook['last_event']} event ({s.webhook['last_period']}) "
+        f"{'accepted' if s.webhook['ok'] else 'NOT ACCEPTED'}: {s.webhook['detail']}; "
+        f"{s.webhook['failures']} event(s) not accepted in all"
+        for s in statuses
+        if s.webhook and (not s.webhook["ok"] or s.webhook["failures"])
+    ]
+    return "\n".join([_table(header, rows), *notes])
 
 
 class Progress:

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from activity_export.config import Tenant
 from activity_export.ledger import Ledger, Record
+from activity_export.notify import webhook_status
 from activity_export.periods import due_periods, period_containing
 from activity_export.warehouse import Warehouse, one_value, read_watermark
 from activity_export.writer import activity_query, broadcast_query
@@ -31,6 +32,7 @@ class TenantStatus:
     rows: int
     bytes: int
     drift: list[str]
+    webhook: dict[str, object] | None = None  # the last notification, when the tenant has one
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -73,16 +75,17 @@ def collect_status(
         delivered = {r.period_start for r in records if r.status == "delivered"}
         pending = [p.label for p in ready if p.start_utc.isoformat() not in delivered]
         drift = drifted_periods(warehouse, tenant, records) if verify else []
-        statuses.append(
-            tenant_status(
-                tenant.brand,
-                tenant.destination.describe(),
-                records,
-                pending,
-                [p.label for p in waiting],
-                drift,
-            )
+        status = tenant_status(
+            tenant.brand,
+            tenant.destination.describe(),
+            records,
+            pending,
+            [p.label for p in waiting],
+            drift,
         )
+        heard = webhook_status(ledger.path, tenant.brand) if tenant.notify else None
+        status.webhook = dict(heard.__dict__) if heard else None
+        statuses.append(status)
     return statuses
 
 
