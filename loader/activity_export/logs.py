@@ -54,8 +54,8 @@ def configure(verbose: int, *, quiet: bool, log_format: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level(verbose, quiet=quiet))
-    # dbt, paramiko and friends stay quiet unless asked for debugging detail
-    logging.getLogger("paramiko").setLevel(logging.DEBUG if verbose >= 3 else logging.WARNING)
+    # paramiko's own steps (banner, authentication) only with -vv; its packet-level debugging never
+    logging.getLogger("paramiko").setLevel(logging.INFO if verbose >= 2 else logging.WARNING)
 
 
 def _add_context(record: logging.LogRecord) -> bool:
