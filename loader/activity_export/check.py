@@ -8,6 +8,7 @@ period, and the destination, with secrets shown by the NAME of their variable, n
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePosixPath
@@ -94,6 +95,8 @@ def environment_problems(tenant: Tenant) -> list[str]:
     ]
     problems.extend(recipient_problems(tenant))
     destination = tenant.destination
+    if isinstance(destination, LocalDestination):
+        problems.extend(_local_root_problems(tenant.brand, destination))
     if isinstance(destination, SftpDestination):
         for key, path in (
             ("private_key", destination.private_key),
@@ -103,6 +106,19 @@ def environment_problems(tenant: Tenant) -> list[str]:
                 problems.append(f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: no such file")
         problems.extend(_key_file_problems(tenant.brand, destination))
     return problems
+
+
+def _local_root_problems(brand: str, destination: LocalDestination) -> list[str]:
+    """A local root that cannot become a writable folder: a file on its way, or no write access."""
+    existing = destination.root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    where = f"tenant {brand}: destination.root"
+    if not existing.is_dir():
+        return [f"{where}: {existing} is not a folder, so {destination.root} cannot be one"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"{where}: {existing} is not writable by this user"]
+    return []
 
 
 def _key_file_problems(brand: str, destination: SftpDestination) -> list[str]:
