@@ -10,9 +10,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 
 from activity_export.cli import COMMAND_ORDER
+from activity_export.notify import WebhookStatus
+from activity_export.status import TenantStatus
 from tests.conftest import BIN, ROOT, Project
 
 NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
@@ -180,3 +183,14 @@ def test_status_after_the_demo_shows_what_it_delivered(duckdb_project: Project, 
     }
     plan = json.loads(project.run("run", "--dry-run", "--json", *common, cwd=tmp_path).stdout)
     assert [t["planned"] for t in plan["tenants"]] == [[], []]  # run would not deliver it again
+
+
+def test_status_schema_describes_a_tenant_with_a_webhook() -> None:
+    """The webhook part of status --json, built from the same objects status builds it from."""
+    heard = WebhookStatus("failed", "2026-11-03", False, "HTTP 500", "2026-11-04T06:15:00+00:00", 2)
+    status = TenantStatus("BRANDNAAM", "local folder x", "2026-11-03", 3, [], [], [], 10, 100, [])
+    status.webhook = dict(heard.__dict__)
+    valid([status.as_dict()], "status.schema.json")
+    status.webhook = {**status.webhook, "unexpected": 1}
+    with pytest.raises(jsonschema.ValidationError):
+        valid([status.as_dict()], "status.schema.json")
