@@ -194,3 +194,10 @@ def test_status_schema_describes_a_tenant_with_a_webhook() -> None:
     status.webhook = {**status.webhook, "unexpected": 1}
     with pytest.raises(jsonschema.ValidationError):
         valid([status.as_dict()], "status.schema.json")
+
+
+def test_demo_without_its_configuration_says_where_it_looked(tmp_path: Path) -> None:
+    result = cli("demo", cwd=tmp_path)
+    assert result.returncode == 2
+    assert str(tmp_path / "demo" / "tenants.yml") in result.stderr and "--config" in result.stderr
+    assert "ACTIVITY_EXPORT_CONFIG" not in result.stderr  # the demo never reads it

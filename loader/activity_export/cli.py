@@ -260,6 +260,11 @@ def demo(
     from activity_export.report import run_summary
     from activity_export.warehouse import connect, read_watermark, resolve_target
 
+    if not config.exists():  # the generic message would suggest ACTIVITY_EXPORT_CONFIG, which demo ignores
+        raise ConfigError(
+            f"{config}: the demo's configuration not found (looked for {config.absolute()}); "
+            "run the demo from the project folder, or give its place with --config PATH"
+        )
     settings = load_config(config)
     demo_job.check_config_is_the_demos(settings, force=force)
     tenants = settings.selected(None)
