@@ -15,11 +15,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from activity_export import failpoints, logs
 from activity_export.config import Tenant
-from activity_export.destinations import Destination, open_destination
+from activity_export.destinations import Destination, Follower, open_destination
 from activity_export.errors import ConfigError, ExportError
 from activity_export.ledger import Ledger, tenant_lock
 from activity_export.notify import announce
@@ -86,9 +86,18 @@ def deliver_period(
     delivered without a second upload.
     """
     started = time.monotonic()
-    files = write_period(warehouse, tenant, period, workdir)
-    failpoints.hit("after-write")
     previous = ledger.period_records(tenant.brand, period.start_utc) if ledger else {}
+
+    def follow(kind: str, growing: Path, relative: PurePosixPath) -> Follower | None:
+        record = previous.get(kind)  # a file the ledger knows is not uploaded again as it is written
+        return destination.follow(growing, relative) if force or record is None else None
+
+    try:
+        files = write_period(warehouse, tenant, period, workdir, follow=follow)
+    except BaseException:
+        destination.discard_staged()
+        raise
+    failpoints.hit("after-write")
     if not force:  # the manifest describes what is on the destination, also for files sent before
         files = restate_delivered(
             files,
@@ -134,7 +143,9 @@ def deliver_period(
                     written.sha256,
                 )
             with logs.context(kind=written.kind):
-                location = destination.publish(written.path, written.relative)
+                location = destination.publish_staged(
+                    written.relative, written.bytes, written.sha256
+                ) or destination.publish(written.path, written.relative)
                 log.info(
                     "delivered %s: %d rows, %d bytes",
                     location,
@@ -147,6 +158,7 @@ def deliver_period(
                 ledger.delivered(tenant.brand, written.kind, period.start_utc, location)
             locations.append(location)
     finally:
+        destination.discard_staged()
         for written in files:
             written.path.unlink(missing_ok=True)
     return Delivered(period, files, locations, time.monotonic() - started)

@@ -16,9 +16,12 @@ import hashlib
 import json
 import logging
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -29,6 +32,9 @@ from activity_export.manifest import DeliveredFile, PeriodFacts, data_package
 from activity_export.naming import ERASURE, partial_name
 from activity_export.periods import Period
 from activity_export.warehouse import Warehouse, period_counts, read_watermark
+
+if TYPE_CHECKING:
+    from activity_export.destinations import Follower
 
 log = logging.getLogger(__name__)
 
@@ -228,18 +234,29 @@ def file_digest(path: Path) -> tuple[int, str]:
 
 QUERIES = {"activity": activity_query, "broadcast": broadcast_query, ERASURE: erasure_query}
 
+# Given a kind, the file about to be written and its relative path: an upload that
+# follows the file while it grows (``Destination.follow``), or None.
+Follow = Callable[[str, Path, PurePosixPath], "Follower | None"]
 
-def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path) -> list[WrittenFile]:
+
+def write_period(
+    warehouse: Warehouse, tenant: Tenant, period: Period, out: Path, *, follow: Follow | None = None
+) -> list[WrittenFile]:
     """Write the period's data files (activity, broadcast, erasure) and manifest under ``out``.
 
     Files land at ``out / <folder template> / <file name>``; the manifest, when enabled, is last
     and describes the files exactly as written (encrypted bytes, when encrypted).
+    With ``follow``, each data file is also read while DuckDB appends to it, so its upload runs
+    beside the writing; the bytes and SHA-256 the follower saw (all of the file) are then reused
+    instead of reading the file once more. Only unencrypted files are followed: nothing in clear
+    text leaves the machine for an encrypting tenant.
     """
     kinds = tenant.data_kinds()
     queries = {kind: QUERIES[kind](warehouse, tenant, period) for kind in kinds}
     con = warehouse.con
     staged: list[tuple[str, Path, Path, PurePosixPath, int]] = []
     temporaries: list[Path] = []
+    followers: list[Follower | None] = []
     committed = False
     con.execute("begin transaction")  # one snapshot for all files
     try:
@@ -249,9 +266,16 @@ def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path
             final.parent.mkdir(parents=True, exist_ok=True)
             temporary = final.with_name(partial_name(_plain_name(tenant, final.name)))
             temporaries.append(temporary)  # before COPY: a failed COPY can leave a partial file
-            result = con.execute(
-                f"copy ({queries[kind]}) to {_literal(str(temporary))} ({_copy_options(tenant)})"
-            ).fetchone()
+            follower = _follower(follow, tenant, kind, temporary, relative)
+            followers.append(follower)
+            try:
+                options = _copy_options(tenant) + (", use_tmp_file false" if follower else "")
+                result = con.execute(
+                    f"copy ({queries[kind]}) to {_literal(str(temporary))} ({options})"
+                ).fetchone()
+            finally:
+                if follower is not None:
+                    follower.finish(complete=sys.exc_info()[0] is None)
             staged.append((kind, temporary, final, relative, int(result[0]) if result else 0))
         facts = period_facts(warehouse, tenant, period) if tenant.manifest else PeriodFacts(None)
         con.execute("commit")
@@ -260,11 +284,16 @@ def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path
         raise ExportError(f"tenant {tenant.brand}: writing period {period.label} failed: {exc}") from exc
     finally:
         if not committed:  # also on KeyboardInterrupt: no open transaction, no partial files
+            for follower in followers:
+                if follower is not None:
+                    follower.finish(complete=False)
+                    follower.result()
             _rollback(con)
             _remove(temporaries)
     files = []
     try:
-        for kind, temporary, final, relative, rows in staged:
+        for (kind, temporary, final, relative, rows), follower in zip(staged, followers, strict=True):
+            seen = follower.result() if follower is not None else None  # it may open the file late
             if tenant.encryption == "pgp":
                 sealed = final.with_name(partial_name(final.name))
                 temporaries.append(sealed)
@@ -272,7 +301,7 @@ def write_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path
                 temporary.unlink()  # the plain text is gone as soon as the sealed copy exists
                 temporary = sealed
             os.replace(temporary, final)
-            size, sha256 = file_digest(final)
+            size, sha256 = seen if seen and seen[0] == final.stat().st_size else file_digest(final)
             files.append(WrittenFile(kind, final, relative, rows, size, sha256))
             log.info("wrote %s: %d rows, %d bytes", final, rows, size)
     except OSError as exc:
@@ -302,6 +331,18 @@ def period_facts(warehouse: Warehouse, tenant: Tenant, period: Period) -> Period
     """
     counts = period_counts(warehouse, tenant.brand, period.start_utc, period.end_utc)
     return PeriodFacts(read_watermark(warehouse, tenant.brand), late_rows=counts.late, held_rows=counts.held)
+
+
+def _follower(
+    follow: Follow | None, tenant: Tenant, kind: str, temporary: Path, relative: PurePosixPath
+) -> Follower | None:
+    """Start following the file about to be written, when asked and allowed."""
+    if follow is None or tenant.encryption != "none":
+        return None
+    # DuckDB writes into an existing file through a temporary copy renamed at the end (a follower
+    # would read the old file): start from no file, and COPY with use_tmp_file false.
+    temporary.unlink(missing_ok=True)
+    return follow(kind, temporary, relative)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -11,8 +11,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path, PurePosixPath
 from types import TracebackType
+from typing import Protocol
 
 from activity_export.config import DEFAULT_FILE_MODE, LocalDestination, SftpDestination
+
+
+class Follower(Protocol):
+    """An upload that follows a file while it is written (see ``Destination.follow``)."""
+
+    def finish(self, *, complete: bool) -> None:
+        """The writer is done: ``complete`` when the file is whole, False when writing failed."""
+
+    def result(self) -> tuple[int, str] | None:
+        """Wait for the upload; its bytes and SHA-256 when all of the file went up, else None."""
 
 
 class Destination(ABC):
@@ -51,6 +62,23 @@ class Destination(ABC):
     @abstractmethod
     def check_writable(self) -> str:
         """Create and remove a probe file in the root; a one-line report (for ``check --connect``)."""
+
+    def follow(self, growing: Path, relative: PurePosixPath) -> Follower | None:
+        """Start uploading a file while it is still being written, under its hidden partial name.
+
+        ``growing`` is the file the writer is about to create and append to; the writer calls the
+        follower's ``finish`` when it stops writing. Nothing is published: ``publish_staged``
+        renames the upload only once it is complete and matches the finished file. None: this
+        destination does not stream (it publishes the finished file).
+        """
+        return None
+
+    def publish_staged(self, relative: PurePosixPath, size: int, sha256: str) -> str | None:
+        """Publish a file ``follow`` uploaded completely with exactly these bytes; else None."""
+        return None
+
+    def discard_staged(self) -> None:  # noqa: B027 (an optional hook: only streaming destinations stage)
+        """Remove uploads started by ``follow`` that were not published."""
 
     def size(self, relative: PurePosixPath) -> int | None:
         """Size of the file under its final name, or None when it is absent or unknown."""

@@ -13,16 +13,21 @@ file again, within the retry budget.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from stat import S_ISDIR, S_ISLNK, S_ISREG
+from typing import BinaryIO
 
 import paramiko
 
 from activity_export.config import DEFAULT_FILE_MODE, SftpDestination, folder_mode
-from activity_export.destinations import Destination
+from activity_export.destinations import Destination, Follower
 from activity_export.destinations.sftp_protocol import POSIX_RENAME, ExtendedSftpClient
 from activity_export.destinations.ssh import (
     HostKeyError,
@@ -48,6 +53,8 @@ log = logging.getLogger(__name__)
 
 # Local read size per write() call; paramiko splits it into pipelined SFTP write requests.
 READ_SIZE = 2**20
+# How often an upload that follows a file being written looks for new bytes.
+FOLLOW_POLL_SECONDS = 0.05
 
 
 class SftpServer(Destination):
@@ -76,6 +83,10 @@ class SftpServer(Destination):
         self._folders: set[PurePosixPath] = set()  # known to exist on the session below
         self._folders_session: ExtendedSftpClient | None = None
         self._stale: dict[PurePosixPath, list[str]] = {}  # per folder: partial names found at first use
+        # uploads that followed a file while it was written: final path -> (bytes, sha256)
+        self._staged: dict[PurePosixPath, tuple[int, str, PurePosixPath]] = {}
+        self._following: list[_GrowingUpload] = []
+        self._session_lock = threading.Lock()  # one follower at a time on the session
 
     @property
     def host_key_fingerprint(self) -> str:
@@ -201,6 +212,90 @@ class SftpServer(Destination):
         self._ssh.retrying(f"delete {remote}", remove)
 
     # -- publishing ------------------------------------------------------------------------------
+
+    # -- streaming: upload while the writer writes ----------------------------------------------
+
+    def follow(self, growing: Path, relative: PurePosixPath) -> Follower | None:
+        upload = _GrowingUpload(self, growing, self._remote(relative))
+        self._following.append(upload)
+        return upload
+
+    def publish_staged(self, relative: PurePosixPath, size: int, sha256: str) -> str | None:
+        """Rename a followed upload to its final name if exactly these bytes went up; else None."""
+        final = self._remote(relative)
+        staged = self._staged.pop(final, None)
+        if staged is None:
+            return None
+        uploaded_size, uploaded_sha256, temporary = staged
+        if (uploaded_size, uploaded_sha256) != (size, sha256):
+            self._remove_quietly(temporary)
+            return None
+        started = time.monotonic()
+
+        def rename() -> bool:
+            sftp = self._session()
+            with self._ssh.step(f"check size of {temporary}"):
+                try:
+                    uploaded = sftp.stat(str(temporary)).st_size
+                except FileNotFoundError:
+                    return False
+            if uploaded != size:
+                return False
+            self._refuse_link(final)
+            self._replace(temporary, final)
+            return True
+
+        try:
+            published = self._ssh.retrying(f"publish {final}", rename)
+        except BaseException:
+            self._remove_quietly(temporary)
+            raise
+        if not published:
+            self._remove_quietly(temporary)
+            return None
+        log.info(
+            "published %s: %d bytes, uploaded while written (%.2fs after the file was complete)",
+            self._where(final),
+            size,
+            time.monotonic() - started,
+        )
+        return str(final)
+
+    def discard_staged(self) -> None:
+        for upload in self._following:
+            upload.finish(complete=False)
+            upload.result()
+        self._following = []
+        for _size, _sha256, temporary in self._staged.values():
+            self._remove_quietly(temporary)
+        self._staged = {}
+
+    def _stage_once(
+        self, growing: BinaryIO, final: PurePosixPath, temporary: PurePosixPath, done: threading.Event
+    ) -> tuple[int, str]:
+        """Upload ``growing`` to ``temporary``, reading until the writer is done and all is read."""
+        sftp = self._session()
+        self._make_folders(final.parent)
+        self._remove_stale_partials(final)
+        self._refuse_link(final)
+        digest = hashlib.sha256()
+        size = 0
+        with self._ssh.step(f"write {temporary}"), sftp.open(str(temporary), "wxb", bufsize=0) as target:
+            target.chmod(self.file_mode)
+            target.set_pipelined(True)
+            target.MAX_REQUEST_SIZE = sftp.write_size
+            while True:
+                finished = done.is_set()  # read after the writer stopped: nothing can follow
+                chunk = growing.read(READ_SIZE)
+                if chunk:
+                    target.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+                elif finished:
+                    break
+                else:
+                    done.wait(FOLLOW_POLL_SECONDS)
+        return size, digest.hexdigest()
 
     def _publish_once(self, local: Path, final: PurePosixPath, size: int) -> None:
         sftp = self._session()
@@ -396,3 +491,61 @@ class SftpServer(Destination):
         if sftp is not self._folders_session:
             self._folders, self._folders_session, self._stale = set(), sftp, {}
         return sftp
+
+
+class _GrowingUpload:
+    """An upload running beside the writer (``SftpServer.follow``), in a thread of its own.
+
+    It only ever writes the hidden partial name. A failure is logged and leaves the file to the
+    ordinary upload after writing; the writer is never held up or failed by it.
+    """
+
+    def __init__(self, server: SftpServer, growing: Path, final: PurePosixPath) -> None:
+        self._server, self._growing, self._final = server, growing, final
+        self._done = threading.Event()
+        self._complete = False
+        self._outcome: tuple[int, str] | None = None
+        self._thread = threading.Thread(target=self._run, name=f"upload {final.name}", daemon=True)
+        self._thread.start()
+
+    def finish(self, *, complete: bool) -> None:
+        self._complete = complete
+        self._done.set()
+
+    def result(self) -> tuple[int, str] | None:
+        self._thread.join()
+        return self._outcome
+
+    @contextmanager
+    def _opened(self) -> Iterator[BinaryIO]:
+        """The file, as soon as the writer has created it."""
+        while True:
+            finished = self._done.is_set()
+            try:
+                handle = self._growing.open("rb")
+                break
+            except FileNotFoundError:
+                if finished:
+                    raise
+                self._done.wait(0.01)
+        with handle:
+            yield handle
+
+    def _run(self) -> None:
+        server = self._server
+        # unpredictable and created exclusively, as every upload's temporary name
+        temporary = self._final.with_name(unique_partial_name(self._final.name))
+        with server._session_lock:
+            try:
+                with self._opened() as growing:
+                    size, sha256 = server._stage_once(growing, self._final, temporary, self._done)
+                self._done.wait()
+                if self._complete:
+                    server._staged[self._final] = (size, sha256, temporary)
+                    self._outcome = (size, sha256)
+                    return
+            except Exception as exc:
+                log.info(
+                    "%s: upload while writing failed (%s); uploading after writing", server.describe(), exc
+                )
+            server._remove_quietly(temporary)
