@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -625,13 +626,16 @@ def targets(rows: list[Row]) -> list[str]:
     return lines
 
 
-def markdown(rows: list[Row], started: datetime) -> str:
+def markdown(rows: list[Row], started: datetime, how: str = "") -> str:
+    how = how or (
+        f"with `make bench` (`python -m bench`), {time.time() - started.timestamp():.0f} s in all. "
+        f"Load average at the start: {LOAD_AT_START}."
+    )
     lines = [
         "# Benchmarks",
         "",
-        f"Run {started:%Y-%m-%d %H:%M} UTC on {machine()} with `make bench` (`python -m bench`),",
-        f"{time.time() - started.timestamp():.0f} s in all. Load average at the start: "
-        f"{LOAD_AT_START}. This machine's 2 cores are shared: wall times swing with the load, so",
+        f"Run {started:%Y-%m-%d %H:%M} UTC on {machine()} {how}",
+        "This machine's 2 cores are shared: wall times swing with the load, so",
         "the start-up rows also give CPU time, and baselines run side by side with activity-export.",
         "",
         "## Targets",
@@ -677,6 +681,51 @@ def chart(rows: list[Row], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def read_rows(readme: Path) -> list[Row]:
+    """The measurements of an earlier results README (to merge runs made side by side)."""
+    rows = []
+    for line in readme.read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 9 or not cells[0].isdigit():
+            continue
+        scenario, what, seconds, rss, count, megabytes, _rate, _mbps, note = cells
+        extra: dict = {}
+        if found := re.search(r"([0-9.]+)x baseline", note):
+            extra["ratio"] = float(found.group(1))
+        if found := re.search(r"CPU ([0-9.]+)s", note):
+            extra["cpu"] = float(found.group(1))
+        if what.startswith("ratio"):
+            extra["ratio"] = float(seconds)
+        rows.append(
+            Row(
+                scenario,
+                what,
+                float(seconds),
+                float(rss) if rss else None,
+                int(count.replace(",", "")) if count else None,
+                float(megabytes) if megabytes else None,
+                note,
+                extra,
+            )
+        )
+    return rows
+
+
+def merge(folders: list[Path], out: Path, how: str) -> None:
+    """One README and chart from several partial runs (``--merge``), in scenario order."""
+    rows = sorted(
+        (row for folder in folders for row in read_rows(folder / "README.md")), key=lambda row: row.scenario
+    )
+    started = min(
+        datetime.strptime(found.group(1), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+        for folder in folders
+        if (found := re.search(r"Run (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", (folder / "README.md").read_text()))
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "README.md").write_text(markdown(rows, started, how))
+    chart(rows, out / "bench.png")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # about 73 % of generated events end up in the day's activity file (sms and page sends, unknown
@@ -686,7 +735,12 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=10_000, help="tenants of scenario 3")
     parser.add_argument("--only", default="0,1,2,3,4,5", help="comma-separated scenarios to run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--merge", type=Path, nargs="+", help="merge the READMEs of these result folders")
+    parser.add_argument("--how", default="", help="with --merge: how the runs were made")
     args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.out, args.how)
+        return
     chosen = set(args.only.split(","))
     started = datetime.now(UTC)
     rows: list[Row] = []

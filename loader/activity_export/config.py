@@ -426,6 +426,12 @@ def folder_mode(file_mode: int) -> int:
 @functools.cache
 def writer_timezones() -> frozenset[str]:
     """The timezone names DuckDB's ICU extension knows: the writer formats dates with it."""
+    from importlib.metadata import version
+
+    from activity_export import duckdb_timezones
+
+    if version("duckdb") == duckdb_timezones.DUCKDB_VERSION:  # the list, without opening DuckDB
+        return duckdb_timezones.NAMES
     import duckdb
 
     with duckdb.connect() as con:
