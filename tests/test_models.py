@@ -349,6 +349,52 @@ def _held(project: Project) -> dict[int, str]:
     return {int(event_id): str(missing) for event_id, missing in rows}
 
 
+READERS = textwrap.dedent(
+    """
+    import json
+    import sys
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from activity_export.warehouse import (
+        connect, period_counts, read_held_events, read_watermark, read_watermarks, resolve_target,
+    )
+
+    target = resolve_target(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3])
+    nov = lambda day, hour: datetime(2026, 11, day, hour, tzinfo=timezone.utc)
+    with connect(target) as warehouse:
+        watermarks = read_watermarks(warehouse)
+        print(json.dumps({
+            "watermarks": {b: [w.complete_until.isoformat(), w.held_events, w.held_since and
+                               w.held_since.isoformat()] for b, w in watermarks.items()},
+            "brand_a": read_watermark(warehouse, "A").isoformat(),
+            "lowest": read_watermark(warehouse).isoformat(),
+            "unknown": read_watermark(warehouse, "NOBODY"),
+            "held_a": [[e.event_id, e.broadcast_id, e.missing, e.registered_at.isoformat()]
+                       for e in read_held_events(warehouse, "A")],
+            # Amsterdam days: Nov 2 is [Nov 1 23:00, Nov 2 23:00) UTC, Nov 3 the next
+            "nov_2": list(vars(period_counts(warehouse, "A", nov(1, 23), nov(2, 23))).values()),
+            "nov_3": list(vars(period_counts(warehouse, "A", nov(2, 23), nov(3, 23))).values()),
+        }))
+    """
+)
+
+
+def _loader_readers(project: Project) -> dict[str, object]:
+    """What the loader's warehouse readers return, run as the loader runs (its own process)."""
+    completed = subprocess.run(
+        [str(BIN / "python"), "-c", READERS, str(ROOT), str(project.profiles_dir), project.target],
+        env=project.env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result: dict[str, object] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
 # Both adapters and both ways of finding new deliveries, in two runs of four dbt builds each:
 # DuckDB without a load-time column, PostgreSQL with one.
 @pytest.fixture(
@@ -374,6 +420,7 @@ def three_nights(
     _execute(project, ["insert into raw.events values " + ", ".join(NIGHT_TWO)])
     project.dbt("run", *variables)
     states["two"] = (_watermarks(project), _placed(project), _held(project))
+    states["readers_two"] = _loader_readers(project)
     _execute(project, [*NIGHT_THREE_ROWS, "insert into raw.events values " + ", ".join(NIGHT_THREE)])
     project.dbt("build", *variables)
     states["three"] = (_watermarks(project), _placed(project), _held(project))
@@ -407,6 +454,23 @@ def test_event_without_broadcast_or_customer_holds_only_its_brand(three_nights: 
         "A": ("2026-11-03 10:00:00", 1, "2026-11-03 10:00:00"),  # stops at its held event
         "B": ("2026-11-03 11:00:00", 1, "2026-11-03 11:00:00"),
         "C": ("2026-11-03 12:00:00", 0, None),  # goes on
+    }
+
+
+def test_loader_reads_watermarks_holds_and_period_counts(three_nights: dict[str, object]) -> None:
+    readers = three_nights["readers_two"]
+    assert readers == {
+        "watermarks": {
+            "A": ["2026-11-03T10:00:00+00:00", 1, "2026-11-03T10:00:00+00:00"],
+            "B": ["2026-11-03T11:00:00+00:00", 1, "2026-11-03T11:00:00+00:00"],
+            "C": ["2026-11-03T12:00:00+00:00", 0, None],
+        },
+        "brand_a": "2026-11-03T10:00:00+00:00",
+        "lowest": "2026-11-03T10:00:00+00:00",
+        "unknown": None,
+        "held_a": [[12, 40, "broadcast", "2026-11-03T10:00:00+00:00"]],
+        "nov_2": [1, 0],  # event 11, registered Nov 1, is late in Nov 2's file
+        "nov_3": [0, 1],  # event 12, registered Nov 3, is held
     }
 
 

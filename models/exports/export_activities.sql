@@ -72,67 +72,60 @@ arrived as (
 
 placeable as (
 
+    {#- joins, not `exists ... or exists ...`: PostgreSQL estimates that OR of two subplans so
+        high that it compiles the query with JIT, which took longer than the query -#}
     select
         arrived.*,
         activity_types.export_label as activity,
-        activity_types.description_source
+        activity_types.description_source,
+        customers.external_id,
+        customers.email as customer_email
     from arrived
     inner join email_broadcasts
         on arrived.broadcast_id = email_broadcasts.broadcast_id
     inner join activity_types
         on arrived.event_type = activity_types.event_type
+    left join customers
+        on
+            arrived.brand = customers.brand
+            and arrived.customer_id = customers.customer_id
+    left join erasures
+        on
+            arrived.brand = erasures.brand
+            and arrived.customer_id = erasures.customer_id
     where
         activity_types.is_exported
-        and (
-            exists (
-                select 1
-                from customers
-                where
-                    customers.brand = arrived.brand
-                    and customers.customer_id = arrived.customer_id
-            )
-            or exists (
-                select 1
-                from erasures
-                where
-                    erasures.brand = arrived.brand
-                    and erasures.customer_id = arrived.customer_id
-            )
-        )
+        and (customers.customer_id is not null or erasures.customer_id is not null)
 
 ),
 
 final as (
 
     select
-        placeable.event_id,
-        placeable.brand,
-        placeable.broadcast_id,
-        placeable.customer_id,
-        customers.external_id,
-        coalesce(placeable.email, customers.email) as email,
-        placeable.activity,
-        placeable.occurred_at,
-        placeable.registered_at,
+        event_id,
+        brand,
+        broadcast_id,
+        customer_id,
+        external_id,
+        coalesce(email, customer_email) as email,
+        activity,
+        occurred_at,
+        registered_at,
         greatest(
-            placeable.registered_at,
-            coalesce(placeable.previous_complete_until, placeable.registered_at)
+            registered_at,
+            coalesce(previous_complete_until, registered_at)
         ) as available_at,
-        case placeable.description_source
-            when 'url' then placeable.url
-            when 'message' then placeable.message
+        case description_source
+            when 'url' then url
+            when 'message' then message
         end as description,
-        placeable.url,
-        placeable.message,
-        placeable.os,
-        placeable.device,
-        placeable.browser,
-        placeable.user_agent
+        url,
+        message,
+        os,
+        device,
+        browser,
+        user_agent
     from placeable
-    left join customers
-        on
-            placeable.brand = customers.brand
-            and placeable.customer_id = customers.customer_id
 
 )
 

@@ -24,6 +24,8 @@
     are read from the lowest of those watermarks on (an index range on available_at), plus the
     ones placed in this build (a brand seen for the first time has no watermark yet). -#}
 
+-- depends_on: {{ ref('int_events_unbuilt') }}
+
 {%- set window_start = none -%}
 {%- if is_incremental() -%}
     {%- set window_start = constant_instant('select min(complete_until) from (' ~ previous_watermarks() ~ ') as previous') -%}
@@ -43,9 +45,13 @@ activities as (
 
 ),
 
-arrived as (
+placed_now as (
 
-    select * from {{ ref('int_events_unbuilt') }}
+    {#- a CTE of its own, so that each one is read once and PostgreSQL inlines it: a CTE read
+        twice is materialized whole, all history of export_activities -#}
+    select placed.*
+    from {{ ref('export_activities') }} as placed
+    where placed.event_id in (select unbuilt.event_id from {{ ref('int_events_unbuilt') }} as unbuilt)
 
 ),
 
@@ -90,12 +96,10 @@ recent_activities as (
     {%- endif %}
     union
     select
-        activities.broadcast_id,
-        activities.brand,
-        activities.available_at
-    from arrived
-    inner join activities
-        on arrived.event_id = activities.event_id
+        broadcast_id,
+        brand,
+        available_at
+    from placed_now
 
 ),
 

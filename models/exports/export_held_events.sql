@@ -63,14 +63,7 @@ missing_rows as (
     select
         unplaced.*,
         broadcasts.broadcast_id is null as is_broadcast_missing,
-        customers.customer_id is null
-        and not exists (
-            select 1
-            from erasures
-            where
-                erasures.brand = unplaced.brand
-                and erasures.customer_id = unplaced.customer_id
-        ) as is_customer_missing
+        customers.customer_id is null and erasures.customer_id is null as is_customer_missing
     from unplaced
     left join broadcasts
         on unplaced.broadcast_id = broadcasts.broadcast_id
@@ -78,6 +71,10 @@ missing_rows as (
         on
             unplaced.brand = customers.brand
             and unplaced.customer_id = customers.customer_id
+    left join erasures
+        on
+            unplaced.brand = erasures.brand
+            and unplaced.customer_id = erasures.customer_id
 
 ),
 

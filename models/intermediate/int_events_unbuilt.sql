@@ -1,3 +1,5 @@
+{{ config(post_hook=["{{ analyze_relation() }}"]) }}
+
 {#- The e-mail events this build has to place: delivered, of an exported type, on an e-mail
     broadcast or on a broadcast whose row has not arrived, and not yet in export_activities.
     One row per event (its first delivery), with its brand's watermark before this build.
