@@ -104,11 +104,32 @@ def test_second_run_delivers_nothing_and_force_and_backfill_resend_the_same_byte
     assert backfilled["activity_BRANDNAAM_20261102.csv"] != forced["activity_BRANDNAAM_20261102.csv"]
 
 
-def test_incomplete_day_waits_for_the_watermark(built_duckdb: Project, tmp_path: Path) -> None:
+def test_incomplete_day_waits_for_the_watermark_and_is_loud_when_overdue(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
     config = write_config(tmp_path)
+    hook = tmp_path / "notified.json"
     later = "2026-11-06T07:00:00+01:00"  # 4 and 5 November are due, but not built yet
-    built_duckdb.run("run", "--config", str(config), "--now", later, *built_duckdb.cli_args())
+    result = built_duckdb.run(
+        "run",
+        "--config",
+        str(config),
+        "--now",
+        later,
+        "--on-failure",
+        f"cat > {hook}",
+        *built_duckdb.cli_args(),
+        check=False,
+    )
     assert sorted(server_files(tmp_path)) == sorted(EXPECTED)
+    # 4 November became due 25 hours ago (default overdue_after_hours: 6); 5 November 1 hour ago
+    assert result.returncode == 1, result.stderr
+    assert "period 2026-11-04 is overdue" in result.stderr
+    assert "2026-11-05 is overdue" not in result.stderr
+    payload = json.loads(hook.read_text())
+    assert payload["event"] == "activity-export.tenant_overdue"
+    assert [o["period"] for o in payload["overdue"]] == ["2026-11-04"]
+
     status = built_duckdb.run(
         "status", "--config", str(config), "--now", later, "--json", *built_duckdb.cli_args()
     )
@@ -116,6 +137,14 @@ def test_incomplete_day_waits_for_the_watermark(built_duckdb: Project, tmp_path:
     assert tenant["waiting"] == ["2026-11-04", "2026-11-05"]
     assert tenant["last_delivered"] == "2026-11-03"
     assert tenant["pending"] == [] and tenant["failed"] == []
+    assert [o["period"] for o in tenant["overdue"]] == ["2026-11-04"]
+    assert tenant["watermark"].startswith("2026-11-0")
+    table = built_duckdb.run("status", "--config", str(config), "--now", later, *built_duckdb.cli_args())
+    assert "period 2026-11-04 is OVERDUE" in table.stdout
+
+    relaxed = write_config(tmp_path, overdue_after_hours=48)
+    calm = built_duckdb.run("run", "--config", str(relaxed), "--now", later, *built_duckdb.cli_args())
+    assert "overdue" not in calm.stderr
 
 
 @pytest.mark.parametrize("failpoint", ["after-write", "mid-upload", "after-upload"])
@@ -136,7 +165,12 @@ def test_killed_run_is_finished_by_the_next_without_duplicates(
         assert files[name] == entry
     run(built_duckdb, config)  # and a third run has nothing left to do
     assert server_files(tmp_path) == files
-    assert [outcome for _, outcome in attempts(config)] == [None, "delivered", "delivered", "delivered"]
+    assert [outcome for _, outcome in attempts(config)] == [
+        "interrupted",
+        "delivered",
+        "delivered",
+        "delivered",
+    ]
 
 
 def test_two_concurrent_runs_deliver_each_period_once(built_duckdb: Project, tmp_path: Path) -> None:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from pathlib import PurePosixPath
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from activity_export.config import Config, LocalDestination, SftpDestination, Tenant
 from activity_export.encryption import recipient_problems
 from activity_export.errors import ConfigError, ExportError
 from activity_export.naming import KINDS
-from activity_export.periods import Period, due_at, period_containing
+from activity_export.periods import Period, due_at, period_containing, sample_periods
+from activity_export.prune import expired
 
 if TYPE_CHECKING:
     from activity_export.warehouse import Warehouse
@@ -171,8 +172,39 @@ def summarize(tenant: Tenant, now: datetime) -> TenantSummary:
 
 
 def check_config(config: Config, now: datetime, brands: list[str] | None = None) -> list[TenantSummary]:
-    """Summaries of the (selected) tenants of a validated configuration, as of ``now`` (aware)."""
-    return [summarize(tenant, now) for tenant in config.selected(brands)]
+    """Summaries of the (selected) tenants of a validated configuration, as of ``now`` (aware).
+
+    Files that would land on another tenant's (``collisions``) are a problem of both tenants.
+    """
+    summaries = [summarize(tenant, now) for tenant in config.selected(brands)]
+    for pair, message in collisions(config):
+        for summary in summaries:
+            if summary.brand in pair:
+                summary.problems.append(message)
+    return summaries
+
+
+def changed_destinations(config: Config, ledger_path: Path, brands: list[str] | None = None) -> list[str]:
+    """Tenants whose configured destination differs from the one the ledger delivers to.
+
+    Read only: a ledger that does not exist yet has nothing to compare.
+    """
+    from activity_export.deliver import destination_changed_message
+    from activity_export.ledger import Ledger, config_key, destination_key
+
+    if not ledger_path.is_file():
+        return []
+    found = []
+    with Ledger(ledger_path, read_only=True) as ledger:
+        for tenant in config.selected(brands):
+            entry = ledger.tenant(config_key(config.path), tenant.brand)
+            configured = destination_key(tenant.destination)
+            if entry is not None and entry.destination != configured:
+                found.append(
+                    f"tenant {tenant.brand}: "
+                    + destination_changed_message(tenant, entry.destination, configured)
+                )
+    return found
 
 
 def config_problems(summaries: list[TenantSummary]) -> list[str]:
@@ -270,6 +302,109 @@ def absent_brand_warning(brand: str) -> str:
     """The warning ``check`` and ``status`` print for a brand without data."""
     return (
         f"warning: tenant {brand}: the warehouse holds no data for brand {brand!r}; check the code "
-        "(spelling, case) against the source tables: until data arrives, every period is "
-        "delivered as empty files"
+        "(spelling, case) against the source tables: until data arrives, its periods wait (they "
+        "are never delivered as empty files) and turn overdue"
     )
+
+
+# -- files of different tenants that would land on each other ---------------------------------
+
+
+def _server(tenant: Tenant) -> tuple[str, PurePosixPath]:
+    """The machine a tenant's files land on and its root there, as an absolute path.
+
+    The SFTP login name is left out on purpose: two logins on one server may well share a folder,
+    so only a different host, port or root keeps two tenants apart.
+    """
+    destination = tenant.destination
+    if isinstance(destination, LocalDestination):
+        return "this machine", PurePosixPath(destination.root.resolve())
+    host = f"[{destination.host.lower()}]" if ":" in destination.host else destination.host.lower()
+    return f"sftp {host}:{destination.port}", PurePosixPath("/") / PurePosixPath(destination.root or "/")
+
+
+def _rendered(tenant: Tenant) -> dict[PurePosixPath, str]:
+    """Absolute paths the tenant's templates give over a sample of periods -> ``kind period``."""
+    _, root = _server(tenant)
+    kinds = (*KINDS, "manifest") if tenant.manifest else KINDS
+    paths: dict[PurePosixPath, str] = {}
+    for period in sample_periods(tenant):
+        for kind in kinds:
+            relative = (
+                tenant.manifest_path(period) if kind == "manifest" else tenant.relative_path(kind, period)
+            )
+            paths.setdefault(root / relative, f"{kind} file of {period.label}")
+    return paths
+
+
+def path_collisions(config: Config) -> list[str]:
+    """Every collision of ``collisions``, one line each."""
+    return [message for _, message in collisions(config)]
+
+
+def collisions(config: Config) -> list[tuple[tuple[str, str], str]]:
+    """Problems where two tenants' files would overwrite each other, or ``prune`` of one would
+    delete the other's, on a shared destination; one line per pair of tenants.
+
+    The templates are rendered for runs of periods around DST changes and year ends in two years
+    (the periods configuration validation renders), for every tenant of the file, whichever
+    ``--brand`` a command was given: delivering one tenant must not overwrite another's files.
+    """
+    problems: dict[tuple[str, str], str] = {}
+    owners: dict[tuple[str, PurePosixPath], tuple[Tenant, str]] = {}
+    rendered: dict[str, list[tuple[Tenant, dict[PurePosixPath, str]]]] = {}
+    for tenant in config.tenants.values():
+        server = _server(tenant)[0]
+        paths = _rendered(tenant)
+        rendered.setdefault(server, []).append((tenant, paths))
+        for path, what in paths.items():
+            owner = owners.setdefault((server, path), (tenant, what))
+            pair = (owner[0].brand, tenant.brand)
+            if owner[0] is not tenant and pair not in problems:
+                problems[pair] = (
+                    f"tenants {pair[0]} and {pair[1]}: both write {path} on {server} "
+                    f"({pair[0]}'s {owner[1]}, {pair[1]}'s {what}); "
+                    "put {brand} in file_name or folder, or give them different roots"
+                )
+    far_future = datetime.max.replace(tzinfo=UTC)
+    for server, tenants in rendered.items():
+        for pruner, own in tenants:
+            destination = pruner.destination
+            if not isinstance(destination, SftpDestination) or not destination.retention_days:
+                continue
+            if "{brand}" in pruner.name_template:
+                # its names carry its brand code, so it does not take another tenant's files for
+                # its own (and skipping these keeps this linear for the usual configuration)
+                continue
+            folders = {path.parent for path in own}
+            kinds = pruner.delivered_kinds()
+            for other, paths in tenants:
+                pair = (pruner.brand, other.brand)
+                if other is pruner or pair in problems or pair[::-1] in problems:
+                    continue
+                victim = next(
+                    (
+                        path
+                        for path in sorted(paths)
+                        if path.parent in folders
+                        and any(expired(pruner, kind, path.name, far_future) for kind in kinds)
+                    ),
+                    None,
+                )
+                if victim is not None:
+                    problems[pair] = (
+                        f"tenants {pruner.brand} and {other.brand}: `prune` of {pruner.brand} "
+                        f"(retention_days) would delete {other.brand}'s {victim} on {server}, "
+                        "whose name matches its template; put {brand} in file_name or folder"
+                    )
+    return list(problems.items())
+
+
+def raise_on_collisions(config: Config) -> None:
+    """A ConfigError (exit code 2) when tenants' files would land on each other (``path_collisions``)."""
+    problems = path_collisions(config)
+    if problems:
+        raise ConfigError(
+            f"{config.path}: tenants share file paths on a destination; nothing was done:\n  "
+            + "\n  ".join(problems)
+        )

@@ -26,8 +26,8 @@ from activity_export.errors import ConfigError, ExportError
 if TYPE_CHECKING:
     from activity_export import generate as generator
     from activity_export.config import Tenant
-    from activity_export.deliver import TenantReport
-    from activity_export.warehouse import Warehouse
+    from activity_export.deliver import Context, TenantReport
+    from activity_export.warehouse import Target, Warehouse
 
 log = logging.getLogger("activity_export")
 
@@ -255,8 +255,8 @@ def demo(
     from activity_export import generate as generator
     from activity_export.build import dbt_build
     from activity_export.config import load_config
-    from activity_export.deliver import run_tenant
-    from activity_export.ledger import default_ledger_path
+    from activity_export.deliver import Context, run_tenant
+    from activity_export.ledger import config_key, default_ledger_path
     from activity_export.report import run_summary
     from activity_export.warehouse import connect, read_watermark, resolve_target
 
@@ -289,9 +289,12 @@ def demo(
     ledger_path = default_ledger_path(config)
     for leftover in (ledger_path, *(ledger_path.with_name(ledger_path.name + s) for s in ("-wal", "-shm"))):
         leftover.unlink(missing_ok=True)
+    context = Context(config_key(config), ledger_path, plan.as_of)
     with connect(warehouse_target) as warehouse:
-        watermark = read_watermark(warehouse)
-        reports = [run_tenant(warehouse, tenant, plan.as_of, watermark, ledger_path) for tenant in tenants]
+        reports = [
+            run_tenant(warehouse, tenant, read_watermark(warehouse, tenant.brand), context)
+            for tenant in tenants
+        ]
     typer.echo("")
     typer.echo(run_summary(reports))
     folders = sorted({str(t.destination.root) for t in tenants if hasattr(t.destination, "root")})
@@ -310,22 +313,34 @@ def check(
     ] = False,
     now: NowOption = None,
     config: ConfigOption = Path("tenants.yml"),
+    ledger: LedgerOption = None,
     project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
     """Validate tenants.yml and show what each tenant gets; exit 2 on any problem.
 
-    When the warehouse can be read, a brand without any data is a warning (a misspelt code).
+    Two tenants whose files land on the same path are a problem. When the warehouse can be read, a
+    brand without any data is a warning (a misspelt code); so is a tenant whose destination differs
+    from the one its deliveries went to.
     """
-    from activity_export.check import check_config, check_connections, raise_on_problems, render_summary
+    from activity_export.check import (
+        changed_destinations,
+        check_config,
+        check_connections,
+        raise_on_problems,
+        render_summary,
+    )
     from activity_export.config import load_config
+    from activity_export.ledger import default_ledger_path
     from activity_export.periods import parse_now
 
     settings = load_config(config)
     moment = parse_now(now) if now else datetime.now(UTC)
     summaries = check_config(settings, moment, brand)
     typer.echo(render_summary(summaries))
+    for warning in changed_destinations(settings, ledger or default_ledger_path(config), brand):
+        typer.echo(f"warning: {warning}", err=True)
     raise_on_problems(summaries)
     _warn_brands_without_data([s.brand for s in summaries], project_dir, profiles_dir, target)
     if login:
@@ -348,10 +363,17 @@ def run(
     shard: Annotated[
         str | None, typer.Option(help="Only the tenants of shard I of N (I/N), by a stable hash.")
     ] = None,
+    accept_destination: Annotated[
+        bool,
+        typer.Option(
+            help="Deliver to a tenant's changed destination from now on, continuing after the last "
+            "period delivered to the old one."
+        ),
+    ] = False,
     on_failure: Annotated[
         str | None,
         typer.Option(
-            help="Command run with a JSON summary on stdin when a tenant fails.",
+            help="Command run with a JSON summary on stdin when a tenant fails or is overdue.",
             envvar="ACTIVITY_EXPORT_ON_FAILURE",
         ),
     ] = None,
@@ -366,52 +388,58 @@ def run(
 ) -> None:
     """The nightly job: every due, complete, undelivered period of each tenant, oldest first."""
     from activity_export.build import dbt_build
+    from activity_export.check import raise_on_collisions
     from activity_export.config import load_config
-    from activity_export.deliver import each_tenant, run_tenant
-    from activity_export.ledger import Ledger, default_ledger_path
+    from activity_export.deliver import Context, remove_stale_workdirs, run_tenant
+    from activity_export.ledger import Ledger, config_key, default_ledger_path
     from activity_export.periods import parse_now
     from activity_export.report import Progress, run_json
     from activity_export.shards import parse_shard, shard_of
+    from activity_export.stopping import stop_on_signals
     from activity_export.warehouse import resolve_target
 
     settings = load_config(config)
+    raise_on_collisions(settings)
     tenants = settings.selected(brand)
     if shard:
         index, count = parse_shard(shard)
         tenants = [tenant for tenant in tenants if shard_of(tenant.brand, count) == index]
     moment = parse_now(now) if now else datetime.now(UTC)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
-    if build:
-        dbt_build(project_dir, profiles_dir, warehouse_target.name)
     ledger_path = ledger or default_ledger_path(config)
     if not dry_run:
-        Ledger(ledger_path).close()  # create it once, before tenants run in parallel
+        # one clear error if it cannot be opened; created and migrated before tenants run in parallel
+        Ledger(ledger_path).close()
+        remove_stale_workdirs()
 
     # with --json, stdout holds the JSON document and nothing else
     progress = Progress(len(tenants), interactive=sys.stdout.isatty() and not as_json, silent=as_json)
+    context = Context(
+        config_key(config),
+        ledger_path,
+        moment,
+        force=force,
+        dry_run=dry_run,
+        accept_destination=accept_destination,
+        on_delivered=progress.delivered,
+    )
 
     def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
         try:
-            return run_tenant(
-                warehouse,
-                tenant,
-                moment,
-                watermark,
-                ledger_path,
-                force=force,
-                dry_run=dry_run,
-                on_delivered=progress.delivered,
-            )
+            return run_tenant(warehouse, tenant, watermark, context)
         finally:
             progress.tenant_done()
 
-    try:
-        reports = each_tenant(warehouse_target, tenants, parallel, one)
-    finally:
-        progress.stop()
+    with stop_on_signals(context.stop) as received:
+        try:
+            if build:
+                dbt_build(project_dir, profiles_dir, warehouse_target.name)
+            reports = _each_tenant(warehouse_target, tenants, parallel, one, context)
+        finally:
+            progress.stop()
     if as_json:
         typer.echo(json.dumps(run_json(reports, moment, dry_run=dry_run), indent=2))
-    _finish(reports, moment, on_failure, summary=not as_json)
+    _finish(reports, moment, on_failure, received.exit_code, summary=not as_json)
 
 
 @app.command()
@@ -428,25 +456,35 @@ def backfill(
     target: TargetOption = None,
 ) -> None:
     """Re-deliver a range of periods, replacing the files atomically."""
+    from activity_export.check import raise_on_collisions
     from activity_export.config import load_config
-    from activity_export.deliver import backfill_tenant, each_tenant
-    from activity_export.ledger import Ledger, default_ledger_path
+    from activity_export.deliver import Context, backfill_tenant, remove_stale_workdirs
+    from activity_export.ledger import Ledger, config_key, default_ledger_path
     from activity_export.periods import parse_period, periods_between
+    from activity_export.stopping import stop_on_signals
     from activity_export.warehouse import resolve_target
 
-    tenant = load_config(config).tenant(brand)
+    settings = load_config(config)
+    raise_on_collisions(settings)
+    tenant = settings.tenant(brand)
     first, last = parse_period(tenant, from_), parse_period(tenant, to)
     if last.start_utc < first.start_utc:
         raise ConfigError(f"backfill: --to {to} is before --from {from_}")
     periods = periods_between(first, last)
     ledger_path = ledger or default_ledger_path(config)
-    Ledger(ledger_path).close()
+    if not dry_run:
+        Ledger(ledger_path).close()
+        remove_stale_workdirs()
+    moment = datetime.now(UTC)
+    context = Context(config_key(config), ledger_path, moment, dry_run=dry_run)
 
     def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
-        return backfill_tenant(warehouse, tenant, periods, watermark, ledger_path, dry_run=dry_run)
+        return backfill_tenant(warehouse, tenant, periods, watermark, context)
 
-    reports = each_tenant(resolve_target(project_dir, profiles_dir, target), [tenant], 1, one)
-    _finish(reports, datetime.now(UTC), None)
+    with stop_on_signals(context.stop) as received:
+        warehouse_target = resolve_target(project_dir, profiles_dir, target)
+        reports = _each_tenant(warehouse_target, [tenant], 1, one, context)
+    _finish(reports, moment, None, received.exit_code)
 
 
 @app.command()
@@ -462,10 +500,10 @@ def status(
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
-    """The ledger: what was delivered where, and what is pending, waiting or failed."""
+    """The ledger: what was delivered where, and what is pending, waiting, overdue or failed."""
     from activity_export.check import absent_brand_warning, brands_without_data
     from activity_export.config import load_config
-    from activity_export.ledger import Ledger, default_ledger_path
+    from activity_export.ledger import Ledger, config_key, default_ledger_path
     from activity_export.periods import parse_now
     from activity_export.report import status_table
     from activity_export.status import collect_status
@@ -478,7 +516,7 @@ def status(
         Ledger(ledger or default_ledger_path(config), read_only=True) as book,
         connect(resolve_target(project_dir, profiles_dir, target)) as warehouse,
     ):
-        statuses = collect_status(book, warehouse, tenants, moment, verify=verify)
+        statuses = collect_status(book, warehouse, config_key(config), tenants, moment, verify=verify)
         absent = brands_without_data(warehouse, [t.brand for t in tenants])
     for absent_brand in absent:
         typer.echo(absent_brand_warning(absent_brand), err=True)
@@ -499,11 +537,14 @@ def prune(
     config: ConfigOption = Path("tenants.yml"),
 ) -> None:
     """On destinations with retention_days, delete this product's own files older than that."""
+    from activity_export.check import raise_on_collisions
     from activity_export.config import load_config
     from activity_export.periods import parse_now
     from activity_export.prune import prune_tenant
 
-    tenants = load_config(config).selected(brand)
+    settings = load_config(config)
+    raise_on_collisions(settings)  # one tenant's prune must never delete another's files
+    tenants = settings.selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)
     if not any(getattr(t.destination, "retention_days", None) for t in tenants):
         typer.echo(
@@ -531,22 +572,59 @@ def prune(
         raise typer.Exit(1)
 
 
+def _each_tenant(
+    target: Target,
+    tenants: list[Tenant],
+    parallel: int,
+    job: Callable[[Warehouse, Tenant, datetime | None], TenantReport],
+    context: Context,
+) -> list[TenantReport]:
+    """Every tenant's report; a warehouse that cannot be read fails every tenant, loudly."""
+    from activity_export.deliver import Interrupted, TenantReport, each_tenant
+
+    try:
+        context.check_stop()
+        return each_tenant(target, tenants, parallel, job)
+    except ExportError as exc:
+        reports = []
+        for tenant in tenants:
+            report = TenantReport(tenant, interrupted=isinstance(exc, Interrupted))
+            report.fail(str(exc), exc.exit_code)
+            reports.append(report)
+        return reports
+
+
 def _finish(
-    reports: list[TenantReport], moment: datetime, on_failure: str | None, *, summary: bool = True
+    reports: list[TenantReport],
+    moment: datetime,
+    on_failure: str | None,
+    signal_exit: int | None,
+    *,
+    summary: bool = True,
 ) -> None:
+    """Print the summary, notify about every failed or overdue tenant, exit with the right code."""
     from activity_export.report import failure_payload, notify, run_summary
 
     if summary:
         typer.echo(run_summary(reports))
-    failed = [report for report in reports if report.failed]
-    for report in failed:
-        typer.echo(f"error: tenant {report.tenant.brand}: {report.error}", err=True)
-        if on_failure:
+    for report in reports:
+        if report.failed:
+            typer.echo(f"error: tenant {report.tenant.brand}: {report.error}", err=True)
+        for overdue in report.overdue:
+            typer.echo(
+                f"error: tenant {report.tenant.brand}: period {overdue.period.label} is overdue: "
+                f"due {overdue.due.isoformat()}, not delivered {overdue.hours:.1f}h later",
+                err=True,
+            )
+        if on_failure and (report.failed or report.overdue):
             problem = notify(on_failure, failure_payload(report, moment))
             if problem:
                 typer.echo(f"warning: {problem}", err=True)
-    if failed:
-        raise typer.Exit(1)
+    if signal_exit is not None:
+        raise typer.Exit(signal_exit)
+    code = max((report.exit_code for report in reports), default=0)
+    if code:
+        raise typer.Exit(code)
 
 
 def _warn_brands_without_data(

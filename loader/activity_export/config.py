@@ -206,6 +206,12 @@ class Tenant(_Strict):
     compression: Literal["none", "gzip", "zstd"] = Field("none", description="Adds .gz / .zst.")
     file_name: str | None = Field(None, description="File name template.")
     folder: str = Field("", description="Folder template under the destination root.")
+    overdue_after_hours: float = Field(
+        6,
+        gt=0,
+        le=24 * 366,
+        description="A due period still undelivered this many hours after it became due is overdue.",
+    )
     manifest: bool = Field(
         False, description="Write a Frictionless Data Package (datapackage.json) after the data files."
     )

@@ -35,13 +35,20 @@ def run_summary(reports: list[TenantReport]) -> str:
     rows = []
     for report in reports:
         if report.error:
-            state = "FAILED: " + report.error.splitlines()[0][:120]
+            state = ("INTERRUPTED: " if report.interrupted else "FAILED: ") + report.error.splitlines()[0][
+                :120
+            ]
         elif report.skipped:
             state = report.skipped
         elif report.planned:
             state = "would deliver " + ", ".join(p.label for p in report.planned)
         else:
             state = "ok"
+        if report.overdue:
+            first = report.overdue[0]
+            state += f"; OVERDUE: {first.period.label} ({first.hours:.0f}h since due)"
+            if len(report.overdue) > 1:
+                state += f" and {len(report.overdue) - 1} more"
         rows.append(
             (
                 report.tenant.brand,
@@ -84,7 +91,7 @@ def run_json(reports: list[TenantReport], now: datetime, *, dry_run: bool) -> di
     return {
         "now": now.isoformat(),
         "dry_run": dry_run,
-        "ok": not any(report.failed for report in reports),
+        "ok": not any(report.failed or report.exit_code for report in reports),
         "tenants": [
             {
                 "brand": report.tenant.brand,
@@ -95,6 +102,7 @@ def run_json(reports: list[TenantReport], now: datetime, *, dry_run: bool) -> di
                 "already_delivered": report.already,
                 "waiting": [period.label for period in report.waiting],
                 "planned": [period.label for period in report.planned],
+                "overdue": [overdue.as_dict() for overdue in report.overdue],
                 "delivered": [
                     {
                         "period": delivered.period.label,
@@ -122,15 +130,20 @@ def run_json(reports: list[TenantReport], now: datetime, *, dry_run: bool) -> di
 
 
 def failure_payload(report: TenantReport, now: datetime) -> str:
-    """The JSON a failure notification receives (no secrets: errors are already scrubbed)."""
+    """The JSON a failure notification receives (no secrets: errors are already scrubbed).
+
+    ``event`` is ``activity-export.tenant_failed`` when the tenant failed (or was interrupted),
+    else ``activity-export.tenant_overdue``.
+    """
     return json.dumps(
         {
-            "event": "activity-export.tenant_failed",
+            "event": "activity-export.tenant_failed" if report.failed else "activity-export.tenant_overdue",
             "brand": report.tenant.brand,
             "at": now.isoformat(),
             "error": report.error,
             "delivered": [d.period.label for d in report.delivered],
             "waiting": [p.label for p in report.waiting],
+            "overdue": [o.as_dict() for o in report.overdue],
         }
     )
 
@@ -160,8 +173,11 @@ def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
         "periods",
         "pending",
         "waiting",
+        "overdue",
         "failed",
         "rows",
+        "late",
+        "held",
         "bytes",
         "destination",
     ]
@@ -175,10 +191,13 @@ def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
             status.delivered_periods,
             _few(status.pending),
             _few(status.waiting),
+            _few([str(o["period"]) for o in status.overdue]),
             _few(status.failed),
             f"{status.rows:,}",
+            f"{status.late_rows:,}",
+            f"{status.held_rows:,}",
             f"{status.bytes:,}",
-            status.destination,
+            status.destination + (" (CHANGED)" if status.destination_changed else ""),
         ]
         if verified:
             row.append(_few(status.drift))
@@ -190,7 +209,8 @@ def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
         for s in statuses
         if s.webhook and (not s.webhook["ok"] or s.webhook["failures"])
     ]
-    return "\n".join([_table(header, rows), *notes])
+    notes += [f"{status.brand}: {warning}" for status in statuses for warning in status.warnings]
+    return _table(header, rows) + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 class Progress:

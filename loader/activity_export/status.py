@@ -7,20 +7,22 @@ whose row counts changed after delivery. Rendering is in ``report``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from activity_export.config import Tenant
-from activity_export.ledger import Ledger, Record
+from activity_export.deliver import destination_changed_message
+from activity_export.ledger import Book, Ledger, Record, destination_key
 from activity_export.notify import webhook_status
-from activity_export.periods import due_periods, period_containing
-from activity_export.warehouse import Warehouse, one_value, read_watermark
+from activity_export.periods import period_containing
+from activity_export.plan import anchor_period, kinds_of, plan_periods
+from activity_export.warehouse import Warehouse, one_value, read_held_events, read_watermarks
 from activity_export.writer import activity_query, broadcast_query
 
 
 @dataclass
 class TenantStatus:
-    """One tenant's line in ``status``."""
+    """One tenant's line in ``status`` (``status --json`` prints ``as_dict()``)."""
 
     brand: str
     destination: str
@@ -32,6 +34,15 @@ class TenantStatus:
     rows: int
     bytes: int
     drift: list[str]
+    first_period: str | None = None  # the first period owed (start, or the first run's)
+    overdue: list[dict[str, object]] = field(default_factory=list)
+    destination_changed: str | None = None  # the recorded destination, when the config differs
+    watermark: str | None = None  # up to where the brand's data is complete (UTC)
+    late_rows: int = 0  # over all delivered periods
+    held_rows: int = 0
+    counts: list[dict[str, object]] = field(default_factory=list)  # per delivered period
+    held: dict[str, object] | None = None  # what holds the brand's watermark back, if anything
+    warnings: list[str] = field(default_factory=list)
     webhook: dict[str, object] | None = None  # the last notification, when the tenant has one
 
     def as_dict(self) -> dict[str, object]:
@@ -64,27 +75,83 @@ def tenant_status(
 
 
 def collect_status(
-    ledger: Ledger, warehouse: Warehouse, tenants: list[Tenant], now: datetime, *, verify: bool
+    ledger: Ledger,
+    warehouse: Warehouse,
+    config: str,
+    tenants: list[Tenant],
+    now: datetime,
+    *,
+    verify: bool,
 ) -> list[TenantStatus]:
-    """Per tenant: the ledger's deliveries, and the due periods still pending or waiting."""
-    watermark = read_watermark(warehouse)
+    """Per tenant: the ledger's deliveries, and the due periods still pending, waiting or overdue.
+
+    A tenant whose destination changed is shown against the destination the ledger holds (what
+    has been delivered where), with a warning.
+    """
+    watermarks = read_watermarks(warehouse)
     statuses = []
     for tenant in tenants:
-        records = ledger.records(tenant.brand)
-        ready, waiting = due_periods(tenant, tenant.start, now, watermark)
-        delivered = {r.period_start for r in records if r.status == "delivered"}
-        pending = [p.label for p in ready if p.start_utc.isoformat() not in delivered]
+        found = watermarks.get(tenant.brand)
+        watermark = found.complete_until if found else None
+        configured = destination_key(tenant.destination)
+        entry = ledger.tenant(config, tenant.brand)
+        book = Book(config, tenant.brand, entry.destination if entry else configured)
+        records = ledger.records(book)
+        anchor = anchor_period(
+            tenant, entry.first_period if entry else None, now, moved=bool(entry and entry.accepted_at)
+        )
+        plan = plan_periods(tenant, anchor, now, watermark, ledger.delivered_starts(book, kinds_of(tenant)))
         drift = drifted_periods(warehouse, tenant, records) if verify else []
         status = tenant_status(
             tenant.brand,
             tenant.destination.describe(),
             records,
-            pending,
-            [p.label for p in waiting],
+            [p.label for p in plan.ready],
+            [p.label for p in plan.waiting],
             drift,
         )
         heard = webhook_status(ledger.path, tenant.brand) if tenant.notify else None
         status.webhook = dict(heard.__dict__) if heard else None
+        status.first_period = anchor.label
+        status.watermark = watermark.isoformat() if watermark else None
+        status.overdue = [o.as_dict() for o in plan.overdue(tenant, now, set())]
+        counts = ledger.counts(book)
+        status.counts = [
+            {"period": c.period_label, "late_rows": c.late_rows, "held_rows": c.held_rows} for c in counts
+        ]
+        status.late_rows = sum(c.late_rows or 0 for c in counts)
+        status.held_rows = sum(c.held_rows or 0 for c in counts)
+        if found is not None and found.held_events:
+            held = read_held_events(warehouse, tenant.brand)
+            status.held = {
+                "events": found.held_events,
+                "since": found.held_since.isoformat() if found.held_since else None,
+                "examples": [
+                    {
+                        "event_id": event.event_id,
+                        "broadcast_id": event.broadcast_id,
+                        "customer_id": event.customer_id,
+                        "registered_at": event.registered_at.isoformat(),
+                        "missing": event.missing,
+                    }
+                    for event in held
+                ],
+            }
+            shown = ", ".join(f"{event.event_id} (no {event.missing})" for event in held[:5])
+            status.warnings.append(
+                f"held back since {status.held['since']} by {found.held_events} e-mail event(s) whose "
+                f"broadcast or customer row has not arrived, e.g. event {shown}; have the platform "
+                "load the missing rows, then `dbt build` releases the brand"
+            )
+        if entry is not None and entry.destination != configured:
+            status.destination_changed = entry.destination
+            status.warnings.append(destination_changed_message(tenant, entry.destination, configured))
+        for overdue in status.overdue:
+            status.warnings.append(
+                f"period {overdue['period']} is OVERDUE: due {overdue['due_at']}, "
+                f"{overdue['hours_overdue']}h ago (overdue after {tenant.overdue_after_hours:g}h); "
+                f"data complete up to {status.watermark or 'nothing yet'}"
+            )
         statuses.append(status)
     return statuses
 

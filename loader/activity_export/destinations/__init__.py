@@ -84,6 +84,13 @@ class Destination(ABC):
         """Size of the file under its final name, or None when it is absent or unknown."""
         return None
 
+    def sha256(self, relative: PurePosixPath) -> str | None:
+        """SHA-256 (hex) of the file under its final name, or None when it is absent or unknown.
+
+        Resuming after a crash trusts a file already under its final name only when this matches.
+        """
+        return None
+
 
 def open_destination(
     config: LocalDestination | SftpDestination, brand: str, file_mode: int = int(DEFAULT_FILE_MODE, 8)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import stat
@@ -82,6 +83,26 @@ class LocalFolder(Destination):
 
     def size(self, relative: PurePosixPath) -> int | None:
         return self._regular_size(relative)
+
+    def sha256(self, relative: PurePosixPath) -> str | None:
+        with self._folder(relative.parent, create=False) as folder:
+            if folder is None:
+                return None
+            try:
+                handle = os.open(relative.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+            except (FileNotFoundError, IsADirectoryError):
+                return None
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # a link: not a file this loader published
+                    return None
+                raise
+            digest = hashlib.sha256()
+            with os.fdopen(handle, "rb") as source:
+                if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                    return None
+                while chunk := source.read(1 << 20):
+                    digest.update(chunk)
+            return digest.hexdigest()
 
     def check_writable(self) -> str:
         try:

@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 READ_SIZE = 2**20
 # How often an upload that follows a file being written looks for new bytes.
 FOLLOW_POLL_SECONDS = 0.05
+# draft-ietf-secsh-filexfer-extensions: the server hashes a file itself (OpenSSH does not offer it)
+CHECK_FILE = "check-file"
 
 
 class SftpServer(Destination):
@@ -143,6 +145,31 @@ class SftpServer(Destination):
             return attributes.st_size if S_ISREG(attributes.st_mode or 0) else None
 
         return self._ssh.retrying(f"check {final}", look)
+
+    def sha256(self, relative: PurePosixPath) -> str | None:
+        """SHA-256 of the remote file: from the server when it offers ``check-file``, else read back."""
+        final = self._remote(relative)
+
+        def digest() -> str | None:
+            sftp = self._session()
+            with self._ssh.step(f"read back {final}"):
+                try:
+                    handle = sftp.open(str(final), "rb")
+                except FileNotFoundError:
+                    return None
+                with handle:
+                    if CHECK_FILE in getattr(sftp, "server_extensions", {}):
+                        try:
+                            return bytes(handle.check("sha256", 0, 0, 0)).hex()
+                        except OSError:  # announced, but not for sha256: read it back
+                            pass
+                    handle.prefetch()
+                    hashed = hashlib.sha256()
+                    while chunk := handle.read(READ_SIZE):
+                        hashed.update(chunk)
+                    return hashed.hexdigest()
+
+        return self._ssh.retrying(f"read back {final}", digest)
 
     # -- more than a Destination: check --connect, prune, cleanup --------------------------------
 
