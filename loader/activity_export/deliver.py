@@ -470,7 +470,8 @@ def _with_ledger(
         report = deliver_tenant(warehouse, tenant, plan.ready, ledger, book, context, force=force)
         report.already, report.waiting = plan.delivered, plan.waiting
     if chosen is None:
-        delivered_now = {d.period for d in report.delivered}
+        # a dry run counts what it would deliver as delivered: only what stays owed is overdue
+        delivered_now = {d.period for d in report.delivered} | set(report.planned)
         report.overdue = plan.overdue(tenant, context.now, delivered_now)
         if report.overdue:
             report.exit_code = max(report.exit_code, 1)
