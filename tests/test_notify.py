@@ -23,7 +23,7 @@ import pytest
 
 from activity_export import notify
 from activity_export.config import Notify
-from activity_export.deliver import run_tenant
+from activity_export.deliver import Context, run_tenant
 from activity_export.ledger import Ledger
 from activity_export.notify import SIGNATURE_HEADER, post_event, webhook_status
 from activity_export.periods import parse_now
@@ -36,6 +36,7 @@ __all__ = ["golden_database", "warehouse"]  # fixtures shared with tests/test_wr
 
 SECRET = "webhook-secret-for-tests"
 NOW = parse_now("2026-11-27T07:00:00+01:00")  # 2026-11-24, -25 and -26 are due
+CONFIG = "tenants.yml"  # what the ledger records the deliveries under
 
 
 @dataclass
@@ -95,7 +96,8 @@ def _tenant(hook: Hook, tmp_path: Path, **settings: Any) -> Any:
 
 
 def _run(warehouse: Warehouse, configured: Any, tmp_path: Path) -> Any:
-    return run_tenant(warehouse, configured, NOW, read_watermark(warehouse), tmp_path / "ledger.sqlite")
+    context = Context(CONFIG, tmp_path / "ledger.sqlite", NOW)
+    return run_tenant(warehouse, configured, read_watermark(warehouse), context)
 
 
 def test_every_delivered_period_is_announced_and_signed(
@@ -145,7 +147,7 @@ def test_a_failing_webhook_neither_blocks_nor_fails_the_delivery(
     assert status is not None and not status.ok and status.failures == 3 and status.detail == "HTTP 500"
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         table = status_table(
-            collect_status(ledger, warehouse, [configured], NOW, verify=False), verified=False
+            collect_status(ledger, warehouse, CONFIG, [configured], NOW, verify=False), verified=False
         )
     assert "webhook of GOLD: last delivered event (2026-11-26) NOT ACCEPTED: HTTP 500" in table
 
