@@ -193,3 +193,14 @@ def test_a_failed_period_is_announced_with_its_error(
     assert [(e["event"], e["period"]["label"], e["files"]) for e in events] == [("failed", "2026-11-24", [])]
     assert events[0]["error"] == report.error
     assert isinstance(datetime.fromisoformat(events[0]["sent_at"].replace("Z", "+00:00")), datetime)
+
+
+def test_an_overdue_period_is_announced(hook: Hook, warehouse: Warehouse, tmp_path: Path) -> None:
+    later = parse_now("2026-11-28T07:00:00+01:00")  # 26 November became due 25 hours ago
+    complete_until = parse_now("2026-11-25T23:00:00+00:00")  # as if the data stopped after the 25th
+    context = Context(CONFIG, tmp_path / "ledger.sqlite", later)
+    report = run_tenant(warehouse, _tenant(hook, tmp_path), complete_until, context)
+    assert [o.period.label for o in report.overdue] == ["2026-11-26"] and not report.failed
+    overdue = [e for e in hook.events() if e["event"] == "overdue"]
+    assert [e["period"]["label"] for e in overdue] == ["2026-11-26"]
+    assert "after it became due" in overdue[0]["error"]
