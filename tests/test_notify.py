@@ -23,7 +23,7 @@ import pytest
 
 from activity_export import notify
 from activity_export.config import Notify
-from activity_export.deliver import run_tenant
+from activity_export.deliver import Context, run_tenant
 from activity_export.ledger import Ledger
 from activity_export.notify import SIGNATURE_HEADER, post_event, webhook_status
 from activity_export.periods import parse_now
@@ -36,6 +36,7 @@ __all__ = ["golden_database", "warehouse"]  # fixtures shared with tests/test_wr
 
 SECRET = "webhook-secret-for-tests"
 NOW = parse_now("2026-11-27T07:00:00+01:00")  # 2026-11-24, -25 and -26 are due
+CONFIG = "tenants.yml"  # what the ledger records the deliveries under
 
 
 @dataclass
@@ -95,7 +96,8 @@ def _tenant(hook: Hook, tmp_path: Path, **settings: Any) -> Any:
 
 
 def _run(warehouse: Warehouse, configured: Any, tmp_path: Path) -> Any:
-    return run_tenant(warehouse, configured, NOW, read_watermark(warehouse), tmp_path / "ledger.sqlite")
+    context = Context(CONFIG, tmp_path / "ledger.sqlite", NOW)
+    return run_tenant(warehouse, configured, read_watermark(warehouse), context)
 
 
 def test_every_delivered_period_is_announced_and_signed(
@@ -145,7 +147,7 @@ def test_a_failing_webhook_neither_blocks_nor_fails_the_delivery(
     assert status is not None and not status.ok and status.failures == 3 and status.detail == "HTTP 500"
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
         table = status_table(
-            collect_status(ledger, warehouse, [configured], NOW, verify=False), verified=False
+            collect_status(ledger, warehouse, CONFIG, [configured], NOW, verify=False), verified=False
         )
     assert "webhook of GOLD: last delivered event (2026-11-26) NOT ACCEPTED: HTTP 500" in table
 
@@ -191,3 +193,14 @@ def test_a_failed_period_is_announced_with_its_error(
     assert [(e["event"], e["period"]["label"], e["files"]) for e in events] == [("failed", "2026-11-24", [])]
     assert events[0]["error"] == report.error
     assert isinstance(datetime.fromisoformat(events[0]["sent_at"].replace("Z", "+00:00")), datetime)
+
+
+def test_an_overdue_period_is_announced(hook: Hook, warehouse: Warehouse, tmp_path: Path) -> None:
+    later = parse_now("2026-11-28T07:00:00+01:00")  # 26 November became due 25 hours ago
+    complete_until = parse_now("2026-11-25T23:00:00+00:00")  # as if the data stopped after the 25th
+    context = Context(CONFIG, tmp_path / "ledger.sqlite", later)
+    report = run_tenant(warehouse, _tenant(hook, tmp_path), complete_until, context)
+    assert [o.period.label for o in report.overdue] == ["2026-11-26"] and not report.failed
+    overdue = [e for e in hook.events() if e["event"] == "overdue"]
+    assert [e["period"]["label"] for e in overdue] == ["2026-11-26"]
+    assert "after it became due" in overdue[0]["error"]

@@ -475,6 +475,10 @@ def _with_ledger(
         report.overdue = plan.overdue(tenant, context.now, delivered_now)
         if report.overdue:
             report.exit_code = max(report.exit_code, 1)
+        # loud, again at every run; a tenant that failed has announced that already
+        for overdue in [] if context.dry_run or report.failed else report.overdue:
+            problem = f"not delivered {overdue.hours:.1f}h after it became due ({overdue.due.isoformat()})"
+            announce(tenant, "overdue", overdue.period, [], problem, ledger.path)
     return report
 
 
