@@ -225,6 +225,14 @@ class Ledger:
     not a SQLite database at all) is one ``ExportError`` naming the file and what to do.
     """
 
+    def __new__(cls, path: Path, *, read_only: bool = False) -> Ledger:
+        # ``--ledger postgresql://...``: the shared ledger in PostgreSQL, same interface
+        if cls is Ledger and _is_postgres(path):
+            from activity_export.ledger_postgres import PostgresLedger
+
+            return super().__new__(PostgresLedger)
+        return super().__new__(cls)
+
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         """Open (create, migrate) the ledger; ``read_only`` creates nothing and reads a missing one
         as empty (``status``, ``check``, ``run --dry-run``)."""
@@ -630,6 +638,10 @@ def _open_error(path: Path, exc: sqlite3.DatabaseError) -> ExportError:
     )
 
 
+def _is_postgres(location: Path) -> bool:
+    return str(location).startswith(("postgresql:", "postgres:"))
+
+
 def _lock_name(brand: str) -> str:
     """A file name for a brand's lock: the brand itself when it is short enough, else its hash."""
     if len(brand.encode()) <= 100:
@@ -643,7 +655,14 @@ def tenant_lock(ledger_path: Path, brand: str) -> Iterator[bool]:
 
     Two runs started at once therefore never deliver the same tenant-period twice: the second one
     skips the tenant and says so. The lock is released when the process ends, however it ends.
+    With a PostgreSQL ledger the lock is a row lock there, shared by workers on every machine.
     """
+    if _is_postgres(ledger_path):
+        from activity_export.ledger_postgres import tenant_claim
+
+        with tenant_claim(ledger_path, brand) as claimed:
+            yield claimed
+        return
     folder = ledger_path.parent / (ledger_path.name + ".locks")
     folder.mkdir(parents=True, exist_ok=True)
     fd = os.open(folder / _lock_name(brand), os.O_RDWR | os.O_CREAT, 0o644)

@@ -1,0 +1,443 @@
+"""The shared ledger: the same records as the SQLite ledger, in PostgreSQL, for workers on many machines.
+
+Opt-in with ``--ledger postgresql://user@host:port/dbname`` (or ``ACTIVITY_EXPORT_LEDGER``); the
+password comes from ``PGPASSWORD`` or ``~/.pgpass`` as for any libpq client, never from a log line.
+The tables live in the schema ``activity_export_ledger``, created on first use.
+
+Any number of ``activity-export run`` processes, on any machines, may share one such ledger. A
+worker delivers a tenant only while it holds that tenant's row in ``claims`` locked
+(``select ... for update skip locked`` in a transaction kept open for the tenant's delivery); a
+worker that finds the row locked skips the tenant, as with the file lock of the SQLite ledger. So
+there is no static shard to rebalance when workers come and go: every worker walks every tenant
+and takes the free ones. The unit of a claim is the tenant, not the single period, because a
+tenant's periods must arrive in order. A worker that dies, however it dies, loses its connection
+and with it the lock; the next worker that tries the tenant finishes what the dead one left
+(a file recorded as ``uploading`` whose final name holds the recorded SHA-256 is not sent again).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg2  # type: ignore[import-untyped]  # no stubs installed; used through Any
+import psycopg2.extras  # type: ignore[import-untyped]
+
+from activity_export.errors import ConfigError, ExportError
+from activity_export.ledger import (
+    OUTCOMES,
+    SCHEMA_VERSION,
+    Book,
+    Ledger,
+    PeriodCounts,
+    Record,
+    TenantEntry,
+)
+
+SCHEMA_NAME = "activity_export_ledger"
+CONNECT_TIMEOUT_SECONDS = 10
+# A worker whose machine vanishes holds its claims until PostgreSQL notices the dead connection.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
+
+SCHEMA = f"""
+create schema if not exists {SCHEMA_NAME};
+set local search_path to {SCHEMA_NAME};
+create table if not exists meta (
+    name text primary key,
+    value text not null
+);
+create table if not exists tenants (
+    config text not null,
+    brand text not null,
+    destination text not null,
+    first_period text not null,
+    registered_at text not null,
+    accepted_from text,
+    accepted_at text,
+    primary key (config, brand)
+);
+create table if not exists deliveries (
+    config text not null,
+    brand text not null,
+    destination text not null,
+    kind text not null,
+    period_start text not null,
+    period_end text not null,
+    period_label text not null,
+    status text not null check (status in ('uploading', 'delivered', 'failed')),
+    remote_path text,
+    rows bigint,
+    bytes bigint,
+    sha256 text,
+    attempts integer not null default 0,
+    started_at text,
+    delivered_at text,
+    error text,
+    primary key (config, brand, destination, kind, period_start)
+);
+create table if not exists periods (
+    config text not null,
+    brand text not null,
+    destination text not null,
+    period_start text not null,
+    period_label text not null,
+    late_rows bigint,
+    held_rows bigint,
+    recorded_at text not null,
+    primary key (config, brand, destination, period_start)
+);
+create table if not exists attempts (
+    attempt_id bigint generated always as identity primary key,
+    config text not null,
+    brand text not null,
+    destination text not null,
+    period_start text not null,
+    period_label text not null,
+    started_at text not null,
+    finished_at text,
+    outcome text,
+    error text
+);
+create index if not exists attempts_by_tenant on attempts (config, brand, outcome);
+create table if not exists claims (
+    brand text primary key
+);
+"""
+# every worker may start at once: one of them creates the schema, the others wait for it
+SCHEMA_LOCK = 0x61657870  # "aexp"
+
+
+def is_postgres_url(location: Path | str) -> bool:
+    """Whether a ``--ledger`` value names a PostgreSQL ledger rather than a SQLite file."""
+    return re.match(r"postgres(ql)?:/", str(location)) is not None
+
+
+def postgres_url(location: Path | str) -> str:
+    """The URL again from a ``--ledger`` value (a path option folds ``//`` into ``/``)."""
+    text = str(location)
+    scheme, _, rest = text.partition(":")
+    return f"{scheme}://{rest.lstrip('/')}"
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _connect(url: str) -> Any:
+    try:
+        connection = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS, **KEEPALIVES)
+    except psycopg2.OperationalError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"ledger {safe_url(url)}: cannot connect: {message}") from None
+    except psycopg2.ProgrammingError as exc:
+        raise ConfigError(f"ledger {safe_url(url)}: not a usable PostgreSQL URL ({exc})") from None
+    connection.autocommit = True
+    return connection
+
+
+class PostgresLedger(Ledger):
+    """The ledger's interface (see ``ledger.Ledger``) on a PostgreSQL database.
+
+    Every statement commits on its own (autocommit), as every step of the SQLite ledger does; the
+    few read-then-write steps run in one transaction under the tenant's row lock.
+    """
+
+    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:  # no SQLite file to open
+        """Connect and create the schema if it is missing (also for ``read_only``: an empty ledger
+        reads as empty, and creating the empty tables changes nothing a reader could see)."""
+        self.path = Path(str(path))
+        self.url = postgres_url(path)
+        self._pg = _connect(self.url)
+        try:
+            with self._pg.cursor() as cursor:
+                cursor.execute("begin")
+                cursor.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                cursor.execute(SCHEMA)
+                cursor.execute(
+                    "insert into meta (name, value) values ('schema_version', %s) on conflict do nothing",
+                    (str(SCHEMA_VERSION),),
+                )
+                cursor.execute("commit")
+                cursor.execute(f"set search_path to {SCHEMA_NAME}")
+        except psycopg2.Error as exc:
+            self._pg.close()
+            raise ExportError(f"ledger {safe_url(self.url)}: cannot create its tables: {exc}") from None
+
+    def close(self) -> None:
+        self._pg.close()
+
+    def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with self._pg.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+            cursor.execute(sql, args)
+            return [dict(row) for row in cursor.fetchall()]
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> dict[str, Any] | None:
+        rows = self._all(sql, args)
+        return rows[0] if rows else None
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        with self._pg.cursor() as cursor:
+            cursor.execute(sql, args)
+            return int(cursor.rowcount)
+
+    # -- tenants ---------------------------------------------------------------------------------
+
+    def tenant(self, config: str, brand: str) -> TenantEntry | None:
+        row = self._one("select * from tenants where config = %s and brand = %s", (config, brand))
+        if row is None:
+            return None
+        return TenantEntry(
+            config=row["config"],
+            brand=row["brand"],
+            destination=row["destination"],
+            first_period=datetime.fromisoformat(row["first_period"]),
+            accepted_from=row["accepted_from"],
+            accepted_at=row["accepted_at"],
+        )
+
+    def register(self, book: Book, first_period: datetime) -> TenantEntry:
+        self._run(
+            "insert into tenants (config, brand, destination, first_period, registered_at) "
+            "values (%s, %s, %s, %s, %s) on conflict (config, brand) do nothing",
+            (book.config, book.brand, book.destination, first_period.isoformat(), _now()),
+        )
+        entry = self.tenant(book.config, book.brand)
+        assert entry is not None
+        return entry
+
+    def accept_destination(self, book: Book) -> TenantEntry:
+        entry = self.tenant(book.config, book.brand)
+        if entry is None:
+            raise ExportError(f"tenant {book.brand}: nothing recorded yet, so nothing to accept")
+        if entry.destination == book.destination:
+            return entry
+        row = self._one(
+            "select max(period_end) as last_end from deliveries where config = %s and brand = %s "
+            "and destination = %s and status = 'delivered' and kind = 'activity'",
+            (book.config, book.brand, entry.destination),
+        )
+        last_end = row["last_end"] if row else None
+        first = datetime.fromisoformat(last_end) if last_end else entry.first_period
+        self._run(
+            "update tenants set destination = %s, first_period = %s, accepted_from = %s, "
+            "accepted_at = %s where config = %s and brand = %s",
+            (book.destination, first.isoformat(), entry.destination, _now(), book.config, book.brand),
+        )
+        accepted = self.tenant(book.config, book.brand)
+        assert accepted is not None
+        return accepted
+
+    # -- deliveries ------------------------------------------------------------------------------
+
+    def records(self, book: Book) -> list[Record]:
+        rows = self._all(
+            "select * from deliveries where config = %s and brand = %s and destination = %s "
+            "order by period_start, kind",
+            (book.config, book.brand, book.destination),
+        )
+        return [Record(**row) for row in rows]
+
+    def period_records(self, book: Book, period_start: datetime) -> dict[str, Record]:
+        rows = self._all(
+            "select * from deliveries "
+            "where config = %s and brand = %s and destination = %s and period_start = %s",
+            (book.config, book.brand, book.destination, period_start.isoformat()),
+        )
+        return {row["kind"]: Record(**row) for row in rows}
+
+    def delivered_starts(self, book: Book, kinds: list[str]) -> set[datetime]:
+        rows = self._all(
+            "select period_start, count(distinct kind) as kinds from deliveries "
+            "where config = %s and brand = %s and destination = %s and status = 'delivered' "
+            "and kind = any(%s) group by period_start",
+            (book.config, book.brand, book.destination, list(kinds)),
+        )
+        return {datetime.fromisoformat(row["period_start"]) for row in rows if row["kinds"] == len(kinds)}
+
+    def is_delivered(self, book: Book, period_start: datetime, kinds: list[str]) -> bool:
+        records = self.period_records(book, period_start)
+        return all(kind in records and records[kind].status == "delivered" for kind in kinds)
+
+    def start_attempt(self, book: Book, period_start: datetime, label: str) -> int:
+        row = self._one(
+            "insert into attempts (config, brand, destination, period_start, period_label, started_at) "
+            "values (%s, %s, %s, %s, %s, %s) returning attempt_id",
+            (book.config, book.brand, book.destination, period_start.isoformat(), label, _now()),
+        )
+        assert row is not None
+        return int(row["attempt_id"])
+
+    def finish_attempt(self, attempt_id: int, outcome: str, error: str | None = None) -> None:
+        assert outcome in OUTCOMES, outcome
+        self._run(
+            "update attempts set finished_at = %s, outcome = %s, error = %s where attempt_id = %s",
+            (_now(), outcome, error, attempt_id),
+        )
+
+    def interrupt_unfinished(self, book: Book) -> int:
+        return self._run(
+            "update attempts set outcome = 'interrupted', finished_at = %s, "
+            "error = 'the run ended before this attempt finished' "
+            "where config = %s and brand = %s and outcome is null",
+            (_now(), book.config, book.brand),
+        )
+
+    def attempts(self, book: Book) -> list[tuple[str, str | None]]:
+        rows = self._all(
+            "select period_label, outcome from attempts "
+            "where config = %s and brand = %s and destination = %s order by attempt_id",
+            (book.config, book.brand, book.destination),
+        )
+        return [(row["period_label"], row["outcome"]) for row in rows]
+
+    def uploading(
+        self,
+        book: Book,
+        kind: str,
+        period_start: datetime,
+        period_end: datetime,
+        label: str,
+        remote_path: str,
+        rows: int,
+        size: int,
+        sha256: str,
+    ) -> None:
+        self._run(
+            """
+            insert into deliveries (config, brand, destination, kind, period_start, period_end,
+                period_label, status, remote_path, rows, bytes, sha256, attempts, started_at)
+            values (%s, %s, %s, %s, %s, %s, %s, 'uploading', %s, %s, %s, %s, 1, %s)
+            on conflict (config, brand, destination, kind, period_start) do update set
+                status = 'uploading', remote_path = excluded.remote_path,
+                rows = excluded.rows, bytes = excluded.bytes, sha256 = excluded.sha256,
+                attempts = deliveries.attempts + 1, started_at = excluded.started_at,
+                error = null
+            """,
+            (
+                book.config,
+                book.brand,
+                book.destination,
+                kind,
+                period_start.isoformat(),
+                period_end.isoformat(),
+                label,
+                remote_path,
+                rows,
+                size,
+                sha256,
+                _now(),
+            ),
+        )
+
+    def delivered(self, book: Book, kind: str, period_start: datetime, remote_path: str) -> None:
+        self._run(
+            "update deliveries set status = 'delivered', delivered_at = %s, remote_path = %s, "
+            "error = null where config = %s and brand = %s and destination = %s and kind = %s "
+            "and period_start = %s",
+            (_now(), remote_path, book.config, book.brand, book.destination, kind, period_start.isoformat()),
+        )
+
+    def failed(
+        self,
+        book: Book,
+        period_start: datetime,
+        period_end: datetime,
+        label: str,
+        error: str,
+        kinds: tuple[str, ...] = ("activity", "broadcast"),
+    ) -> None:
+        for kind in kinds:
+            self._run(
+                """
+                insert into deliveries (config, brand, destination, kind, period_start, period_end,
+                    period_label, status, attempts, started_at, error)
+                values (%s, %s, %s, %s, %s, %s, %s, 'failed', 1, %s, %s)
+                on conflict (config, brand, destination, kind, period_start) do update set
+                    status = case when deliveries.status = 'delivered' then 'delivered'
+                                  else 'failed' end,
+                    attempts = case when deliveries.status = 'uploading'
+                                    then deliveries.attempts else deliveries.attempts + 1 end,
+                    error = excluded.error
+                """,
+                (
+                    book.config,
+                    book.brand,
+                    book.destination,
+                    kind,
+                    period_start.isoformat(),
+                    period_end.isoformat(),
+                    label,
+                    _now(),
+                    error,
+                ),
+            )
+
+    def record_counts(
+        self, book: Book, period_start: datetime, label: str, late_rows: int | None, held_rows: int | None
+    ) -> None:
+        self._run(
+            """
+            insert into periods (config, brand, destination, period_start, period_label, late_rows,
+                held_rows, recorded_at)
+            values (%s, %s, %s, %s, %s, %s, %s, %s)
+            on conflict (config, brand, destination, period_start) do update set
+                late_rows = excluded.late_rows, held_rows = excluded.held_rows,
+                recorded_at = excluded.recorded_at
+            """,
+            (
+                book.config,
+                book.brand,
+                book.destination,
+                period_start.isoformat(),
+                label,
+                late_rows,
+                held_rows,
+                _now(),
+            ),
+        )
+
+    def counts(self, book: Book) -> list[PeriodCounts]:
+        rows = self._all(
+            "select period_label, late_rows, held_rows from periods "
+            "where config = %s and brand = %s and destination = %s order by period_start",
+            (book.config, book.brand, book.destination),
+        )
+        return [PeriodCounts(row["period_label"], row["late_rows"], row["held_rows"]) for row in rows]
+
+
+@contextmanager
+def tenant_claim(location: Path | str, brand: str) -> Iterator[bool]:
+    """Claim a tenant for this worker: its ``claims`` row locked, or False when another holds it.
+
+    The lock is a transaction on a connection of its own, kept open until the tenant is done;
+    it ends with the connection, so a killed worker's claims are free again at once.
+    """
+    url = postgres_url(location)
+    connection = _connect(url)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"set search_path to {SCHEMA_NAME}")
+            # a claim is held while files upload, which may take long: no idle timeout may end it
+            cursor.execute("set idle_in_transaction_session_timeout = 0")
+            cursor.execute("insert into claims (brand) values (%s) on conflict do nothing", (brand,))
+            cursor.execute("begin")
+            cursor.execute("select brand from claims where brand = %s for update skip locked", (brand,))
+            claimed = cursor.fetchone() is not None
+        yield claimed
+    finally:
+        connection.close()

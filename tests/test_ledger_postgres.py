@@ -1,0 +1,203 @@
+"""The shared ledger in PostgreSQL: claims by row lock, and exactly-once with workers killed at random."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+from activity_export.errors import ExportError
+from activity_export.ledger import Book, Ledger, tenant_lock
+from activity_export.ledger_postgres import PostgresLedger, safe_url
+from tests.conftest import BIN, Project, pg_connect, pg_settings
+
+pytestmark = pytest.mark.postgres
+
+NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
+BRANDS = [f"MERK{n}" for n in range(1, 9)]
+
+
+@pytest.fixture
+def ledger_url() -> Iterator[str]:
+    """A PostgreSQL database of its own for one test's ledger, dropped afterwards."""
+    admin = pg_connect(os.environ.get("PGADMINDB", "postgres"))
+    admin.autocommit = True
+    name = f"aexp_ledger_{uuid.uuid4().hex[:10]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f'create database "{name}"')
+    settings = pg_settings()
+    auth = settings["user"] + (f":{settings['password']}" if settings["password"] else "")
+    try:
+        yield f"postgresql://{auth}@{settings['host']}:{settings['port']}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'drop database if exists "{name}" with (force)')
+        admin.close()
+
+
+def test_a_postgres_url_opens_the_shared_ledger_with_the_same_interface(ledger_url: str) -> None:
+    book = Book("/etc/activity-export/tenants.yml", "BRANDNAAM", "local:/srv/out")
+    start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC)
+    # a path option folds the URL's "//"; the ledger reads it back
+    with Ledger(Path(ledger_url)) as ledger:
+        assert isinstance(ledger, PostgresLedger)
+        ledger.register(book, start)
+        attempt = ledger.start_attempt(book, start, "2026-11-01")
+        ledger.uploading(book, "activity", start, end, "2026-11-01", "a.csv", 10, 100, "ab" * 32)
+        ledger.delivered(book, "activity", start, "a.csv")
+        ledger.uploading(book, "broadcast", start, end, "2026-11-01", "b.csv", 2, 20, "cd" * 32)
+        assert ledger.delivered_starts(book, ["activity", "broadcast"]) == set()
+        ledger.delivered(book, "broadcast", start, "b.csv")
+        ledger.finish_attempt(attempt, "delivered")
+    with Ledger(Path(ledger_url)) as again:  # a second worker, or the next run
+        assert again.delivered_starts(book, ["activity", "broadcast"]) == {start}
+        assert again.is_delivered(book, start, ["activity", "broadcast"])
+        assert again.period_records(book, start)["activity"].sha256 == "ab" * 32
+        assert again.attempts(book) == [("2026-11-01", "delivered")]
+        other = Book("/elsewhere/tenants.yml", "BRANDNAAM", "local:/srv/out")
+        assert again.delivered_starts(other, ["activity"]) == set()  # per configuration file
+
+
+def test_a_claim_excludes_every_other_worker_until_its_connection_ends(ledger_url: str) -> None:
+    Ledger(Path(ledger_url)).close()
+    with tenant_lock(Path(ledger_url), "BRANDNAAM") as first:
+        with tenant_lock(Path(ledger_url), "BRANDNAAM") as second:
+            with tenant_lock(Path(ledger_url), "MODEHUIS") as other:
+                assert (first, second, other) == (True, False, True)
+    with tenant_lock(Path(ledger_url), "BRANDNAAM") as after:
+        assert after
+
+
+def test_an_unreachable_ledger_is_one_error_without_the_password() -> None:
+    url = "postgresql://aexp:geheim@127.0.0.1:1/ledger"
+    with pytest.raises(ExportError) as raised:
+        Ledger(Path(url))
+    assert "geheim" not in str(raised.value)
+    assert safe_url(url) in str(raised.value)
+
+
+def _inodes(folder: Path, seen: dict[str, int], stop: threading.Event) -> None:
+    """Remember the first inode of every published file: a second publication has another one."""
+    while not stop.is_set():
+        for path in folder.rglob("*.csv"):
+            try:
+                seen.setdefault(str(path.relative_to(folder)), path.stat().st_ino)
+            except FileNotFoundError:
+                pass
+        time.sleep(0.01)
+
+
+def test_four_workers_killed_at_random_deliver_every_file_exactly_once(
+    duckdb_project: Project, tmp_path: Path, ledger_url: str
+) -> None:
+    project = Project(duckdb_project.target, duckdb_project.profiles_dir, dict(duckdb_project.env))
+    project.env["ACTIVITY_EXPORT_DUCKDB"] = str(tmp_path / "own.duckdb")
+    project.env["DBT_TARGET_PATH"] = str(tmp_path / "target")
+    project.run(
+        "generate", "--brands", ",".join(BRANDS), "--days", "3", "--events-per-day", "100",
+        *project.cli_args(),
+    )  # fmt: skip
+    project.dbt("build")
+    server = tmp_path / "server"
+    config = tmp_path / "tenants.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"start": "2026-11-01"},
+                "tenants": {b: {"destination": {"type": "local", "root": str(server / b)}} for b in BRANDS},
+            }
+        )
+    )
+    command = [str(BIN / "activity-export"), "run", "--config", str(config), "--ledger", ledger_url]
+    command += ["--now", NOW, "--parallel", "2", *project.cli_args()]
+
+    spawned = 0
+
+    def worker() -> tuple[str, subprocess.Popen[bytes]]:
+        nonlocal spawned
+        spawned += 1
+        name = f"worker-{spawned}"  # its connections' application_name in pg_stat_activity
+        env = {**project.env, "PGAPPNAME": name}
+        return name, subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def claiming(names: set[str]) -> list[str]:
+        """Workers holding a claim right now: an open transaction on the ledger database."""
+        cursor.execute(
+            "select distinct application_name from pg_stat_activity "
+            "where datname = %s and state = 'idle in transaction'",
+            (database,),
+        )
+        return sorted(name for (name,) in cursor.fetchall() if name in names)
+
+    database = ledger_url.rsplit("/", 1)[1]
+    watch = pg_connect(database)
+    watch.autocommit = True
+    cursor = watch.cursor()
+    seen: dict[str, int] = {}
+    stop = threading.Event()
+    observer = threading.Thread(target=_inodes, args=(server, seen, stop), daemon=True)
+    observer.start()
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    workers = dict(worker() for _ in range(4))
+    kills = 0
+    try:
+        # Kill a worker while it is delivering (holds a claim), six times; each comes back, as
+        # under a scheduler. Bounded: at most 60 s of polling per kill.
+        for _ in range(6):
+            deadline = time.monotonic() + 60
+            holders: list[str] = []
+            while not holders and time.monotonic() < deadline:
+                if all(process.poll() is not None for process in workers.values()):
+                    break
+                holders = claiming({name for name, p in workers.items() if p.poll() is None})
+                time.sleep(0.02)
+            if not holders:
+                break
+            time.sleep(rng.uniform(0, 0.3))
+            victim = rng.choice(holders)
+            workers[victim].kill()
+            workers[victim].wait()
+            kills += 1
+            del workers[victim]
+            workers.update([worker()])
+        for process in workers.values():
+            process.wait(timeout=600)
+        last = project.run(*command[1:])  # nobody holds a claim now: this one finishes everything
+    finally:
+        for process in workers.values():
+            if process.poll() is None:
+                process.kill()
+        stop.set()
+        observer.join()
+
+    assert kills >= 1, f"seed {seed}: no worker was ever seen delivering"
+    expected = sorted(
+        f"{brand}/{kind}_{brand}_2026110{day}.csv"
+        for brand in BRANDS
+        for kind in ("activity", "broadcast")
+        for day in (1, 2, 3)
+    )
+    published = {str(p.relative_to(server)): p.stat().st_ino for p in server.rglob("*") if p.is_file()}
+    assert sorted(published) == expected, (seed, last.stdout)  # every file, no partial left behind
+    twice = [name for name, inode in published.items() if seen.get(name, inode) != inode]
+    assert not twice, f"seed {seed}: published more than once: {twice}"
+    with watch:
+        cursor.execute(
+            "select status, count(*) from activity_export_ledger.deliveries group by status order by status"
+        )
+        assert cursor.fetchall() == [("delivered", len(expected))], seed
+        cursor.execute(
+            "select coalesce(outcome, 'running'), count(*) from activity_export_ledger.attempts group by 1"
+        )
+        print(f"seed {seed}: {kills} workers killed; attempts by outcome: {dict(cursor.fetchall())}")
+    watch.close()
