@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -201,3 +202,9 @@ def test_four_workers_killed_at_random_deliver_every_file_exactly_once(
         )
         print(f"seed {seed}: {kills} workers killed; attempts by outcome: {dict(cursor.fetchall())}")
     watch.close()
+    # what status reads back from the shared ledger
+    status = project.run(
+        "status", "--json", "--config", str(config), "--ledger", ledger_url, "--now", NOW,
+        *project.cli_args(),
+    )  # fmt: skip
+    assert {t["brand"]: t["delivered_periods"] for t in json.loads(status.stdout)} == dict.fromkeys(BRANDS, 3)
