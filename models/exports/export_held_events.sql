@@ -7,24 +7,21 @@
 }}
 
 {#- The e-mail events held back because their broadcast or customer row has not arrived: what
-    int_events_unbuilt brought to this build and export_activities could not place. Each holds
+    int_events_unbuilt brought to this build and export_activities could not place (the same
+    rule from the other side: broadcast or customer row missing). Each holds
     its brand's watermark at its registration (export_watermark); the next build reads this
     table again and places the event once the row is there. `missing` says which row: the
     broadcast (the channel is unknown until it arrives, so it may yet turn out not to be e-mail)
     or the customer (a customer in raw.erasures is not missing). Small: a table, rebuilt on
     every build. -#}
 
+-- depends_on: {{ ref('export_activities') }}
+
 with
 
 arrived as (
 
     select * from {{ ref('int_events_unbuilt') }}
-
-),
-
-activities as (
-
-    select * from {{ ref('export_activities') }}
 
 ),
 
@@ -46,35 +43,23 @@ erasures as (
 
 ),
 
-unplaced as (
-
-    select arrived.*
-    from arrived
-    where not exists (
-        select 1
-        from activities
-        where activities.event_id = arrived.event_id
-    )
-
-),
-
 missing_rows as (
 
     select
-        unplaced.*,
+        arrived.*,
         broadcasts.broadcast_id is null as is_broadcast_missing,
         customers.customer_id is null and erasures.customer_id is null as is_customer_missing
-    from unplaced
+    from arrived
     left join broadcasts
-        on unplaced.broadcast_id = broadcasts.broadcast_id
+        on arrived.broadcast_id = broadcasts.broadcast_id
     left join customers
         on
-            unplaced.brand = customers.brand
-            and unplaced.customer_id = customers.customer_id
+            arrived.brand = customers.brand
+            and arrived.customer_id = customers.customer_id
     left join erasures
         on
-            unplaced.brand = erasures.brand
-            and unplaced.customer_id = erasures.customer_id
+            arrived.brand = erasures.brand
+            and arrived.customer_id = erasures.customer_id
 
 ),
 
