@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pytest
 
 from activity_export.shards import shard_of
@@ -64,6 +65,14 @@ def test_dag_builds_then_each_shard_delivers_and_a_rerun_delivers_nothing_twice(
         "generate", "--brands", ",".join(BRANDS), "--days", "3", "--events-per-day", "300",
         "--start", first.isoformat(), *project.cli_args(),
     )  # fmt: skip
+    # `dbt source freshness` checks every source, the optional raw.erasures included: this
+    # platform erases customers too (one who never had activity, so the files stay comparable)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute(
+            "create table raw.erasures "
+            "(brand varchar not null, customer_id bigint not null, erased_at timestamptz not null)"
+        )
+        con.execute("insert into raw.erasures values ('BRANDNAAM', 999999999, now())")
     out = tmp_path / "delivered"
     config = tmp_path / "tenants.yml"
     config.write_text(
