@@ -16,6 +16,8 @@ Where things are, read on the worker when a task runs (so the DAG file itself ca
     ACTIVITY_EXPORT_BIN       folder with dbt and activity-export (default $ACTIVITY_EXPORT_HOME/.venv/bin)
     ACTIVITY_EXPORT_CONFIG    tenants.yml
     ACTIVITY_EXPORT_LEDGER    the ledger (default: beside tenants.yml)
+    ACTIVITY_EXPORT_FRESHNESS_ARGS  extra arguments of `dbt source freshness`, e.g.
+                              "--exclude source:platform.erasures" where raw.erasures does not exist
     DBT_PROFILES_DIR, DBT_TARGET   as for dbt itself
 
 Read when the DAG file is parsed: ``ACTIVITY_EXPORT_SHARDS``, the number of delivery tasks
@@ -55,7 +57,7 @@ def activity_export() -> None:
     @task.bash(execution_timeout=timedelta(hours=1))
     def source_freshness() -> str:
         """Stop before building when the platform's raw tables are older than error_after."""
-        return f"{PROJECT} && {BIN}/dbt source freshness"
+        return f"{PROJECT} && {BIN}/dbt source freshness ${{ACTIVITY_EXPORT_FRESHNESS_ARGS:-}}"
 
     @task.bash(execution_timeout=timedelta(hours=3))
     def dbt_build() -> str:
