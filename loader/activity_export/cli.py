@@ -209,7 +209,7 @@ def generate(
 def export(
     brand: Annotated[str, typer.Option(help="Brand code, as in tenants.yml.")],
     period: Annotated[str, typer.Option(help="A local date (or date-time) inside the period.")],
-    out: Annotated[Path, typer.Option(help="Folder for the two files.")] = Path("exports"),
+    out: Annotated[Path, typer.Option(help="Folder for the period's files.")] = Path("exports"),
     config: ConfigOption = Path("tenants.yml"),
     project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
