@@ -19,7 +19,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -31,7 +30,7 @@ from activity_export.errors import ExportError
 from activity_export.manifest import DeliveredFile, PeriodFacts, data_package
 from activity_export.naming import ERASURE, partial_name
 from activity_export.periods import Period
-from activity_export.warehouse import Warehouse, period_counts, read_watermark
+from activity_export.warehouse import Warehouse, period_counts, read_watermark, sql_instant, sql_string
 
 if TYPE_CHECKING:
     from activity_export.destinations import Follower
@@ -85,14 +84,6 @@ class WrittenFile:
     sha256: str
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _instant(moment: datetime) -> str:
-    return f"timestamptz {_literal(moment.isoformat())}"
-
-
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -103,9 +94,8 @@ def _projection(tenant: Tenant, kind: str, overrides: dict[str, str] | None = No
     for field, title in zip(tenant.fields(kind), tenant.titles(kind), strict=True):
         expression = (overrides or {}).get(expressions[field], expressions[field])
         if field in TIMESTAMP_FIELDS:
-            expression = (
-                f"strftime(timezone({_literal(tenant.timezone)}, {expression}), {_literal(TIMESTAMP_FORMAT)})"
-            )
+            zone, pattern = sql_string(tenant.timezone), sql_string(TIMESTAMP_FORMAT)
+            expression = f"strftime(timezone({zone}, {expression}), {pattern})"
         columns.append(f"{expression} as {_quoted(title)}")
     return ",\n    ".join(columns)
 
@@ -120,9 +110,9 @@ def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
     receiver can match them with the erasure file) but never its e-mail address or external id.
     """
     where = (
-        f"activities.brand = {_brand(warehouse, tenant)}"
-        f" and activities.available_at >= {_instant(period.start_utc)}"
-        f" and activities.available_at < {_instant(period.end_utc)}"
+        f"activities.brand = {warehouse.brand_literal(tenant.brand)}"
+        f" and activities.available_at >= {sql_instant(period.start_utc)}"
+        f" and activities.available_at < {sql_instant(period.end_utc)}"
     )
     order = "activities.occurred_at, activities.event_id"
     return _slice(warehouse, tenant, "activity", "export_activities", where, order, erasures=True)
@@ -131,38 +121,23 @@ def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
 def erasure_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
     """The customers of the brand erased in ``[start, end)``, by customer id."""
     where = (
-        f"brand = {_brand(warehouse, tenant)}"
-        f" and erased_at >= {_instant(period.start_utc)}"
-        f" and erased_at < {_instant(period.end_utc)}"
+        f"brand = {warehouse.brand_literal(tenant.brand)}"
+        f" and erased_at >= {sql_instant(period.start_utc)}"
+        f" and erased_at < {sql_instant(period.end_utc)}"
     )
     return _slice(warehouse, tenant, ERASURE, "export_erasures", where, "erased_at, customer_id")
 
 
 def broadcast_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
     """The period's broadcasts: sent in it, or touched by its activities; each once."""
-    touches = _relation(warehouse, "export_broadcast_touches")
+    touches = warehouse.native_relation("export_broadcast_touches")
     where = (
-        f"brand = {_brand(warehouse, tenant)} and broadcast_id in ("  # noqa: S608
-        f"select broadcast_id from {touches} where brand = {_brand(warehouse, tenant)}"
-        f" and touched_at >= {_instant(period.start_utc)}"
-        f" and touched_at < {_instant(period.end_utc)})"
+        f"brand = {warehouse.brand_literal(tenant.brand)} and broadcast_id in ("  # noqa: S608
+        f"select broadcast_id from {touches} where brand = {warehouse.brand_literal(tenant.brand)}"
+        f" and touched_at >= {sql_instant(period.start_utc)}"
+        f" and touched_at < {sql_instant(period.end_utc)})"
     )
     return _slice(warehouse, tenant, "broadcast", "export_broadcasts", where, "broadcast_id")
-
-
-def _pushed_down(warehouse: Warehouse) -> bool:
-    return warehouse.target.kind == "postgres"
-
-
-def _relation(warehouse: Warehouse, name: str) -> str:
-    if _pushed_down(warehouse):  # inside postgres_query: PostgreSQL's own names
-        return f"{_quoted(warehouse.target.schema)}.{_quoted(name)}"
-    return warehouse.relation(name)
-
-
-def _brand(warehouse: Warehouse, tenant: Tenant) -> str:
-    # the export indexes on PostgreSQL are on (brand collate "C", ...): compare the same way
-    return _literal(tenant.brand) + (' collate "C"' if _pushed_down(warehouse) else "")
 
 
 def _slice(
@@ -186,11 +161,11 @@ def _slice(
     """
     expressions = FIELD_EXPRESSIONS[kind]
     needed = dict.fromkeys(expressions[field] for field in tenant.fields(kind))
-    source = _relation(warehouse, table)
+    source = warehouse.native_relation(table)
     qualified: dict[str, str] = {}
     if erasures:
         source += (
-            f" as activities left join {_relation(warehouse, 'export_erasures')} as erased"
+            f" as activities left join {warehouse.native_relation('export_erasures')} as erased"
             " on erased.brand = activities.brand and erased.customer_id = activities.customer_id"
         )
         qualified = {
@@ -199,11 +174,10 @@ def _slice(
             else f"activities.{column}"
             for column in needed
         }
-    if _pushed_down(warehouse):
+    if warehouse.pushed_down:
         columns = ", ".join(f"{qualified[c]} as {c}" if c in qualified else c for c in needed)
         inner = f"select {columns} from {source} where {where} order by {order}"  # noqa: S608
-        copied = f"postgres_query({_literal(warehouse.catalog)}, {_literal(inner)})"
-        return f"select\n    {_projection(tenant, kind)}\nfrom {copied}\n"
+        return f"select\n    {_projection(tenant, kind)}\nfrom {warehouse.native(inner)}\n"
     projection = _projection(tenant, kind, qualified)
     return f"select\n    {projection}\nfrom {source}\nwhere {where}\norder by {order}\n"
 
@@ -211,12 +185,12 @@ def _slice(
 def _copy_options(tenant: Tenant) -> str:
     options = [
         "format csv",
-        f"delimiter {_literal(tenant.delimiter)}",
+        f"delimiter {sql_string(tenant.delimiter)}",
         "quote '\"'",
         "escape '\"'",
         "nullstr ''",
         f"header {'true' if tenant.header else 'false'}",
-        f"compression {_literal(tenant.compression)}",
+        f"compression {sql_string(tenant.compression)}",
     ]
     return ", ".join(options)
 
@@ -271,7 +245,7 @@ def write_period(
             try:
                 options = _copy_options(tenant) + (", use_tmp_file false" if follower else "")
                 result = con.execute(
-                    f"copy ({queries[kind]}) to {_literal(str(temporary))} ({options})"
+                    f"copy ({queries[kind]}) to {sql_string(str(temporary))} ({options})"
                 ).fetchone()
             finally:
                 if follower is not None:
