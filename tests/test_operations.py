@@ -13,7 +13,7 @@ import duckdb
 import pytest
 import yaml
 
-from activity_export.check import path_collisions
+from activity_export.check import _sharing_a_tree, path_collisions
 from activity_export.config import parse_config
 from tests.conftest import BIN, GENERATE_ARGS, ROOT, Project
 from tests.sshd import SshServer, generate_key, public_key_line
@@ -241,18 +241,39 @@ def _sftp(username: str, port: int = 22, root: str = "/upload") -> dict[str, obj
         (_sftp("other", root="/upload/"), True),
         (_sftp("other", port=2222), False),
         (_sftp("other", root="/elsewhere"), False),
+        # a root below the other's: only the folder template decides (the check renders these)
+        ({**_sftp("other", root="/"), "folder": "upload"}, True),
+        ({**_sftp("other", root="/"), "folder": "elsewhere"}, False),
+        ({**_sftp("other", root="/upload/sub")}, False),
     ],
 )
 def test_collisions_are_found_per_server_and_root(second: dict[str, object], collides: bool) -> None:
+    folder = second.pop("folder", None)
     raw = {
         "defaults": {"file_name": "{kind}_{period:%Y%m%d}.{extension}"},
-        "tenants": {"BRANDNAAM": {"destination": _sftp("brandnaam")}, "MODEHUIS": {"destination": second}},
+        "tenants": {
+            "BRANDNAAM": {"destination": _sftp("brandnaam")},
+            "MODEHUIS": {"destination": second, **({"folder": folder} if folder else {})},
+        },
     }
     problems = path_collisions(parse_config(raw, Path("tenants.yml")))
     assert bool(problems) == collides
     if collides:
         [problem] = problems
         assert problem.startswith("tenants BRANDNAAM and MODEHUIS: both write /upload/activity_2026")
+
+
+def test_tenants_in_folders_of_their_own_are_checked_without_rendering_names() -> None:
+    """One folder per tenant under a shared login: nothing can collide, and the check stays linear."""
+    raw = {
+        "defaults": {"file_name": "{kind}_{period:%Y%m%d}.{extension}"},
+        "tenants": {
+            f"T{i:05d}": {"destination": _sftp("shared", root=f"/upload/T{i:05d}")} for i in range(2_000)
+        },
+    }
+    config = parse_config(raw, Path("tenants.yml"))
+    assert _sharing_a_tree(config) == []
+    assert path_collisions(config) == []
 
 
 def test_default_names_never_collide_on_a_shared_root(tmp_path: Path) -> None:

@@ -337,6 +337,29 @@ def _rendered(tenant: Tenant) -> dict[PurePosixPath, str]:
     return paths
 
 
+def _sharing_a_tree(config: Config) -> list[Tenant]:
+    """The tenants whose root is, on the same server, also another tenant's root, or above or
+    below another tenant's root: only their files can meet.
+
+    Every file lands below its tenant's root (templates cannot climb out of it), so a tenant
+    alone in its folder tree, the usual set-up of one folder or account per tenant, needs no
+    rendering at all; this keeps the check linear in the number of tenants.
+    """
+    located = [(tenant, _server(tenant)) for tenant in config.tenants.values()]
+    roots: dict[tuple[str, PurePosixPath], int] = {}
+    above: set[tuple[str, PurePosixPath]] = set()  # folders that hold another tenant's root
+    for _, (server, root) in located:
+        roots[(server, root)] = roots.get((server, root), 0) + 1
+        above.update((server, parent) for parent in root.parents)
+    return [
+        tenant
+        for tenant, (server, root) in located
+        if roots[(server, root)] > 1
+        or (server, root) in above
+        or any((server, parent) in roots for parent in root.parents)
+    ]
+
+
 def path_collisions(config: Config) -> list[str]:
     """Every collision of ``collisions``, one line each."""
     return [message for _, message in collisions(config)]
@@ -353,7 +376,7 @@ def collisions(config: Config) -> list[tuple[tuple[str, str], str]]:
     problems: dict[tuple[str, str], str] = {}
     owners: dict[tuple[str, PurePosixPath], tuple[Tenant, str]] = {}
     rendered: dict[str, list[tuple[Tenant, dict[PurePosixPath, str]]]] = {}
-    for tenant in config.tenants.values():
+    for tenant in _sharing_a_tree(config):
         server = _server(tenant)[0]
         paths = _rendered(tenant)
         rendered.setdefault(server, []).append((tenant, paths))
