@@ -592,6 +592,8 @@ def _each_tenant(
             report.fail(str(exc), exc.exit_code)
             reports.append(report)
         return reports
+    finally:
+        context.close()
 
 
 def _finish(

@@ -29,7 +29,7 @@ from activity_export import failpoints, logs
 from activity_export.config import Tenant
 from activity_export.destinations import Destination, Follower, open_destination
 from activity_export.errors import ExportError
-from activity_export.ledger import Book, Ledger, destination_key, tenant_lock
+from activity_export.ledger import Book, Ledger, RunLedgers, destination_key, tenant_lock
 from activity_export.notify import announce
 from activity_export.periods import Period
 from activity_export.plan import Overdue, Plan, anchor_period, kinds_of, plan_periods
@@ -57,6 +57,15 @@ class Context:
     accept_destination: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     on_delivered: Callable[[str, Delivered], None] | None = None
+    ledgers: RunLedgers | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.ledgers = RunLedgers(self.ledger_path) if self.ledger_path is not None else None
+
+    def close(self) -> None:
+        """Close what the tenants shared (the ledger connection)."""
+        if self.ledgers is not None:
+            self.ledgers.close()
 
     def check_stop(self) -> None:
         """Raise ``Interrupted`` when a stop was requested: called only at safe points."""
@@ -412,7 +421,8 @@ def _locked(
             report.skipped = "another run is delivering this tenant; skipped"
             log.warning("tenant %s: %s", tenant.brand, report.skipped)
             return report
-        with Ledger(context.ledger_path) as ledger:
+        assert context.ledgers is not None
+        with context.ledgers.open() as ledger:
             return _with_ledger(warehouse, tenant, complete_until, chosen, context, ledger, book)
 
 

@@ -34,11 +34,14 @@ import hashlib
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import wraps
 from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
 
 from activity_export.config import LocalDestination, SftpDestination
 from activity_export.errors import ConfigError, ExportError
@@ -218,6 +221,25 @@ class PeriodCounts:
     held_rows: int | None
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _serialized(method: _Method) -> _Method:
+    """One call at a time per ledger: the threads of one run share a single SQLite connection.
+
+    Waiting on a lock in the process is immediate; SQLite's own busy handler, which separate
+    connections would meet, sleeps in steps of milliseconds and made the ledger the slowest part
+    of a run over many small tenants.
+    """
+
+    @wraps(method)
+    def serialized(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return serialized  # type: ignore[return-value]
+
+
 class Ledger:
     """Reads and writes the ledger; one instance per run (and per thread).
 
@@ -237,6 +259,7 @@ class Ledger:
         """Open (create, migrate) the ledger; ``read_only`` creates nothing and reads a missing one
         as empty (``status``, ``check``, ``run --dry-run``)."""
         self.path = path
+        self._lock = threading.RLock()
         if read_only:
             self._db = _read_only(path)
             self._db.row_factory = sqlite3.Row
@@ -320,6 +343,7 @@ class Ledger:
 
     # -- tenants ---------------------------------------------------------------------------------
 
+    @_serialized
     def tenant(self, config: str, brand: str) -> TenantEntry | None:
         """The tenant as recorded for this configuration, or None before its first run."""
         row = self._db.execute(
@@ -336,6 +360,7 @@ class Ledger:
             accepted_at=row["accepted_at"],
         )
 
+    @_serialized
     def register(self, book: Book, first_period: datetime) -> TenantEntry:
         """Record a tenant at its first run, with the first period it is owed.
 
@@ -377,6 +402,7 @@ class Ledger:
         assert entry is not None
         return entry
 
+    @_serialized
     def accept_destination(self, book: Book) -> TenantEntry:
         """Deliver to ``book.destination`` from now on, continuing where the old one stopped.
 
@@ -406,6 +432,7 @@ class Ledger:
 
     # -- deliveries ------------------------------------------------------------------------------
 
+    @_serialized
     def records(self, book: Book) -> list[Record]:
         rows = self._db.execute(
             "select * from deliveries where config = ? and brand = ? and destination = ? "
@@ -414,6 +441,7 @@ class Ledger:
         )
         return [Record(**dict(row)) for row in rows]
 
+    @_serialized
     def period_records(self, book: Book, period_start: datetime) -> dict[str, Record]:
         rows = self._db.execute(
             "select * from deliveries "
@@ -422,6 +450,7 @@ class Ledger:
         )
         return {row["kind"]: Record(**dict(row)) for row in rows}
 
+    @_serialized
     def delivered_starts(self, book: Book, kinds: list[str]) -> set[datetime]:
         """UTC starts of the periods whose files of every kind in ``kinds`` are delivered."""
         placeholders = ", ".join("?" * len(kinds))
@@ -440,6 +469,7 @@ class Ledger:
         records = self.period_records(book, period_start)
         return all(kind in records and records[kind].status == "delivered" for kind in kinds)
 
+    @_serialized
     def start_attempt(self, book: Book, period_start: datetime, label: str) -> int:
         cursor = self._db.execute(
             "insert into attempts (config, brand, destination, period_start, period_label, started_at) "
@@ -448,6 +478,7 @@ class Ledger:
         )
         return int(cursor.lastrowid or 0)
 
+    @_serialized
     def finish_attempt(self, attempt_id: int, outcome: str, error: str | None = None) -> None:
         assert outcome in OUTCOMES, outcome
         self._db.execute(
@@ -455,6 +486,7 @@ class Ledger:
             (_now(), outcome, error, attempt_id),
         )
 
+    @_serialized
     def interrupt_unfinished(self, book: Book) -> int:
         """Mark attempts a killed run left without an outcome as interrupted; how many there were.
 
@@ -468,6 +500,7 @@ class Ledger:
         )
         return cursor.rowcount
 
+    @_serialized
     def attempts(self, book: Book) -> list[tuple[str, str | None]]:
         """(period label, outcome) of every attempt, oldest first."""
         rows = self._db.execute(
@@ -477,6 +510,7 @@ class Ledger:
         )
         return [(row[0], row[1]) for row in rows]
 
+    @_serialized
     def uploading(
         self,
         book: Book,
@@ -517,6 +551,7 @@ class Ledger:
             ),
         )
 
+    @_serialized
     def delivered(self, book: Book, kind: str, period_start: datetime, remote_path: str) -> None:
         self._db.execute(
             """
@@ -526,6 +561,7 @@ class Ledger:
             (_now(), remote_path, book.config, book.brand, book.destination, kind, period_start.isoformat()),
         )
 
+    @_serialized
     def failed(
         self,
         book: Book,
@@ -562,6 +598,7 @@ class Ledger:
                 ),
             )
 
+    @_serialized
     def record_counts(
         self, book: Book, period_start: datetime, label: str, late_rows: int | None, held_rows: int | None
     ) -> None:
@@ -587,6 +624,7 @@ class Ledger:
             ),
         )
 
+    @_serialized
     def counts(self, book: Book) -> list[PeriodCounts]:
         """Late and held rows per delivered period, oldest first."""
         rows = self._db.execute(
@@ -636,6 +674,37 @@ def _open_error(path: Path, exc: sqlite3.DatabaseError) -> ExportError:
         f"ledger {path}: not a readable activity-export ledger ({text}). If --ledger points at the "
         "wrong file, correct it; if the ledger is damaged, restore it from its backup."
     )
+
+
+class RunLedgers:
+    """The ledger connections of one run, handed to its tenants (``open``).
+
+    SQLite: one connection shared by every thread of the run, opened (and migrated) once; its
+    calls take turns (``_serialized``). PostgreSQL: a connection per tenant, because its
+    read-then-write steps are transactions on the connection.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._shared: Ledger | None = None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def open(self) -> Iterator[Ledger]:
+        if _is_postgres(self.path):
+            with Ledger(self.path) as ledger:
+                yield ledger
+            return
+        with self._lock:
+            if self._shared is None:
+                self._shared = Ledger(self.path)
+        yield self._shared
+
+    def close(self) -> None:
+        with self._lock:
+            if self._shared is not None:
+                self._shared.close()
+                self._shared = None
 
 
 def _is_postgres(location: Path) -> bool:
