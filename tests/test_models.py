@@ -677,6 +677,22 @@ def test_loader_connection_does_not_split_scans_into_ctid_ranges(
     assert not [query for query in queries if "ctid" in query]
 
 
+def test_duckdb_export_relations_are_stored_in_brand_order(built_duckdb: Project) -> None:
+    """DuckDB skips other brands' row groups by their min/max only when rows are stored in brand
+    order (`cluster_by`): a build inserts its rows sorted, so one brand's slice reads a few row
+    groups, not the brand column of every one (docs/models.md)."""
+    with duckdb.connect(built_duckdb.env["ACTIVITY_EXPORT_DUCKDB"], read_only=True) as con:
+        for table in ("export_activities", "export_broadcast_touches", "export_broadcasts"):
+            found = con.execute(
+                "select count(distinct brand), count(*) filter (where brand < previous) "
+                f"from (select brand, lag(brand) over (order by rowid) as previous from {table})"
+            ).fetchone()
+            assert found is not None
+            brands, out_of_order = found
+            assert brands > 1, table
+            assert out_of_order == 0, f"{table}: {out_of_order} rows stored after a later brand"
+
+
 # --- warnings, docs and lint -----------------------------------------------------------------------
 
 

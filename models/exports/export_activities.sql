@@ -122,3 +122,4 @@ final as (
 )
 
 select * from final
+{{ cluster_by(['brand', 'available_at']) }}

@@ -135,3 +135,4 @@ touches as (
 )
 
 select * from touches
+{{ cluster_by(['brand', 'touched_at']) }}

@@ -31,3 +31,4 @@ email_broadcasts as (
 )
 
 select * from email_broadcasts
+{{ cluster_by(['brand', 'broadcast_id']) }}
