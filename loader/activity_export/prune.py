@@ -49,11 +49,11 @@ def prune_tenant(tenant: Tenant, now: datetime, *, dry_run: bool) -> PruneReport
         report.destination = destination.describe()
         for kind in delivered_kinds(tenant):
             for folder in folders_between(tenant, kind, first, cutoff):
-                for name in destination.list_files(folder):  # type: ignore[attr-defined]
+                for name in destination.list_files(folder):
                     if not expired(tenant, kind, name, cutoff):
                         continue
                     relative = folder / name
                     if not dry_run:
-                        destination.delete(relative)  # type: ignore[attr-defined]
+                        destination.delete(relative)
                     report.deleted.append(str(relative))
     return report

@@ -84,6 +84,14 @@ class Destination(ABC):
         """Size of the file under its final name, or None when it is absent or unknown."""
         return None
 
+    def list_files(self, folder: PurePosixPath) -> list[str]:
+        """Names of the regular files in a folder under the root, partial files left out (``prune``)."""
+        raise NotImplementedError(f"{self.describe()}: retention (retention_days) is for SFTP destinations")
+
+    def delete(self, relative: PurePosixPath) -> None:
+        """Remove one file under the root (``prune``); a file already gone is not an error."""
+        raise NotImplementedError(f"{self.describe()}: retention (retention_days) is for SFTP destinations")
+
     def sha256(self, relative: PurePosixPath) -> str | None:
         """SHA-256 (hex) of the file under its final name, or None when it is absent or unknown.
 
