@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from activity_export.check import changed_destinations
+from activity_export.config import LocalDestination, parse_config
 from activity_export.errors import ExportError
-from activity_export.ledger import Book, Ledger, tenant_lock
+from activity_export.ledger import Book, Ledger, config_key, destination_key, tenant_lock
 from activity_export.ledger_postgres import PostgresLedger, safe_url
 from tests.conftest import BIN, Project, pg_connect, pg_settings
 
@@ -66,6 +68,22 @@ def test_a_postgres_url_opens_the_shared_ledger_with_the_same_interface(ledger_u
         assert again.attempts(book) == [("2026-11-01", "delivered")]
         other = Book("/elsewhere/tenants.yml", "BRANDNAAM", "local:/srv/out")
         assert again.delivered_starts(other, ["activity"]) == set()  # per configuration file
+
+
+def test_check_warns_about_a_changed_destination_in_the_shared_ledger(
+    ledger_url: str, tmp_path: Path
+) -> None:
+    config_path = tmp_path / "tenants.yml"
+    raw = {"tenants": {"BRANDNAAM": {"destination": {"type": "local", "root": str(tmp_path / "new")}}}}
+    config = parse_config(raw, config_path)
+    old = LocalDestination(type="local", root=tmp_path / "old")
+    with Ledger(Path(ledger_url)) as ledger:
+        ledger.register(
+            Book(config_key(config_path), "BRANDNAAM", destination_key(old)),
+            datetime(2026, 11, 1, tzinfo=UTC),
+        )
+    [warning] = changed_destinations(config, Path(ledger_url))
+    assert warning.startswith("tenant BRANDNAAM: destination changed"), warning
 
 
 def test_a_claim_excludes_every_other_worker_until_its_connection_ends(ledger_url: str) -> None:

@@ -190,9 +190,9 @@ def changed_destinations(config: Config, ledger_path: Path, brands: list[str] | 
     Read only: a ledger that does not exist yet has nothing to compare.
     """
     from activity_export.deliver import destination_changed_message
-    from activity_export.ledger import Ledger, config_key, destination_key
+    from activity_export.ledger import Ledger, config_key, destination_key, is_postgres
 
-    if not ledger_path.is_file():
+    if not is_postgres(ledger_path) and not ledger_path.is_file():
         return []
     found = []
     with Ledger(ledger_path, read_only=True) as ledger:

@@ -249,7 +249,7 @@ class Ledger:
 
     def __new__(cls, path: Path, *, read_only: bool = False) -> Ledger:
         # ``--ledger postgresql://...``: the shared ledger in PostgreSQL, same interface
-        if cls is Ledger and _is_postgres(path):
+        if cls is Ledger and is_postgres(path):
             from activity_export.ledger_postgres import PostgresLedger
 
             return super().__new__(PostgresLedger)
@@ -691,7 +691,7 @@ class RunLedgers:
 
     @contextmanager
     def open(self) -> Iterator[Ledger]:
-        if _is_postgres(self.path):
+        if is_postgres(self.path):
             with Ledger(self.path) as ledger:
                 yield ledger
             return
@@ -707,7 +707,8 @@ class RunLedgers:
                 self._shared = None
 
 
-def _is_postgres(location: Path) -> bool:
+def is_postgres(location: Path) -> bool:
+    """Whether a ledger location is a PostgreSQL URL (the shared ledger) rather than a SQLite file."""
     return str(location).startswith(("postgresql:", "postgres:"))
 
 
@@ -726,7 +727,7 @@ def tenant_lock(ledger_path: Path, brand: str) -> Iterator[bool]:
     skips the tenant and says so. The lock is released when the process ends, however it ends.
     With a PostgreSQL ledger the lock is a row lock there, shared by workers on every machine.
     """
-    if _is_postgres(ledger_path):
+    if is_postgres(ledger_path):
         from activity_export.ledger_postgres import tenant_claim
 
         with tenant_claim(ledger_path, brand) as claimed:
