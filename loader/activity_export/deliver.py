@@ -33,7 +33,15 @@ from activity_export.ledger import Book, Ledger, RunLedgers, destination_key, te
 from activity_export.notify import announce
 from activity_export.periods import Period
 from activity_export.plan import Overdue, Plan, anchor_period, kinds_of, plan_periods
-from activity_export.warehouse import Target, Warehouse, connect, period_counts, read_watermarks
+from activity_export.warehouse import (
+    DUCKDB_THREADS,
+    DUCKDB_THREADS_SIDE_BY_SIDE,
+    Target,
+    Warehouse,
+    connect,
+    period_counts,
+    read_watermarks,
+)
 from activity_export.writer import WrittenFile, restate_delivered, write_period
 
 log = logging.getLogger(__name__)
@@ -499,7 +507,8 @@ def each_tenant(
     job: Callable[[Warehouse, Tenant, datetime | None], TenantReport],
 ) -> list[TenantReport]:
     """Run ``job`` for every tenant, ``parallel`` at a time; one tenant's failure stops no other."""
-    with connect(target) as warehouse:
+    threads = DUCKDB_THREADS_SIDE_BY_SIDE if parallel > 1 and len(tenants) > 1 else DUCKDB_THREADS
+    with connect(target, threads=threads) as warehouse:
         watermarks = read_watermarks(warehouse)
 
         def guarded(tenant: Tenant) -> TenantReport:
