@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from activity_export.config import LocalDestination, SftpDestination
 from activity_export.errors import ConfigError, ExportError
@@ -237,11 +237,12 @@ def _serialized(method: _Method) -> _Method:
         with self._lock:
             return method(self, *args, **kwargs)
 
-    return serialized  # type: ignore[return-value]
+    return cast(_Method, serialized)
 
 
 class Ledger:
-    """Reads and writes the ledger; one instance per run (and per thread).
+    """Reads and writes the ledger; one instance per run, shared by its threads (``RunLedgers``),
+    which take turns on it.
 
     A ledger that cannot be opened (locked for longer than ``BUSY_TIMEOUT_SECONDS``, damaged, or
     not a SQLite database at all) is one ``ExportError`` naming the file and what to do.
