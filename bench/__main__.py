@@ -718,10 +718,12 @@ def chart(rows: list[Row], path: Path) -> None:
     shown = [row for row in rows if row.scenario in ("0", "1", "2", "3", "5") and row.seconds == row.seconds]
     figure, axis = plt.subplots(figsize=(11, 0.45 * len(shown) + 1.5))
     labels = [f"[{row.scenario}] {row.what}" for row in shown]
-    colors = ["#888888" if "baseline" in row.what else "#1f77b4" for row in shown]
+    hand_made = ("baseline", "psql", "PostgreSQL sort")
+    colors = ["#888888" if any(word in row.what for word in hand_made) else "#1f77b4" for row in shown]
     axis.barh(labels, [row.seconds for row in shown], color=colors)
     axis.invert_yaxis()
-    axis.set_xlabel("wall time (s)")
+    axis.set_xscale("log")  # 0.1 s start-up and 170 s for 10,000 tenants on one chart
+    axis.set_xlabel("wall time (s, log scale)")
     axis.set_title("activity-export (blue) against psql \\copy + sftp put (grey)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
