@@ -221,6 +221,71 @@ class PeriodCounts:
     held_rows: int | None
 
 
+# Statements both ledgers run, with SQLite's ``?`` placeholders (``ledger_postgres`` turns them
+# into ``%s``). The two differ only where their SQL does: schema, locking, returning ids, arrays.
+SELECT_TENANT = "select * from tenants where config = ? and brand = ?"
+LAST_DELIVERED_END = (
+    "select max(period_end) as last_end from deliveries where config = ? and brand = ? "
+    "and destination = ? and status = 'delivered' and kind = 'activity'"
+)
+ACCEPT_DESTINATION = (
+    "update tenants set destination = ?, first_period = ?, accepted_from = ?, accepted_at = ? "
+    "where config = ? and brand = ?"
+)
+SELECT_RECORDS = (
+    "select * from deliveries where config = ? and brand = ? and destination = ? order by period_start, kind"
+)
+SELECT_PERIOD_RECORDS = (
+    "select * from deliveries where config = ? and brand = ? and destination = ? and period_start = ?"
+)
+FINISH_ATTEMPT = "update attempts set finished_at = ?, outcome = ?, error = ? where attempt_id = ?"
+INTERRUPT_UNFINISHED = (
+    "update attempts set outcome = 'interrupted', finished_at = ?, "
+    "error = 'the run ended before this attempt finished' "
+    "where config = ? and brand = ? and outcome is null"
+)
+SELECT_ATTEMPTS = (
+    "select period_label, outcome from attempts where config = ? and brand = ? and destination = ? "
+    "order by attempt_id"
+)
+UPSERT_UPLOADING = """
+    insert into deliveries (config, brand, destination, kind, period_start, period_end,
+        period_label, status, remote_path, rows, bytes, sha256, attempts, started_at)
+    values (?, ?, ?, ?, ?, ?, ?, 'uploading', ?, ?, ?, ?, 1, ?)
+    on conflict (config, brand, destination, kind, period_start) do update set
+        status = 'uploading', remote_path = excluded.remote_path,
+        rows = excluded.rows, bytes = excluded.bytes, sha256 = excluded.sha256,
+        attempts = deliveries.attempts + 1, started_at = excluded.started_at,
+        error = null
+"""
+MARK_DELIVERED = """
+    update deliveries set status = 'delivered', delivered_at = ?, remote_path = ?, error = null
+    where config = ? and brand = ? and destination = ? and kind = ? and period_start = ?
+"""
+UPSERT_FAILED = """
+    insert into deliveries (config, brand, destination, kind, period_start, period_end,
+        period_label, status, attempts, started_at, error)
+    values (?, ?, ?, ?, ?, ?, ?, 'failed', 1, ?, ?)
+    on conflict (config, brand, destination, kind, period_start) do update set
+        status = case when deliveries.status = 'delivered' then 'delivered' else 'failed' end,
+        attempts = case when deliveries.status = 'uploading'
+                        then deliveries.attempts else deliveries.attempts + 1 end,
+        error = excluded.error
+"""
+UPSERT_COUNTS = """
+    insert into periods (config, brand, destination, period_start, period_label, late_rows,
+        held_rows, recorded_at)
+    values (?, ?, ?, ?, ?, ?, ?, ?)
+    on conflict (config, brand, destination, period_start) do update set
+        late_rows = excluded.late_rows, held_rows = excluded.held_rows,
+        recorded_at = excluded.recorded_at
+"""
+SELECT_COUNTS = (
+    "select period_label, late_rows, held_rows from periods "
+    "where config = ? and brand = ? and destination = ? order by period_start"
+)
+
+
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
@@ -347,9 +412,7 @@ class Ledger:
     @_serialized
     def tenant(self, config: str, brand: str) -> TenantEntry | None:
         """The tenant as recorded for this configuration, or None before its first run."""
-        row = self._db.execute(
-            "select * from tenants where config = ? and brand = ?", (config, brand)
-        ).fetchone()
+        row = self._db.execute(SELECT_TENANT, (config, brand)).fetchone()
         if row is None:
             return None
         return TenantEntry(
@@ -417,14 +480,11 @@ class Ledger:
         if entry.destination == book.destination:
             return entry
         last_end = self._db.execute(
-            "select max(period_end) from deliveries where config = ? and brand = ? and destination = ? "
-            "and status = 'delivered' and kind = 'activity'",
-            (book.config, book.brand, entry.destination),
+            LAST_DELIVERED_END, (book.config, book.brand, entry.destination)
         ).fetchone()[0]
         first = datetime.fromisoformat(last_end) if last_end else entry.first_period
         self._db.execute(
-            "update tenants set destination = ?, first_period = ?, accepted_from = ?, accepted_at = ? "
-            "where config = ? and brand = ?",
+            ACCEPT_DESTINATION,
             (book.destination, first.isoformat(), entry.destination, _now(), book.config, book.brand),
         )
         accepted = self.tenant(book.config, book.brand)
@@ -435,19 +495,13 @@ class Ledger:
 
     @_serialized
     def records(self, book: Book) -> list[Record]:
-        rows = self._db.execute(
-            "select * from deliveries where config = ? and brand = ? and destination = ? "
-            "order by period_start, kind",
-            (book.config, book.brand, book.destination),
-        )
+        rows = self._db.execute(SELECT_RECORDS, (book.config, book.brand, book.destination))
         return [Record(**dict(row)) for row in rows]
 
     @_serialized
     def period_records(self, book: Book, period_start: datetime) -> dict[str, Record]:
         rows = self._db.execute(
-            "select * from deliveries "
-            "where config = ? and brand = ? and destination = ? and period_start = ?",
-            (book.config, book.brand, book.destination, period_start.isoformat()),
+            SELECT_PERIOD_RECORDS, (book.config, book.brand, book.destination, period_start.isoformat())
         )
         return {row["kind"]: Record(**dict(row)) for row in rows}
 
@@ -482,10 +536,7 @@ class Ledger:
     @_serialized
     def finish_attempt(self, attempt_id: int, outcome: str, error: str | None = None) -> None:
         assert outcome in OUTCOMES, outcome
-        self._db.execute(
-            "update attempts set finished_at = ?, outcome = ?, error = ? where attempt_id = ?",
-            (_now(), outcome, error, attempt_id),
-        )
+        self._db.execute(FINISH_ATTEMPT, (_now(), outcome, error, attempt_id))
 
     @_serialized
     def interrupt_unfinished(self, book: Book) -> int:
@@ -493,22 +544,13 @@ class Ledger:
 
         Called under the tenant's lock, so no other run is still working on them.
         """
-        cursor = self._db.execute(
-            "update attempts set outcome = 'interrupted', finished_at = ?, "
-            "error = 'the run ended before this attempt finished' "
-            "where config = ? and brand = ? and outcome is null",
-            (_now(), book.config, book.brand),
-        )
+        cursor = self._db.execute(INTERRUPT_UNFINISHED, (_now(), book.config, book.brand))
         return cursor.rowcount
 
     @_serialized
     def attempts(self, book: Book) -> list[tuple[str, str | None]]:
         """(period label, outcome) of every attempt, oldest first."""
-        rows = self._db.execute(
-            "select period_label, outcome from attempts where config = ? and brand = ? and destination = ? "
-            "order by attempt_id",
-            (book.config, book.brand, book.destination),
-        )
+        rows = self._db.execute(SELECT_ATTEMPTS, (book.config, book.brand, book.destination))
         return [(row[0], row[1]) for row in rows]
 
     @_serialized
@@ -526,16 +568,7 @@ class Ledger:
     ) -> None:
         """Record that a written file is about to be published (committed before the upload)."""
         self._db.execute(
-            """
-            insert into deliveries (config, brand, destination, kind, period_start, period_end,
-                period_label, status, remote_path, rows, bytes, sha256, attempts, started_at)
-            values (?, ?, ?, ?, ?, ?, ?, 'uploading', ?, ?, ?, ?, 1, ?)
-            on conflict (config, brand, destination, kind, period_start) do update set
-                status = 'uploading', remote_path = excluded.remote_path,
-                rows = excluded.rows, bytes = excluded.bytes, sha256 = excluded.sha256,
-                attempts = deliveries.attempts + 1, started_at = excluded.started_at,
-                error = null
-            """,
+            UPSERT_UPLOADING,
             (
                 book.config,
                 book.brand,
@@ -555,10 +588,7 @@ class Ledger:
     @_serialized
     def delivered(self, book: Book, kind: str, period_start: datetime, remote_path: str) -> None:
         self._db.execute(
-            """
-            update deliveries set status = 'delivered', delivered_at = ?, remote_path = ?, error = null
-            where config = ? and brand = ? and destination = ? and kind = ? and period_start = ?
-            """,
+            MARK_DELIVERED,
             (_now(), remote_path, book.config, book.brand, book.destination, kind, period_start.isoformat()),
         )
 
@@ -575,17 +605,7 @@ class Ledger:
         """Mark a period's files that are not delivered as failed, with the (secret-free) error."""
         for kind in kinds:
             self._db.execute(
-                """
-                insert into deliveries (config, brand, destination, kind, period_start, period_end,
-                    period_label, status, attempts, started_at, error)
-                values (?, ?, ?, ?, ?, ?, ?, 'failed', 1, ?, ?)
-                on conflict (config, brand, destination, kind, period_start) do update set
-                    status = case when deliveries.status = 'delivered' then 'delivered'
-                                  else 'failed' end,
-                    attempts = case when deliveries.status = 'uploading'
-                                    then deliveries.attempts else deliveries.attempts + 1 end,
-                    error = excluded.error
-                """,
+                UPSERT_FAILED,
                 (
                     book.config,
                     book.brand,
@@ -605,14 +625,7 @@ class Ledger:
     ) -> None:
         """Remember how many of a delivered period's rows came late and how many were held back."""
         self._db.execute(
-            """
-            insert into periods (config, brand, destination, period_start, period_label, late_rows,
-                held_rows, recorded_at)
-            values (?, ?, ?, ?, ?, ?, ?, ?)
-            on conflict (config, brand, destination, period_start) do update set
-                late_rows = excluded.late_rows, held_rows = excluded.held_rows,
-                recorded_at = excluded.recorded_at
-            """,
+            UPSERT_COUNTS,
             (
                 book.config,
                 book.brand,
@@ -628,11 +641,7 @@ class Ledger:
     @_serialized
     def counts(self, book: Book) -> list[PeriodCounts]:
         """Late and held rows per delivered period, oldest first."""
-        rows = self._db.execute(
-            "select period_label, late_rows, held_rows from periods "
-            "where config = ? and brand = ? and destination = ? order by period_start",
-            (book.config, book.brand, book.destination),
-        )
+        rows = self._db.execute(SELECT_COUNTS, (book.config, book.brand, book.destination))
         return [PeriodCounts(row[0], row[1], row[2]) for row in rows]
 
 
