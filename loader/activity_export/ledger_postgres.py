@@ -30,8 +30,21 @@ import psycopg2.extras  # type: ignore[import-untyped]
 
 from activity_export.errors import ConfigError, ExportError
 from activity_export.ledger import (
+    ACCEPT_DESTINATION,
+    FINISH_ATTEMPT,
+    INTERRUPT_UNFINISHED,
+    LAST_DELIVERED_END,
+    MARK_DELIVERED,
     OUTCOMES,
     SCHEMA_VERSION,
+    SELECT_ATTEMPTS,
+    SELECT_COUNTS,
+    SELECT_PERIOD_RECORDS,
+    SELECT_RECORDS,
+    SELECT_TENANT,
+    UPSERT_COUNTS,
+    UPSERT_FAILED,
+    UPSERT_UPLOADING,
     Book,
     Ledger,
     PeriodCounts,
@@ -40,6 +53,8 @@ from activity_export.ledger import (
 )
 
 SCHEMA_NAME = "activity_export_ledger"
+
+
 CONNECT_TIMEOUT_SECONDS = 10
 # A worker whose machine vanishes holds its claims until PostgreSQL notices the dead connection.
 KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
@@ -150,6 +165,11 @@ def _connect(url: str) -> Any:
     return connection
 
 
+def _pg(statement: str) -> str:
+    """A statement shared with the SQLite ledger (``ledger.py``), with psycopg2's placeholders."""
+    return statement.replace("?", "%s")
+
+
 class PostgresLedger(Ledger):
     """The ledger's interface (see ``ledger.Ledger``) on a PostgreSQL database.
 
@@ -198,7 +218,7 @@ class PostgresLedger(Ledger):
     # -- tenants ---------------------------------------------------------------------------------
 
     def tenant(self, config: str, brand: str) -> TenantEntry | None:
-        row = self._one("select * from tenants where config = %s and brand = %s", (config, brand))
+        row = self._one(_pg(SELECT_TENANT), (config, brand))
         if row is None:
             return None
         return TenantEntry(
@@ -226,16 +246,11 @@ class PostgresLedger(Ledger):
             raise ExportError(f"tenant {book.brand}: nothing recorded yet, so nothing to accept")
         if entry.destination == book.destination:
             return entry
-        row = self._one(
-            "select max(period_end) as last_end from deliveries where config = %s and brand = %s "
-            "and destination = %s and status = 'delivered' and kind = 'activity'",
-            (book.config, book.brand, entry.destination),
-        )
+        row = self._one(_pg(LAST_DELIVERED_END), (book.config, book.brand, entry.destination))
         last_end = row["last_end"] if row else None
         first = datetime.fromisoformat(last_end) if last_end else entry.first_period
         self._run(
-            "update tenants set destination = %s, first_period = %s, accepted_from = %s, "
-            "accepted_at = %s where config = %s and brand = %s",
+            _pg(ACCEPT_DESTINATION),
             (book.destination, first.isoformat(), entry.destination, _now(), book.config, book.brand),
         )
         accepted = self.tenant(book.config, book.brand)
@@ -245,18 +260,12 @@ class PostgresLedger(Ledger):
     # -- deliveries ------------------------------------------------------------------------------
 
     def records(self, book: Book) -> list[Record]:
-        rows = self._all(
-            "select * from deliveries where config = %s and brand = %s and destination = %s "
-            "order by period_start, kind",
-            (book.config, book.brand, book.destination),
-        )
+        rows = self._all(_pg(SELECT_RECORDS), (book.config, book.brand, book.destination))
         return [Record(**row) for row in rows]
 
     def period_records(self, book: Book, period_start: datetime) -> dict[str, Record]:
         rows = self._all(
-            "select * from deliveries "
-            "where config = %s and brand = %s and destination = %s and period_start = %s",
-            (book.config, book.brand, book.destination, period_start.isoformat()),
+            _pg(SELECT_PERIOD_RECORDS), (book.config, book.brand, book.destination, period_start.isoformat())
         )
         return {row["kind"]: Record(**row) for row in rows}
 
@@ -284,25 +293,13 @@ class PostgresLedger(Ledger):
 
     def finish_attempt(self, attempt_id: int, outcome: str, error: str | None = None) -> None:
         assert outcome in OUTCOMES, outcome
-        self._run(
-            "update attempts set finished_at = %s, outcome = %s, error = %s where attempt_id = %s",
-            (_now(), outcome, error, attempt_id),
-        )
+        self._run(_pg(FINISH_ATTEMPT), (_now(), outcome, error, attempt_id))
 
     def interrupt_unfinished(self, book: Book) -> int:
-        return self._run(
-            "update attempts set outcome = 'interrupted', finished_at = %s, "
-            "error = 'the run ended before this attempt finished' "
-            "where config = %s and brand = %s and outcome is null",
-            (_now(), book.config, book.brand),
-        )
+        return self._run(_pg(INTERRUPT_UNFINISHED), (_now(), book.config, book.brand))
 
     def attempts(self, book: Book) -> list[tuple[str, str | None]]:
-        rows = self._all(
-            "select period_label, outcome from attempts "
-            "where config = %s and brand = %s and destination = %s order by attempt_id",
-            (book.config, book.brand, book.destination),
-        )
+        rows = self._all(_pg(SELECT_ATTEMPTS), (book.config, book.brand, book.destination))
         return [(row["period_label"], row["outcome"]) for row in rows]
 
     def uploading(
@@ -318,16 +315,7 @@ class PostgresLedger(Ledger):
         sha256: str,
     ) -> None:
         self._run(
-            """
-            insert into deliveries (config, brand, destination, kind, period_start, period_end,
-                period_label, status, remote_path, rows, bytes, sha256, attempts, started_at)
-            values (%s, %s, %s, %s, %s, %s, %s, 'uploading', %s, %s, %s, %s, 1, %s)
-            on conflict (config, brand, destination, kind, period_start) do update set
-                status = 'uploading', remote_path = excluded.remote_path,
-                rows = excluded.rows, bytes = excluded.bytes, sha256 = excluded.sha256,
-                attempts = deliveries.attempts + 1, started_at = excluded.started_at,
-                error = null
-            """,
+            _pg(UPSERT_UPLOADING),
             (
                 book.config,
                 book.brand,
@@ -346,9 +334,7 @@ class PostgresLedger(Ledger):
 
     def delivered(self, book: Book, kind: str, period_start: datetime, remote_path: str) -> None:
         self._run(
-            "update deliveries set status = 'delivered', delivered_at = %s, remote_path = %s, "
-            "error = null where config = %s and brand = %s and destination = %s and kind = %s "
-            "and period_start = %s",
+            _pg(MARK_DELIVERED),
             (_now(), remote_path, book.config, book.brand, book.destination, kind, period_start.isoformat()),
         )
 
@@ -363,17 +349,7 @@ class PostgresLedger(Ledger):
     ) -> None:
         for kind in kinds:
             self._run(
-                """
-                insert into deliveries (config, brand, destination, kind, period_start, period_end,
-                    period_label, status, attempts, started_at, error)
-                values (%s, %s, %s, %s, %s, %s, %s, 'failed', 1, %s, %s)
-                on conflict (config, brand, destination, kind, period_start) do update set
-                    status = case when deliveries.status = 'delivered' then 'delivered'
-                                  else 'failed' end,
-                    attempts = case when deliveries.status = 'uploading'
-                                    then deliveries.attempts else deliveries.attempts + 1 end,
-                    error = excluded.error
-                """,
+                _pg(UPSERT_FAILED),
                 (
                     book.config,
                     book.brand,
@@ -391,14 +367,7 @@ class PostgresLedger(Ledger):
         self, book: Book, period_start: datetime, label: str, late_rows: int | None, held_rows: int | None
     ) -> None:
         self._run(
-            """
-            insert into periods (config, brand, destination, period_start, period_label, late_rows,
-                held_rows, recorded_at)
-            values (%s, %s, %s, %s, %s, %s, %s, %s)
-            on conflict (config, brand, destination, period_start) do update set
-                late_rows = excluded.late_rows, held_rows = excluded.held_rows,
-                recorded_at = excluded.recorded_at
-            """,
+            _pg(UPSERT_COUNTS),
             (
                 book.config,
                 book.brand,
@@ -412,11 +381,7 @@ class PostgresLedger(Ledger):
         )
 
     def counts(self, book: Book) -> list[PeriodCounts]:
-        rows = self._all(
-            "select period_label, late_rows, held_rows from periods "
-            "where config = %s and brand = %s and destination = %s order by period_start",
-            (book.config, book.brand, book.destination),
-        )
+        rows = self._all(_pg(SELECT_COUNTS), (book.config, book.brand, book.destination))
         return [PeriodCounts(row["period_label"], row["late_rows"], row["held_rows"]) for row in rows]
 
 
@@ -440,4 +405,9 @@ def tenant_claim(location: Path | str, brand: str) -> Iterator[bool]:
             claimed = cursor.fetchone() is not None
         yield claimed
     finally:
+        try:  # release the row lock now: a closed connection's backend releases it a moment later
+            with connection.cursor() as cursor:
+                cursor.execute("rollback")
+        except psycopg2.Error:
+            pass  # the connection is gone, and the lock with it
         connection.close()
