@@ -407,14 +407,26 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # Every statement the two ledgers share goes through these two (``?`` placeholders);
+    # ``PostgresLedger`` overrides them and the steps whose SQL differs.
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        """The rows of a query, each readable by column name."""
+        return self._db.execute(sql, args).fetchall()
+
+    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        """Run one statement (committed on its own); how many rows it changed."""
+        return self._db.execute(sql, args).rowcount
+
     # -- tenants ---------------------------------------------------------------------------------
 
     @_serialized
     def tenant(self, config: str, brand: str) -> TenantEntry | None:
         """The tenant as recorded for this configuration, or None before its first run."""
-        row = self._db.execute(SELECT_TENANT, (config, brand)).fetchone()
-        if row is None:
+        rows = self._rows(SELECT_TENANT, (config, brand))
+        if not rows:
             return None
+        row = rows[0]
         return TenantEntry(
             config=row["config"],
             brand=row["brand"],
@@ -479,11 +491,10 @@ class Ledger:
             raise ExportError(f"tenant {book.brand}: nothing recorded yet, so nothing to accept")
         if entry.destination == book.destination:
             return entry
-        last_end = self._db.execute(
-            LAST_DELIVERED_END, (book.config, book.brand, entry.destination)
-        ).fetchone()[0]
+        [found] = self._rows(LAST_DELIVERED_END, (book.config, book.brand, entry.destination))
+        last_end = found["last_end"]
         first = datetime.fromisoformat(last_end) if last_end else entry.first_period
-        self._db.execute(
+        self._write(
             ACCEPT_DESTINATION,
             (book.destination, first.isoformat(), entry.destination, _now(), book.config, book.brand),
         )
@@ -495,12 +506,12 @@ class Ledger:
 
     @_serialized
     def records(self, book: Book) -> list[Record]:
-        rows = self._db.execute(SELECT_RECORDS, (book.config, book.brand, book.destination))
+        rows = self._rows(SELECT_RECORDS, (book.config, book.brand, book.destination))
         return [Record(**dict(row)) for row in rows]
 
     @_serialized
     def period_records(self, book: Book, period_start: datetime) -> dict[str, Record]:
-        rows = self._db.execute(
+        rows = self._rows(
             SELECT_PERIOD_RECORDS, (book.config, book.brand, book.destination, period_start.isoformat())
         )
         return {row["kind"]: Record(**dict(row)) for row in rows}
@@ -536,7 +547,7 @@ class Ledger:
     @_serialized
     def finish_attempt(self, attempt_id: int, outcome: str, error: str | None = None) -> None:
         assert outcome in OUTCOMES, outcome
-        self._db.execute(FINISH_ATTEMPT, (_now(), outcome, error, attempt_id))
+        self._write(FINISH_ATTEMPT, (_now(), outcome, error, attempt_id))
 
     @_serialized
     def interrupt_unfinished(self, book: Book) -> int:
@@ -544,14 +555,13 @@ class Ledger:
 
         Called under the tenant's lock, so no other run is still working on them.
         """
-        cursor = self._db.execute(INTERRUPT_UNFINISHED, (_now(), book.config, book.brand))
-        return cursor.rowcount
+        return self._write(INTERRUPT_UNFINISHED, (_now(), book.config, book.brand))
 
     @_serialized
     def attempts(self, book: Book) -> list[tuple[str, str | None]]:
         """(period label, outcome) of every attempt, oldest first."""
-        rows = self._db.execute(SELECT_ATTEMPTS, (book.config, book.brand, book.destination))
-        return [(row[0], row[1]) for row in rows]
+        rows = self._rows(SELECT_ATTEMPTS, (book.config, book.brand, book.destination))
+        return [(row["period_label"], row["outcome"]) for row in rows]
 
     @_serialized
     def uploading(
@@ -567,7 +577,7 @@ class Ledger:
         sha256: str,
     ) -> None:
         """Record that a written file is about to be published (committed before the upload)."""
-        self._db.execute(
+        self._write(
             UPSERT_UPLOADING,
             (
                 book.config,
@@ -587,7 +597,7 @@ class Ledger:
 
     @_serialized
     def delivered(self, book: Book, kind: str, period_start: datetime, remote_path: str) -> None:
-        self._db.execute(
+        self._write(
             MARK_DELIVERED,
             (_now(), remote_path, book.config, book.brand, book.destination, kind, period_start.isoformat()),
         )
@@ -604,7 +614,7 @@ class Ledger:
     ) -> None:
         """Mark a period's files that are not delivered as failed, with the (secret-free) error."""
         for kind in kinds:
-            self._db.execute(
+            self._write(
                 UPSERT_FAILED,
                 (
                     book.config,
@@ -624,7 +634,7 @@ class Ledger:
         self, book: Book, period_start: datetime, label: str, late_rows: int | None, held_rows: int | None
     ) -> None:
         """Remember how many of a delivered period's rows came late and how many were held back."""
-        self._db.execute(
+        self._write(
             UPSERT_COUNTS,
             (
                 book.config,
@@ -641,8 +651,8 @@ class Ledger:
     @_serialized
     def counts(self, book: Book) -> list[PeriodCounts]:
         """Late and held rows per delivered period, oldest first."""
-        rows = self._db.execute(SELECT_COUNTS, (book.config, book.brand, book.destination))
-        return [PeriodCounts(row[0], row[1], row[2]) for row in rows]
+        rows = self._rows(SELECT_COUNTS, (book.config, book.brand, book.destination))
+        return [PeriodCounts(row["period_label"], row["late_rows"], row["held_rows"]) for row in rows]
 
 
 def _read_only(path: Path) -> sqlite3.Connection:

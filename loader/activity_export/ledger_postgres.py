@@ -18,6 +18,7 @@ and with it the lock; the next worker that tries the tenant finishes what the de
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -30,25 +31,9 @@ import psycopg2.extras  # type: ignore[import-untyped]
 
 from activity_export.errors import ConfigError, ExportError
 from activity_export.ledger import (
-    ACCEPT_DESTINATION,
-    FINISH_ATTEMPT,
-    INTERRUPT_UNFINISHED,
-    LAST_DELIVERED_END,
-    MARK_DELIVERED,
-    OUTCOMES,
     SCHEMA_VERSION,
-    SELECT_ATTEMPTS,
-    SELECT_COUNTS,
-    SELECT_PERIOD_RECORDS,
-    SELECT_RECORDS,
-    SELECT_TENANT,
-    UPSERT_COUNTS,
-    UPSERT_FAILED,
-    UPSERT_UPLOADING,
     Book,
     Ledger,
-    PeriodCounts,
-    Record,
     TenantEntry,
 )
 
@@ -174,7 +159,10 @@ class PostgresLedger(Ledger):
     """The ledger's interface (see ``ledger.Ledger``) on a PostgreSQL database.
 
     Every statement commits on its own (autocommit), as every step of the SQLite ledger does; the
-    few read-then-write steps run in one transaction under the tenant's row lock.
+    few read-then-write steps run in one transaction under the tenant's row lock. The steps whose
+    SQL is the same on both are inherited and reach PostgreSQL through ``_rows`` and ``_write``;
+    this class holds the schema and the steps that differ (``register``, ``delivered_starts``,
+    ``start_attempt``).
     """
 
     def __init__(self, path: Path | str, *, read_only: bool = False) -> None:  # no SQLite file to open
@@ -182,6 +170,7 @@ class PostgresLedger(Ledger):
         reads as empty, and creating the empty tables changes nothing a reader could see)."""
         self.path = Path(str(path))
         self.url = postgres_url(path)
+        self._lock = threading.RLock()  # the shared steps take it, as on SQLite
         self._pg = _connect(self.url)
         try:
             with self._pg.cursor() as cursor:
@@ -215,20 +204,15 @@ class PostgresLedger(Ledger):
             cursor.execute(sql, args)
             return int(cursor.rowcount)
 
-    # -- tenants ---------------------------------------------------------------------------------
+    # the statements shared with the SQLite ledger (see Ledger._rows and Ledger._write)
 
-    def tenant(self, config: str, brand: str) -> TenantEntry | None:
-        row = self._one(_pg(SELECT_TENANT), (config, brand))
-        if row is None:
-            return None
-        return TenantEntry(
-            config=row["config"],
-            brand=row["brand"],
-            destination=row["destination"],
-            first_period=datetime.fromisoformat(row["first_period"]),
-            accepted_from=row["accepted_from"],
-            accepted_at=row["accepted_at"],
-        )
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        return self._all(_pg(sql), args)
+
+    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
+        return self._run(_pg(sql), args)
+
+    # -- tenants ---------------------------------------------------------------------------------
 
     def register(self, book: Book, first_period: datetime) -> TenantEntry:
         self._run(
@@ -240,34 +224,7 @@ class PostgresLedger(Ledger):
         assert entry is not None
         return entry
 
-    def accept_destination(self, book: Book) -> TenantEntry:
-        entry = self.tenant(book.config, book.brand)
-        if entry is None:
-            raise ExportError(f"tenant {book.brand}: nothing recorded yet, so nothing to accept")
-        if entry.destination == book.destination:
-            return entry
-        row = self._one(_pg(LAST_DELIVERED_END), (book.config, book.brand, entry.destination))
-        last_end = row["last_end"] if row else None
-        first = datetime.fromisoformat(last_end) if last_end else entry.first_period
-        self._run(
-            _pg(ACCEPT_DESTINATION),
-            (book.destination, first.isoformat(), entry.destination, _now(), book.config, book.brand),
-        )
-        accepted = self.tenant(book.config, book.brand)
-        assert accepted is not None
-        return accepted
-
     # -- deliveries ------------------------------------------------------------------------------
-
-    def records(self, book: Book) -> list[Record]:
-        rows = self._all(_pg(SELECT_RECORDS), (book.config, book.brand, book.destination))
-        return [Record(**row) for row in rows]
-
-    def period_records(self, book: Book, period_start: datetime) -> dict[str, Record]:
-        rows = self._all(
-            _pg(SELECT_PERIOD_RECORDS), (book.config, book.brand, book.destination, period_start.isoformat())
-        )
-        return {row["kind"]: Record(**row) for row in rows}
 
     def delivered_starts(self, book: Book, kinds: list[str]) -> set[datetime]:
         rows = self._all(
@@ -278,10 +235,6 @@ class PostgresLedger(Ledger):
         )
         return {datetime.fromisoformat(row["period_start"]) for row in rows if row["kinds"] == len(kinds)}
 
-    def is_delivered(self, book: Book, period_start: datetime, kinds: list[str]) -> bool:
-        records = self.period_records(book, period_start)
-        return all(kind in records and records[kind].status == "delivered" for kind in kinds)
-
     def start_attempt(self, book: Book, period_start: datetime, label: str) -> int:
         row = self._one(
             "insert into attempts (config, brand, destination, period_start, period_label, started_at) "
@@ -290,99 +243,6 @@ class PostgresLedger(Ledger):
         )
         assert row is not None
         return int(row["attempt_id"])
-
-    def finish_attempt(self, attempt_id: int, outcome: str, error: str | None = None) -> None:
-        assert outcome in OUTCOMES, outcome
-        self._run(_pg(FINISH_ATTEMPT), (_now(), outcome, error, attempt_id))
-
-    def interrupt_unfinished(self, book: Book) -> int:
-        return self._run(_pg(INTERRUPT_UNFINISHED), (_now(), book.config, book.brand))
-
-    def attempts(self, book: Book) -> list[tuple[str, str | None]]:
-        rows = self._all(_pg(SELECT_ATTEMPTS), (book.config, book.brand, book.destination))
-        return [(row["period_label"], row["outcome"]) for row in rows]
-
-    def uploading(
-        self,
-        book: Book,
-        kind: str,
-        period_start: datetime,
-        period_end: datetime,
-        label: str,
-        remote_path: str,
-        rows: int,
-        size: int,
-        sha256: str,
-    ) -> None:
-        self._run(
-            _pg(UPSERT_UPLOADING),
-            (
-                book.config,
-                book.brand,
-                book.destination,
-                kind,
-                period_start.isoformat(),
-                period_end.isoformat(),
-                label,
-                remote_path,
-                rows,
-                size,
-                sha256,
-                _now(),
-            ),
-        )
-
-    def delivered(self, book: Book, kind: str, period_start: datetime, remote_path: str) -> None:
-        self._run(
-            _pg(MARK_DELIVERED),
-            (_now(), remote_path, book.config, book.brand, book.destination, kind, period_start.isoformat()),
-        )
-
-    def failed(
-        self,
-        book: Book,
-        period_start: datetime,
-        period_end: datetime,
-        label: str,
-        error: str,
-        kinds: tuple[str, ...] = ("activity", "broadcast"),
-    ) -> None:
-        for kind in kinds:
-            self._run(
-                _pg(UPSERT_FAILED),
-                (
-                    book.config,
-                    book.brand,
-                    book.destination,
-                    kind,
-                    period_start.isoformat(),
-                    period_end.isoformat(),
-                    label,
-                    _now(),
-                    error,
-                ),
-            )
-
-    def record_counts(
-        self, book: Book, period_start: datetime, label: str, late_rows: int | None, held_rows: int | None
-    ) -> None:
-        self._run(
-            _pg(UPSERT_COUNTS),
-            (
-                book.config,
-                book.brand,
-                book.destination,
-                period_start.isoformat(),
-                label,
-                late_rows,
-                held_rows,
-                _now(),
-            ),
-        )
-
-    def counts(self, book: Book) -> list[PeriodCounts]:
-        rows = self._all(_pg(SELECT_COUNTS), (book.config, book.brand, book.destination))
-        return [PeriodCounts(row["period_label"], row["late_rows"], row["held_rows"]) for row in rows]
 
 
 @contextmanager
