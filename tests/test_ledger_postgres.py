@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,63 @@ def test_four_workers_killed_at_random_deliver_every_file_exactly_once(
         *project.cli_args(),
     )  # fmt: skip
     assert {t["brand"]: t["delivered_periods"] for t in json.loads(status.stdout)} == dict.fromkeys(BRANDS, 3)
+
+
+@pytest.mark.xfail(
+    strict=True, reason="webhook outcomes go to a SQLite file named like the ledger: with a URL, nowhere"
+)
+def test_webhook_outcomes_are_kept_in_the_shared_ledger_without_its_password(
+    built_duckdb: Project, tmp_path: Path, ledger_url: str
+) -> None:
+    refused: list[bytes] = []
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            refused.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    password = "s3cret-ledger-pw"  # trust authentication ignores it; no output may show it
+    scheme, rest = ledger_url.split("://", 1)
+    credentials, where = rest.split("@", 1)
+    url = f"{scheme}://{credentials.split(':')[0]}:{password}@{where}"
+    config = tmp_path / "tenants.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "tenants": {
+                    "BRANDNAAM": {
+                        "start": "2026-11-03",
+                        "destination": {"type": "local", "root": str(tmp_path / "server")},
+                        "notify": {
+                            "url": f"http://127.0.0.1:{server.server_address[1]}/hook",
+                            "secret_env": "BRANDNAAM_WEBHOOK_SECRET",
+                            "retries": 0,
+                        },
+                    }
+                }
+            }
+        )
+    )
+    common = ["--config", str(config), "--ledger", url, "--now", NOW, *built_duckdb.cli_args()]
+    env = {"BRANDNAAM_WEBHOOK_SECRET": "webhook-secret"}
+    try:
+        run = built_duckdb.run("run", "-v", *common, env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    status = built_duckdb.run("status", "--json", *common, env=env)
+    table = built_duckdb.run("status", *common, env=env)
+    assert len(refused) == 1  # one period delivered, its event refused
+    [tenant] = json.loads(status.stdout)
+    assert tenant["webhook"] is not None, status.stdout
+    assert (tenant["webhook"]["ok"], tenant["webhook"]["failures"]) == (False, 1)
+    assert tenant["webhook"]["detail"] == "HTTP 500"
+    for output in (run.stdout, run.stderr, status.stdout, status.stderr, table.stdout, table.stderr):
+        assert password not in output
