@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from activity_export.cli import COMMAND_ORDER
-from activity_export.notify import WebhookStatus
+from activity_export.ledger import WebhookStatus
 from activity_export.status import TenantStatus
 from tests.conftest import BIN, ROOT, Project
 

@@ -23,9 +23,10 @@ import yaml
 from typer.testing import CliRunner
 
 from activity_export.cli import app
-from activity_export.deliver import Context, run_tenant
+from activity_export.deliver import Context
 from activity_export.encryption import read_recipient
 from activity_export.periods import parse_now, parse_period
+from activity_export.runs import Run, deliver_one
 from activity_export.warehouse import Warehouse, read_watermark
 from activity_export.writer import write_period
 from tests.test_writer import GOLDEN, GOLDEN_CASES, decompressed, golden_database, tenant, warehouse
@@ -202,18 +203,15 @@ def test_a_resumed_period_keeps_the_manifest_true_to_the_encrypted_bytes_on_the_
     )
     ledger = tmp_path / "ledger.sqlite"
     now = parse_now("2026-11-26T07:00:00+01:00")
-    assert not run_tenant(
-        warehouse, configured, read_watermark(warehouse), Context("tenants.yml", ledger, now)
-    ).failed
+    run = Run([configured], ledger, Context("tenants.yml", now))
+    assert not deliver_one(run, warehouse, configured, read_watermark(warehouse)).failed
     first_activity = (server / "activity_GOLD_20261125.csv.gpg").read_bytes()
     # as if the run had died before the broadcast file and the manifest were published
     with sqlite3.connect(ledger) as db:
         db.execute("update deliveries set status = 'uploading' where kind in ('broadcast', 'manifest')")
     db.close()
     (server / "manifest_GOLD_20261125.json").unlink()
-    assert not run_tenant(
-        warehouse, configured, read_watermark(warehouse), Context("tenants.yml", ledger, now)
-    ).failed
+    assert not deliver_one(run, warehouse, configured, read_watermark(warehouse)).failed
     assert (server / "activity_GOLD_20261125.csv.gpg").read_bytes() == first_activity  # not sent again
     package = json.loads((server / "manifest_GOLD_20261125.json").read_text(encoding="utf-8"))
     for entry in package["resources"]:

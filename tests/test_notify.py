@@ -1,7 +1,7 @@
 """Signed notifications, against a real HTTP server on the loopback interface.
 
 The server records what it receives and answers as each test tells it (200, 500, a pause longer
-than the timeout). Deliveries run through the loader's own ``run_tenant`` on the golden warehouse
+than the timeout). Deliveries run through the loader's own ``runs.deliver_one`` on the golden warehouse
 of tests/test_writer.py with a local destination and a real ledger.
 """
 
@@ -23,11 +23,12 @@ import pytest
 
 from activity_export import notify
 from activity_export.config import Notify
-from activity_export.deliver import Context, run_tenant
-from activity_export.ledger import Ledger
-from activity_export.notify import SIGNATURE_HEADER, post_event, webhook_status
+from activity_export.deliver import Context
+from activity_export.ledger import open_ledger
+from activity_export.notify import SIGNATURE_HEADER, post_event
 from activity_export.periods import parse_now
 from activity_export.report import status_table
+from activity_export.runs import Run, deliver_one
 from activity_export.status import collect_status
 from activity_export.warehouse import Warehouse, read_watermark
 from tests.test_writer import golden_database, tenant, warehouse
@@ -96,8 +97,8 @@ def _tenant(hook: Hook, tmp_path: Path, **settings: Any) -> Any:
 
 
 def _run(warehouse: Warehouse, configured: Any, tmp_path: Path) -> Any:
-    context = Context(CONFIG, tmp_path / "ledger.sqlite", NOW)
-    return run_tenant(warehouse, configured, read_watermark(warehouse), context)
+    run = Run([configured], tmp_path / "ledger.sqlite", Context(CONFIG, NOW))
+    return deliver_one(run, warehouse, configured, read_watermark(warehouse))
 
 
 def test_every_delivered_period_is_announced_and_signed(
@@ -143,9 +144,10 @@ def test_a_failing_webhook_neither_blocks_nor_fails_the_delivery(
         "2026-11-25",
         "2026-11-26",
     ]
-    status = webhook_status(tmp_path / "ledger.sqlite", "GOLD")
-    assert status is not None and not status.ok and status.failures == 3 and status.detail == "HTTP 500"
-    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+    with open_ledger(tmp_path / "ledger.sqlite") as ledger:
+        status = ledger.webhook_status(CONFIG, "GOLD")
+        assert status is not None and not status.ok and status.failures == 3 and status.detail == "HTTP 500"
+        assert ledger.webhook_status("/another/tenants.yml", "GOLD") is None  # per configuration
         table = status_table(
             collect_status(ledger, warehouse, CONFIG, [configured], NOW, verify=False), verified=False
         )
@@ -198,8 +200,9 @@ def test_a_failed_period_is_announced_with_its_error(
 def test_an_overdue_period_is_announced(hook: Hook, warehouse: Warehouse, tmp_path: Path) -> None:
     later = parse_now("2026-11-28T07:00:00+01:00")  # 26 November became due 25 hours ago
     complete_until = parse_now("2026-11-25T23:00:00+00:00")  # as if the data stopped after the 25th
-    context = Context(CONFIG, tmp_path / "ledger.sqlite", later)
-    report = run_tenant(warehouse, _tenant(hook, tmp_path), complete_until, context)
+    configured = _tenant(hook, tmp_path)
+    run = Run([configured], tmp_path / "ledger.sqlite", Context(CONFIG, later))
+    report = deliver_one(run, warehouse, configured, complete_until)
     assert [o.period.label for o in report.overdue] == ["2026-11-26"] and not report.failed
     overdue = [e for e in hook.events() if e["event"] == "overdue"]
     assert [e["period"]["label"] for e in overdue] == ["2026-11-26"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from activity_export.config import Config, LocalDestination, SftpDestination, Tenant
@@ -22,6 +22,7 @@ from activity_export.periods import Period, due_at, period_containing, sample_pe
 from activity_export.prune import expired
 
 if TYPE_CHECKING:
+    from activity_export.ledger import Location
     from activity_export.warehouse import Warehouse
 
 TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
@@ -184,26 +185,23 @@ def check_config(config: Config, now: datetime, brands: list[str] | None = None)
     return summaries
 
 
-def changed_destinations(config: Config, ledger_path: Path, brands: list[str] | None = None) -> list[str]:
+def changed_destinations(config: Config, location: Location, brands: list[str] | None = None) -> list[str]:
     """Tenants whose configured destination differs from the one the ledger delivers to.
 
     Read only: a ledger that does not exist yet has nothing to compare.
     """
-    from activity_export.deliver import destination_changed_message
-    from activity_export.ledger import Ledger, config_key, destination_key, is_postgres
+    from activity_export.ledger import DestinationChanged, config_key, ledger_exists, open_ledger
 
-    if not is_postgres(ledger_path) and not ledger_path.is_file():
+    if not ledger_exists(location):
         return []
     found = []
-    with Ledger(ledger_path, read_only=True) as ledger:
+    with open_ledger(location, read_only=True) as ledger:
         for tenant in config.selected(brands):
             entry = ledger.tenant(config_key(config.path), tenant.brand)
-            configured = destination_key(tenant.destination)
+            configured = tenant.destination.key
             if entry is not None and entry.destination != configured:
-                found.append(
-                    f"tenant {tenant.brand}: "
-                    + destination_changed_message(tenant, entry.destination, configured)
-                )
+                changed = DestinationChanged(tenant.brand, entry.destination, configured)
+                found.append(f"tenant {tenant.brand}: {changed}")
     return found
 
 

@@ -25,9 +25,7 @@ from activity_export.errors import ConfigError, ExportError
 # that `--help` and the light commands start fast (bench/results/README.md).
 if TYPE_CHECKING:
     from activity_export import generate as generator
-    from activity_export.config import Tenant
-    from activity_export.deliver import Context, TenantReport
-    from activity_export.warehouse import Target, Warehouse
+    from activity_export.deliver import TenantReport
 
 log = logging.getLogger("activity_export")
 
@@ -72,10 +70,11 @@ TargetOption = Annotated[
 ]
 
 LedgerOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--ledger",
-        help="Ledger file (default: activity-export.ledger.sqlite beside the config).",
+        help="Ledger file (default: activity-export.ledger.sqlite beside the config), or "
+        "postgresql://user@host:port/dbname for a ledger shared by workers.",
         envvar="ACTIVITY_EXPORT_LEDGER",
     ),
 ]
@@ -255,10 +254,10 @@ def demo(
     from activity_export import generate as generator
     from activity_export.build import dbt_build
     from activity_export.config import load_config
-    from activity_export.deliver import Context, run_tenant
-    from activity_export.ledger import config_key, default_ledger_path
+    from activity_export.ledger import default_ledger_path
     from activity_export.report import run_summary
-    from activity_export.warehouse import connect, read_watermark, resolve_target
+    from activity_export.runs import deliver_tenants, start_run
+    from activity_export.warehouse import connect, resolve_target
 
     if not config.exists():  # the generic message would suggest ACTIVITY_EXPORT_CONFIG, which demo ignores
         raise ConfigError(
@@ -286,15 +285,8 @@ def demo(
     typer.echo(f"3/3 delivering every due period as of {plan.as_of.isoformat()}")
     # the demo's ledger starts afresh with its warehouse, so `status --config demo/tenants.yml`
     # shows what this demo delivered and `run` knows it was delivered
-    ledger_path = default_ledger_path(config)
-    for leftover in (ledger_path, *(ledger_path.with_name(ledger_path.name + s) for s in ("-wal", "-shm"))):
-        leftover.unlink(missing_ok=True)
-    context = Context(config_key(config), ledger_path, plan.as_of)
-    with connect(warehouse_target) as warehouse:
-        reports = [
-            run_tenant(warehouse, tenant, read_watermark(warehouse, tenant.brand), context)
-            for tenant in tenants
-        ]
+    demo_job.remove_previous_ledger(default_ledger_path(config))
+    reports = deliver_tenants(start_run(config, now=plan.as_of), warehouse_target)
     typer.echo("")
     typer.echo(run_summary(reports))
     folders = sorted({str(t.destination.root) for t in tenants if hasattr(t.destination, "root")})
@@ -332,14 +324,14 @@ def check(
         render_summary,
     )
     from activity_export.config import load_config
-    from activity_export.ledger import default_ledger_path
+    from activity_export.ledger import ledger_location
     from activity_export.periods import parse_now
 
     settings = load_config(config)
     moment = parse_now(now) if now else datetime.now(UTC)
     summaries = check_config(settings, moment, brand)
     typer.echo(render_summary(summaries))
-    for warning in changed_destinations(settings, ledger or default_ledger_path(config), brand):
+    for warning in changed_destinations(settings, ledger_location(ledger, config), brand):
         typer.echo(f"warning: {warning}", err=True)
     raise_on_problems(summaries)
     _warn_brands_without_data([s.brand for s in summaries], project_dir, profiles_dir, target)
@@ -388,58 +380,37 @@ def run(
 ) -> None:
     """The nightly job: every due, complete, undelivered period of each tenant, oldest first."""
     from activity_export.build import dbt_build
-    from activity_export.check import raise_on_collisions
-    from activity_export.config import load_config
-    from activity_export.deliver import Context, remove_stale_workdirs, run_tenant
-    from activity_export.ledger import Ledger, config_key, default_ledger_path
-    from activity_export.periods import parse_now
     from activity_export.report import Progress, run_json
-    from activity_export.shards import parse_shard, shard_of
+    from activity_export.runs import deliver_tenants, start_run
     from activity_export.stopping import stop_on_signals
     from activity_export.warehouse import resolve_target
 
-    settings = load_config(config)
-    raise_on_collisions(settings)
-    tenants = settings.selected(brand)
-    if shard:
-        index, count = parse_shard(shard)
-        tenants = [tenant for tenant in tenants if shard_of(tenant.brand, count) == index]
-    moment = parse_now(now) if now else datetime.now(UTC)
-    warehouse_target = resolve_target(project_dir, profiles_dir, target)
-    ledger_path = ledger or default_ledger_path(config)
-    if not dry_run:
-        # one clear error if it cannot be opened; created and migrated before tenants run in parallel
-        Ledger(ledger_path).close()
-        remove_stale_workdirs()
-
-    # with --json, stdout holds the JSON document and nothing else
-    progress = Progress(len(tenants), interactive=sys.stdout.isatty() and not as_json, silent=as_json)
-    context = Context(
-        config_key(config),
-        ledger_path,
-        moment,
+    started = start_run(
+        config,
+        ledger=ledger,
+        brands=brand,
+        shard=shard,
+        now=now,
         force=force,
         dry_run=dry_run,
         accept_destination=accept_destination,
-        on_delivered=progress.delivered,
     )
-
-    def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
-        try:
-            return run_tenant(warehouse, tenant, watermark, context)
-        finally:
-            progress.tenant_done()
-
-    with stop_on_signals(context.stop) as received:
+    warehouse_target = resolve_target(project_dir, profiles_dir, target)
+    # with --json, stdout holds the JSON document and nothing else
+    progress = Progress(len(started.tenants), interactive=sys.stdout.isatty() and not as_json, silent=as_json)
+    started.context.on_delivered = progress.delivered
+    with stop_on_signals(started.context.stop) as received:
         try:
             if build:
                 dbt_build(project_dir, profiles_dir, warehouse_target.name)
-            reports = _each_tenant(warehouse_target, tenants, parallel, one, context)
+            reports = deliver_tenants(
+                started, warehouse_target, parallel, on_tenant_done=progress.tenant_done
+            )
         finally:
             progress.stop()
     if as_json:
-        typer.echo(json.dumps(run_json(reports, moment, dry_run=dry_run), indent=2))
-    _finish(reports, moment, on_failure, received.exit_code, summary=not as_json)
+        typer.echo(json.dumps(run_json(reports, started.context.now, dry_run=dry_run), indent=2))
+    _finish(reports, started.context.now, on_failure, received.exit_code, summary=not as_json)
 
 
 @app.command()
@@ -456,35 +427,21 @@ def backfill(
     target: TargetOption = None,
 ) -> None:
     """Re-deliver a range of periods, replacing the files atomically."""
-    from activity_export.check import raise_on_collisions
-    from activity_export.config import load_config
-    from activity_export.deliver import Context, backfill_tenant, remove_stale_workdirs
-    from activity_export.ledger import Ledger, config_key, default_ledger_path
     from activity_export.periods import parse_period, periods_between
+    from activity_export.runs import deliver_tenants, start_run
     from activity_export.stopping import stop_on_signals
     from activity_export.warehouse import resolve_target
 
-    settings = load_config(config)
-    raise_on_collisions(settings)
-    tenant = settings.tenant(brand)
+    started = start_run(config, ledger=ledger, brands=[brand], dry_run=dry_run)
+    [tenant] = started.tenants
     first, last = parse_period(tenant, from_), parse_period(tenant, to)
     if last.start_utc < first.start_utc:
         raise ConfigError(f"backfill: --to {to} is before --from {from_}")
     periods = periods_between(first, last)
-    ledger_path = ledger or default_ledger_path(config)
-    if not dry_run:
-        Ledger(ledger_path).close()
-        remove_stale_workdirs()
-    moment = datetime.now(UTC)
-    context = Context(config_key(config), ledger_path, moment, dry_run=dry_run)
-
-    def one(warehouse: Warehouse, tenant: Tenant, watermark: datetime | None) -> TenantReport:
-        return backfill_tenant(warehouse, tenant, periods, watermark, context)
-
-    with stop_on_signals(context.stop) as received:
+    with stop_on_signals(started.context.stop) as received:
         warehouse_target = resolve_target(project_dir, profiles_dir, target)
-        reports = _each_tenant(warehouse_target, [tenant], 1, one, context)
-    _finish(reports, moment, None, received.exit_code)
+        reports = deliver_tenants(started, warehouse_target, periods=lambda _: periods)
+    _finish(reports, started.context.now, None, received.exit_code)
 
 
 @app.command()
@@ -503,7 +460,7 @@ def status(
     """The ledger: what was delivered where, and what is pending, waiting, overdue or failed."""
     from activity_export.check import absent_brand_warning, brands_without_data
     from activity_export.config import load_config
-    from activity_export.ledger import Ledger, config_key, default_ledger_path
+    from activity_export.ledger import config_key, ledger_location, open_ledger
     from activity_export.periods import parse_now
     from activity_export.report import status_table
     from activity_export.status import collect_status
@@ -513,7 +470,7 @@ def status(
     tenants = settings.selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)
     with (
-        Ledger(ledger or default_ledger_path(config), read_only=True) as book,
+        open_ledger(ledger_location(ledger, config), read_only=True) as book,
         connect(resolve_target(project_dir, profiles_dir, target)) as warehouse,
     ):
         statuses = collect_status(book, warehouse, config_key(config), tenants, moment, verify=verify)
@@ -572,30 +529,6 @@ def prune(
         raise typer.Exit(1)
 
 
-def _each_tenant(
-    target: Target,
-    tenants: list[Tenant],
-    parallel: int,
-    job: Callable[[Warehouse, Tenant, datetime | None], TenantReport],
-    context: Context,
-) -> list[TenantReport]:
-    """Every tenant's report; a warehouse that cannot be read fails every tenant, loudly."""
-    from activity_export.deliver import Interrupted, TenantReport, each_tenant
-
-    try:
-        context.check_stop()
-        return each_tenant(target, tenants, parallel, job)
-    except ExportError as exc:
-        reports = []
-        for tenant in tenants:
-            report = TenantReport(tenant, interrupted=isinstance(exc, Interrupted))
-            report.fail(str(exc), exc.exit_code)
-            reports.append(report)
-        return reports
-    finally:
-        context.close()
-
-
 def _finish(
     reports: list[TenantReport],
     moment: datetime,
@@ -605,26 +538,17 @@ def _finish(
     summary: bool = True,
 ) -> None:
     """Print the summary, notify about every failed or overdue tenant, exit with the right code."""
-    from activity_export.report import failure_payload, notify, run_summary
+    from activity_export.report import run_summary
+    from activity_export.runs import call_on_failure, exit_code, problems
 
     if summary:
         typer.echo(run_summary(reports))
-    for report in reports:
-        if report.failed:
-            typer.echo(f"error: tenant {report.tenant.brand}: {report.error}", err=True)
-        for overdue in report.overdue:
-            typer.echo(
-                f"error: tenant {report.tenant.brand}: period {overdue.period.label} is overdue: "
-                f"due {overdue.due.isoformat()}, not delivered {overdue.hours:.1f}h later",
-                err=True,
-            )
-        if on_failure and (report.failed or report.overdue):
-            problem = notify(on_failure, failure_payload(report, moment))
-            if problem:
-                typer.echo(f"warning: {problem}", err=True)
-    if signal_exit is not None:
-        raise typer.Exit(signal_exit)
-    code = max((report.exit_code for report in reports), default=0)
+    for problem in problems(reports):
+        typer.echo(f"error: {problem}", err=True)
+    if on_failure:
+        for problem in call_on_failure(on_failure, reports, moment):
+            typer.echo(f"warning: {problem}", err=True)
+    code = exit_code(reports, signal_exit)
     if code:
         raise typer.Exit(code)
 

@@ -14,13 +14,9 @@ starts, and the attempt is recorded as interrupted.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -29,24 +25,15 @@ from activity_export import failpoints, logs
 from activity_export.config import Tenant
 from activity_export.destinations import Destination, Follower, open_destination
 from activity_export.errors import ExportError
-from activity_export.ledger import Book, Ledger, RunLedgers, destination_key, tenant_lock
+from activity_export.ledger import DestinationChanged, TenantLedger
 from activity_export.notify import announce
 from activity_export.periods import Period
 from activity_export.plan import Overdue, Plan, anchor_period, kinds_of, plan_periods
-from activity_export.warehouse import (
-    DUCKDB_THREADS,
-    DUCKDB_THREADS_SIDE_BY_SIDE,
-    Target,
-    Warehouse,
-    connect,
-    period_counts,
-    read_watermarks,
-)
+from activity_export.warehouse import Warehouse, period_counts
+from activity_export.workdir import workdir
 from activity_export.writer import WrittenFile, restate_delivered, write_period
 
 log = logging.getLogger(__name__)
-
-WORKDIR_PREFIX = "activity-export."
 
 
 class Interrupted(ExportError):
@@ -55,25 +42,16 @@ class Interrupted(ExportError):
 
 @dataclass
 class Context:
-    """What every tenant of one command shares."""
+    """What every tenant of one command shares: the configuration's name in the ledger, the
+    clock, what the command asks for, and the run's stop flag."""
 
     config: str  # ledger.config_key() of the configuration file
-    ledger_path: Path | None
     now: datetime
     force: bool = False
     dry_run: bool = False
     accept_destination: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     on_delivered: Callable[[str, Delivered], None] | None = None
-    ledgers: RunLedgers | None = field(init=False, default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self.ledgers = RunLedgers(self.ledger_path) if self.ledger_path is not None else None
-
-    def close(self) -> None:
-        """Close what the tenants shared (the ledger connection)."""
-        if self.ledgers is not None:
-            self.ledgers.close()
 
     def check_stop(self) -> None:
         """Raise ``Interrupted`` when a stop was requested: called only at safe points."""
@@ -128,28 +106,27 @@ def deliver_period(
     tenant: Tenant,
     period: Period,
     destination: Destination,
-    workdir: Path,
-    ledger: Ledger | None = None,
-    book: Book | None = None,
+    folder: Path,
+    ledger: TenantLedger,
     *,
     force: bool = False,
     context: Context | None = None,
 ) -> Delivered:
     """Write one period's files and publish them; the local copies are removed afterwards.
 
-    With a ledger, files already delivered are not sent again (unless ``force``), and a file a
-    crashed run left as ``uploading`` whose final name already holds a file with the recorded
-    SHA-256 is marked delivered without a second upload.
+    Files the ledger holds as delivered are not sent again (unless ``force``), and a file a crashed
+    run left as ``uploading`` whose final name already holds a file with the recorded SHA-256 is
+    marked delivered without a second upload.
     """
     started = time.monotonic()
-    previous = ledger.period_records(book, period.start_utc) if ledger and book else {}
+    previous = ledger.period_records(period.start_utc)
 
     def follow(kind: str, growing: Path, relative: PurePosixPath) -> Follower | None:
         record = previous.get(kind)  # a file the ledger knows is not uploaded again as it is written
         return destination.follow(growing, relative) if force or record is None else None
 
     try:
-        files = write_period(warehouse, tenant, period, workdir, follow=follow)
+        files = write_period(warehouse, tenant, period, folder, follow=follow)
     except BaseException:
         destination.discard_staged()
         raise
@@ -173,9 +150,7 @@ def deliver_period(
                 locations.append(record.remote_path or "")
                 continue
             if (
-                ledger
-                and book
-                and record
+                record
                 and record.status == "uploading"
                 and record.sha256 == written.sha256
                 and destination.sha256(written.relative) == written.sha256
@@ -185,21 +160,19 @@ def deliver_period(
                     written.relative,
                     destination.describe(),
                 )
-                ledger.delivered(book, written.kind, period.start_utc, record.remote_path or "")
+                ledger.delivered(written.kind, period.start_utc, record.remote_path or "")
                 locations.append(record.remote_path or "")
                 continue
-            if ledger and book:
-                ledger.uploading(
-                    book,
-                    written.kind,
-                    period.start_utc,
-                    period.end_utc,
-                    period.label,
-                    str(written.relative),
-                    written.rows,
-                    written.bytes,
-                    written.sha256,
-                )
+            ledger.uploading(
+                written.kind,
+                period.start_utc,
+                period.end_utc,
+                period.label,
+                str(written.relative),
+                written.rows,
+                written.bytes,
+                written.sha256,
+            )
             with logs.context(kind=written.kind):
                 location = destination.publish_staged(
                     written.relative, written.bytes, written.sha256
@@ -212,8 +185,7 @@ def deliver_period(
                     extra={"event": "file_delivered"},
                 )
             failpoints.hit("after-upload")
-            if ledger and book:
-                ledger.delivered(book, written.kind, period.start_utc, location)
+            ledger.delivered(written.kind, period.start_utc, location)
             locations.append(location)
     finally:
         destination.discard_staged()
@@ -226,8 +198,7 @@ def deliver_tenant(
     warehouse: Warehouse,
     tenant: Tenant,
     periods: list[Period],
-    ledger: Ledger | None,
-    book: Book | None,
+    ledger: TenantLedger,
     context: Context,
     *,
     force: bool = False,
@@ -248,41 +219,31 @@ def deliver_tenant(
         context.check_stop()
         with open_destination(tenant.destination, tenant.brand, tenant.file_mode_bits) as destination:
             report.destination = destination.describe()
-            with _workdir(tenant.brand) as work:
+            with workdir(tenant.brand) as folder:
                 for current in periods:
                     context.check_stop()
-                    attempt = (
-                        ledger.start_attempt(book, current.start_utc, current.label) if ledger and book else 0
-                    )
+                    attempt = ledger.start_attempt(current.start_utc, current.label)
                     with logs.context(period=current.label):
                         delivered = deliver_period(
-                            warehouse,
-                            tenant,
-                            current,
-                            destination,
-                            work,
-                            ledger,
-                            book,
-                            force=force,
-                            context=context,
-                        )
+                            warehouse, tenant, current, destination, folder, ledger,
+                            force=force, context=context,
+                        )  # fmt: skip
                         log.info(
                             "delivered period %s of %s",
                             current.label,
                             tenant.brand,
                             extra={"event": "period_delivered"},
                         )
-                    if ledger and book:
-                        ledger.finish_attempt(attempt, "delivered")
-                        _record_counts(warehouse, ledger, book, current)
+                    ledger.finish_attempt(attempt, "delivered")
+                    _record_counts(warehouse, ledger, current)
                     attempt = 0
                     report.delivered.append(delivered)
                     if context.on_delivered:
                         context.on_delivered(tenant.brand, delivered)
                     current = None
-                    heard = announce(tenant, "delivered", delivered.period, delivered.files, None,
-                                     ledger.path if ledger else None, webhook_retries)  # fmt: skip
-                    webhook_retries = 0 if heard and not heard.ok else webhook_retries
+                    heard = _announce(tenant, ledger, "delivered", delivered.period, delivered.files,
+                                      retries=webhook_retries)  # fmt: skip
+                    webhook_retries = 0 if heard is False else webhook_retries
     except Interrupted as exc:
         report.interrupted = True
         report.fail(str(exc))
@@ -305,152 +266,71 @@ def deliver_tenant(
                 "period": current.label,
             },
         )
-        if ledger and book:
-            if report.interrupted:
-                if attempt:
-                    ledger.finish_attempt(attempt, "interrupted", report.error)
-            else:
-                ledger.failed(book, current.start_utc, current.end_utc, current.label, report.error)
-                attempt = attempt or ledger.start_attempt(book, current.start_utc, current.label)
-                ledger.finish_attempt(attempt, "failed", report.error)
-        if not report.interrupted:
-            announce(
-                tenant, "failed", current, [], report.error, ledger.path if ledger else None, webhook_retries
-            )
+        if report.interrupted:
+            if attempt:
+                ledger.finish_attempt(attempt, "interrupted", report.error)
+        else:
+            ledger.failed(current.start_utc, current.end_utc, current.label, report.error)
+            attempt = attempt or ledger.start_attempt(current.start_utc, current.label)
+            ledger.finish_attempt(attempt, "failed", report.error)
+            _announce(tenant, ledger, "failed", current, [], report.error, retries=webhook_retries)
     return report
 
 
-def _record_counts(warehouse: Warehouse, ledger: Ledger, book: Book, period: Period) -> None:
+def _announce(
+    tenant: Tenant,
+    ledger: TenantLedger,
+    event: str,
+    period: Period,
+    files: list[WrittenFile],
+    error: str | None = None,
+    *,
+    retries: int | None = None,
+) -> bool | None:
+    """Send the period's webhook event, if the tenant has a webhook, and keep its outcome in the
+    ledger; whether the webhook accepted it (None: no webhook)."""
+    heard = announce(tenant, event, period, files, error, retries)
+    if heard is None:
+        return None
+    ledger.record_webhook(
+        period.label, event, heard.delivery_id, ok=heard.ok, attempts=heard.attempts, detail=heard.detail
+    )
+    return heard.ok
+
+
+def _record_counts(warehouse: Warehouse, ledger: TenantLedger, period: Period) -> None:
     """Remember how many of a delivered period's rows came late and how many were held back."""
     try:
-        counts = period_counts(warehouse, book.brand, period.start_utc, period.end_utc)
+        counts = period_counts(warehouse, ledger.book.brand, period.start_utc, period.end_utc)
     except ExportError as exc:  # the files are delivered; only the statistics are missing
-        log.warning("tenant %s: late and held rows of %s not counted: %s", book.brand, period.label, exc)
-        return
-    ledger.record_counts(book, period.start_utc, period.label, counts.late, counts.held)
-
-
-class _workdir:
-    """A private temporary folder for one tenant's files, removed however the block ends.
-
-    Its name carries the process id, so a later run can remove what a killed run left behind
-    (``remove_stale_workdirs``): those files hold e-mail addresses.
-    """
-
-    def __init__(self, brand: str) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}.{brand[:40]}."))
-
-    def __enter__(self) -> Path:
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def remove_stale_workdirs() -> list[Path]:
-    """Remove temporary folders of runs that no longer exist (killed with SIGKILL, power loss)."""
-    removed = []
-    for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*"):
-        parts = folder.name.split(".")
-        if len(parts) < 4 or not parts[1].isdigit() or not folder.is_dir():
-            continue
-        pid = int(parts[1])
-        if pid == os.getpid() or _alive(pid):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-        log.info("removed %s, left by an earlier run that did not finish", folder)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def destination_changed_message(tenant: Tenant, recorded: str, configured: str) -> str:
-    return (
-        f"destination changed: deliveries so far went to {recorded}, the configuration now says "
-        f"{configured}. Nothing is delivered until you decide: to deliver to the new destination "
-        f"from the period after the last one delivered to the old one, run `activity-export run "
-        f"--brand {tenant.brand} --accept-destination` (send earlier periods there with "
-        "`backfill`); to keep the old destination, change the configuration back."
-    )
-
-
-def run_tenant(
-    warehouse: Warehouse,
-    tenant: Tenant,
-    complete_until: datetime | None,
-    context: Context,
-) -> TenantReport:
-    """The nightly job for one tenant: every due, complete and undelivered period, oldest first."""
-    return _locked(warehouse, tenant, complete_until, None, context)
-
-
-def backfill_tenant(
-    warehouse: Warehouse,
-    tenant: Tenant,
-    periods: list[Period],
-    complete_until: datetime | None,
-    context: Context,
-) -> TenantReport:
-    """Re-deliver a range of periods (replacing files atomically); incomplete ones wait."""
-    return _locked(warehouse, tenant, complete_until, periods, context)
-
-
-def _locked(
-    warehouse: Warehouse,
-    tenant: Tenant,
-    complete_until: datetime | None,
-    chosen: list[Period] | None,
-    context: Context,
-) -> TenantReport:
-    """Under the tenant's lock: check the destination, plan, and deliver (or say what would be)."""
-    book = Book(context.config, tenant.brand, destination_key(tenant.destination))
-    if context.ledger_path is None:  # the demo: no ledger, every due period from the anchor
-        plan = plan_periods(
-            tenant, anchor_period(tenant, None, context.now), context.now, complete_until, set()
+        log.warning(
+            "tenant %s: late and held rows of %s not counted: %s", ledger.book.brand, period.label, exc
         )
-        report = deliver_tenant(warehouse, tenant, plan.ready, None, None, context)
-        report.waiting = plan.waiting
-        return report
-    if context.dry_run:  # reads the ledger; takes no lock and creates no file
-        with Ledger(context.ledger_path, read_only=True) as ledger:
-            return _with_ledger(warehouse, tenant, complete_until, chosen, context, ledger, book)
-    with tenant_lock(context.ledger_path, tenant.brand) as acquired:
-        if not acquired:
-            report = TenantReport(tenant)
-            report.skipped = "another run is delivering this tenant; skipped"
-            log.warning("tenant %s: %s", tenant.brand, report.skipped)
-            return report
-        assert context.ledgers is not None
-        with context.ledgers.open() as ledger:
-            return _with_ledger(warehouse, tenant, complete_until, chosen, context, ledger, book)
+        return
+    ledger.record_counts(period.start_utc, period.label, counts.late, counts.held)
 
 
-def _with_ledger(
+def plan_and_deliver(
     warehouse: Warehouse,
     tenant: Tenant,
     complete_until: datetime | None,
     chosen: list[Period] | None,
     context: Context,
-    ledger: Ledger,
-    book: Book,
+    ledger: TenantLedger,
 ) -> TenantReport:
-    """Check the destination, plan from the ledger, and deliver (or say what would be delivered)."""
-    entry = ledger.tenant(book.config, book.brand)
+    """Check the destination, plan from the ledger, and deliver (or say what would be delivered).
+
+    ``chosen`` periods (``backfill``) are re-delivered when complete; without them, every due,
+    complete and undelivered period since the tenant's anchor, oldest first.
+    """
+    book = ledger.book
+    entry = ledger.ledger.tenant(book.config, book.brand)
     if entry is not None and entry.destination != book.destination:
         if not context.accept_destination or context.dry_run:
             report = TenantReport(tenant)
-            report.fail(destination_changed_message(tenant, entry.destination, book.destination))
+            report.fail(str(DestinationChanged(tenant.brand, entry.destination, book.destination)))
             return report
-        entry = ledger.accept_destination(book)
+        entry = ledger.ledger.accept_destination(book)
         log.warning(
             "tenant %s: now delivering to %s (accepted; was %s)",
             tenant.brand,
@@ -470,22 +350,22 @@ def _with_ledger(
         )
         if entry is None and not context.dry_run:
             # the ledger may know an earlier one (rows migrated from the previous version)
-            entry = ledger.register(book, anchor.start_utc)
+            entry = ledger.ledger.register(book, anchor.start_utc)
             anchor = anchor_period(tenant, entry.first_period, context.now)
         plan = plan_periods(
             tenant,
             anchor,
             context.now,
             complete_until,
-            ledger.delivered_starts(book, kinds_of(tenant)),
+            ledger.delivered_starts(kinds_of(tenant)),
             force=context.force,
         )
         force = context.force
     if context.dry_run:
         report = TenantReport(tenant, waiting=plan.waiting, planned=plan.ready, already=plan.delivered)
     else:
-        ledger.interrupt_unfinished(book)
-        report = deliver_tenant(warehouse, tenant, plan.ready, ledger, book, context, force=force)
+        ledger.interrupt_unfinished()
+        report = deliver_tenant(warehouse, tenant, plan.ready, ledger, context, force=force)
         report.already, report.waiting = plan.delivered, plan.waiting
     if chosen is None:
         # a dry run counts what it would deliver as delivered: only what stays owed is overdue
@@ -496,39 +376,5 @@ def _with_ledger(
         # loud, again at every run; a tenant that failed has announced that already
         for overdue in [] if context.dry_run or report.failed else report.overdue:
             problem = f"not delivered {overdue.hours:.1f}h after it became due ({overdue.due.isoformat()})"
-            announce(tenant, "overdue", overdue.period, [], problem, ledger.path)
+            _announce(tenant, ledger, "overdue", overdue.period, [], problem)
     return report
-
-
-def each_tenant(
-    target: Target,
-    tenants: list[Tenant],
-    parallel: int,
-    job: Callable[[Warehouse, Tenant, datetime | None], TenantReport],
-) -> list[TenantReport]:
-    """Run ``job`` for every tenant, ``parallel`` at a time; one tenant's failure stops no other."""
-    threads = DUCKDB_THREADS_SIDE_BY_SIDE if parallel > 1 and len(tenants) > 1 else DUCKDB_THREADS
-    with connect(target, threads=threads) as warehouse:
-        watermarks = read_watermarks(warehouse)
-
-        def guarded(tenant: Tenant) -> TenantReport:
-            cursor = warehouse.cursor()
-            found = watermarks.get(tenant.brand)
-            try:
-                # a brand absent from the data has no watermark: its periods wait (and turn overdue)
-                with logs.context(brand=tenant.brand):
-                    return job(cursor, tenant, found.complete_until if found else None)
-            except ExportError as exc:
-                report = TenantReport(tenant)
-                report.fail(str(exc), exc.exit_code)
-                return report
-            except Exception as exc:
-                log.debug("tenant %s: unexpected error", tenant.brand, exc_info=True)
-                report = TenantReport(tenant)
-                report.fail(f"unexpected error: {type(exc).__name__}: {exc}")
-                return report
-            finally:
-                cursor.close()
-
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            return list(pool.map(guarded, tenants))

@@ -68,3 +68,9 @@ def mark_warehouse(warehouse: Warehouse) -> None:
         f"create or replace table main.{MARKER_TABLE} as "
         "select 'created by activity-export demo; deleted and rebuilt by the next demo' as note"
     )
+
+
+def remove_previous_ledger(path: Path) -> None:
+    """The demo's ledger starts afresh with its warehouse (with SQLite's -wal and -shm files)."""
+    for leftover in (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm"))):
+        leftover.unlink(missing_ok=True)

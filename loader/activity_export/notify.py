@@ -4,19 +4,19 @@ The body is signed with HMAC-SHA256 under the tenant's secret (``notify.secret_e
 signature travels in the ``X-Activity-Export-Signature`` header as ``sha256=<hex>``, the way
 GitHub and Stripe sign theirs, so a receiver checks it with a few lines of standard library code
 (docs/receiving.md). Each attempt has a timeout and a failed attempt is retried a few times with a
-growing pause. A webhook that fails never fails or blocks a delivery: the outcome is returned,
-logged and recorded in the ledger file's ``notifications`` table, which ``status`` shows.
+growing pause. A webhook that fails never fails or blocks a delivery: the outcome is returned
+and logged; the caller keeps it in the ledger, which ``status`` shows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import http.client
 import json
 import logging
 import os
-import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from activity_export import __version__
@@ -38,19 +37,6 @@ EVENT_HEADER = "X-Activity-Export-Event"
 DELIVERY_HEADER = "X-Activity-Export-Delivery"
 FIRST_PAUSE_SECONDS = 1.0  # then 2, 4, ... between attempts
 
-SCHEMA = """
-create table if not exists notifications (
-    brand text not null,
-    period_label text not null,
-    event text not null,              -- delivered, failed, overdue
-    delivery_id text not null,        -- the X-Activity-Export-Delivery header, also in the body
-    ok integer not null,
-    attempts integer not null,
-    detail text,                      -- HTTP status or the error, never the secret or the URL
-    sent_at text not null
-)
-"""
-
 
 @dataclass(frozen=True)
 class Outcome:
@@ -58,7 +44,8 @@ class Outcome:
 
     ok: bool
     attempts: int
-    detail: str
+    detail: str  # an HTTP status or the error, never the secret or the URL
+    delivery_id: str = ""  # the event's id, in its headers and body
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -140,7 +127,6 @@ def announce(
     period: Any,
     files: list[WrittenFile],
     error: str | None = None,
-    ledger_path: Path | None = None,
     retries: int | None = None,
 ) -> Outcome | None:
     """Send one period's event if the tenant has a webhook; never raises for a failing webhook.
@@ -169,64 +155,4 @@ def announce(
             outcome.attempts,
             outcome.detail,
         )
-    if ledger_path is not None:
-        try:
-            record(ledger_path, tenant.brand, period.label, event, str(payload["delivery_id"]), outcome)
-        except sqlite3.Error as exc:  # the delivery itself is recorded in the ledger already
-            log.warning(
-                "tenant %s: could not record the webhook outcome in %s: %s", tenant.brand, ledger_path, exc
-            )
-    return outcome
-
-
-def record(ledger_path: Path, brand: str, label: str, event: str, delivery_id: str, outcome: Outcome) -> None:
-    """Keep the outcome in the ledger file (its own table) for ``status``."""
-    with sqlite3.connect(ledger_path, timeout=30) as db:
-        db.execute(SCHEMA)
-        db.execute(
-            "insert into notifications values (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                brand,
-                label,
-                event,
-                delivery_id,
-                int(outcome.ok),
-                outcome.attempts,
-                outcome.detail,
-                datetime.now(UTC).isoformat(),
-            ),
-        )
-    # sqlite3's context manager commits but does not close
-    db.close()
-
-
-@dataclass(frozen=True)
-class WebhookStatus:
-    """The last webhook outcome of a tenant, for ``status``."""
-
-    last_event: str
-    last_period: str
-    ok: bool
-    detail: str
-    at: str
-    failures: int  # events the webhook did not accept, all time
-
-
-def webhook_status(ledger_path: Path, brand: str) -> WebhookStatus | None:
-    """The tenant's last notification and how many failed; None when none was ever sent."""
-    if not ledger_path.exists():
-        return None
-    with sqlite3.connect(ledger_path, timeout=30) as db:
-        db.execute(SCHEMA)
-        last = db.execute(
-            "select event, period_label, ok, detail, sent_at from notifications where brand = ?"
-            " order by sent_at desc, rowid desc limit 1",
-            (brand,),
-        ).fetchone()
-        failures = db.execute(
-            "select count(*) from notifications where brand = ? and not ok", (brand,)
-        ).fetchone()[0]
-    db.close()
-    if last is None:
-        return None
-    return WebhookStatus(last[0], last[1], bool(last[2]), last[3] or "", last[4], int(failures))
+    return dataclasses.replace(outcome, delivery_id=str(payload["delivery_id"]))

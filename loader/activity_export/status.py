@@ -11,9 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from activity_export.config import Tenant
-from activity_export.deliver import destination_changed_message
-from activity_export.ledger import Book, Ledger, Record, destination_key
-from activity_export.notify import webhook_status
+from activity_export.ledger import Book, DestinationChanged, Ledger, Record
 from activity_export.periods import period_containing
 from activity_export.plan import anchor_period, kinds_of, plan_periods
 from activity_export.warehouse import Warehouse, one_value, read_held_events, read_watermarks
@@ -93,7 +91,7 @@ def collect_status(
     for tenant in tenants:
         found = watermarks.get(tenant.brand)
         watermark = found.complete_until if found else None
-        configured = destination_key(tenant.destination)
+        configured = tenant.destination.key
         entry = ledger.tenant(config, tenant.brand)
         book = Book(config, tenant.brand, entry.destination if entry else configured)
         records = ledger.records(book)
@@ -110,7 +108,7 @@ def collect_status(
             [p.label for p in plan.waiting],
             drift,
         )
-        heard = webhook_status(ledger.path, tenant.brand) if tenant.notify else None
+        heard = ledger.webhook_status(config, tenant.brand) if tenant.notify else None
         status.webhook = dict(heard.__dict__) if heard else None
         status.first_period = anchor.label
         status.watermark = watermark.isoformat() if watermark else None
@@ -145,7 +143,7 @@ def collect_status(
             )
         if entry is not None and entry.destination != configured:
             status.destination_changed = entry.destination
-            status.warnings.append(destination_changed_message(tenant, entry.destination, configured))
+            status.warnings.append(str(DestinationChanged(tenant.brand, entry.destination, configured)))
         for overdue in status.overdue:
             status.warnings.append(
                 f"period {overdue['period']} is OVERDUE: due {overdue['due_at']}, "

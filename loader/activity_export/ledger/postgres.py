@@ -17,25 +17,17 @@ and with it the lock; the next worker that tries the tenant finishes what the de
 
 from __future__ import annotations
 
-import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2  # type: ignore[import-untyped]  # no stubs installed; used through Any
 import psycopg2.extras  # type: ignore[import-untyped]
 
 from activity_export.errors import ConfigError, ExportError
-from activity_export.ledger import (
-    SCHEMA_VERSION,
-    Book,
-    Ledger,
-    TenantEntry,
-)
+from activity_export.ledger.base import SCHEMA_VERSION, Book, Ledger, TenantEntry, now_text
+from activity_export.ledger.location import PostgresUrl
 
 SCHEMA_NAME = "activity_export_ledger"
 
@@ -107,56 +99,43 @@ create index if not exists attempts_by_tenant on attempts (config, brand, outcom
 create table if not exists claims (
     brand text primary key
 );
+create table if not exists webhooks (
+    webhook_id bigint generated always as identity primary key,
+    config text not null,
+    brand text not null,
+    destination text not null,
+    period_label text not null,
+    event text not null,
+    delivery_id text not null,
+    ok integer not null,
+    attempts integer not null,
+    detail text,
+    sent_at text not null
+);
 """
 # every worker may start at once: one of them creates the schema, the others wait for it
 SCHEMA_LOCK = 0x61657870  # "aexp"
 
 
-def is_postgres_url(location: Path | str) -> bool:
-    """Whether a ``--ledger`` value names a PostgreSQL ledger rather than a SQLite file."""
-    return re.match(r"postgres(ql)?:/", str(location)) is not None
-
-
-def postgres_url(location: Path | str) -> str:
-    """The URL again from a ``--ledger`` value (a path option folds ``//`` into ``/``)."""
-    text = str(location)
-    scheme, _, rest = text.partition(":")
-    return f"{scheme}://{rest.lstrip('/')}"
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _connect(url: str) -> Any:
+def _connect(location: PostgresUrl) -> Any:
     try:
-        connection = psycopg2.connect(url, connect_timeout=CONNECT_TIMEOUT_SECONDS, **KEEPALIVES)
+        connection = psycopg2.connect(location.url, connect_timeout=CONNECT_TIMEOUT_SECONDS, **KEEPALIVES)
     except psycopg2.OperationalError as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"ledger {safe_url(url)}: cannot connect: {message}") from None
-    except psycopg2.ProgrammingError as exc:
-        raise ConfigError(f"ledger {safe_url(url)}: not a usable PostgreSQL URL ({exc})") from None
+        raise ExportError(f"ledger {location}: cannot connect: {message}") from None
+    except psycopg2.ProgrammingError:  # its text may quote the URL, password included
+        raise ConfigError(f"ledger {location}: not a usable PostgreSQL URL") from None
     connection.autocommit = True
     return connection
 
 
 def _pg(statement: str) -> str:
-    """A statement shared with the SQLite ledger (``ledger.py``), with psycopg2's placeholders."""
+    """A statement shared with the SQLite ledger (``statements.py``), with psycopg2's placeholders."""
     return statement.replace("?", "%s")
 
 
 class PostgresLedger(Ledger):
-    """The ledger's interface (see ``ledger.Ledger``) on a PostgreSQL database.
+    """The ledger's interface (``base.Ledger``) on a PostgreSQL database.
 
     Every statement commits on its own (autocommit), as every step of the SQLite ledger does; the
     few read-then-write steps run in one transaction under the tenant's row lock. The steps whose
@@ -165,27 +144,28 @@ class PostgresLedger(Ledger):
     ``start_attempt``).
     """
 
-    def __init__(self, path: Path | str, *, read_only: bool = False) -> None:  # no SQLite file to open
+    def __init__(self, url: PostgresUrl, *, read_only: bool = False) -> None:
         """Connect and create the schema if it is missing (also for ``read_only``: an empty ledger
         reads as empty, and creating the empty tables changes nothing a reader could see)."""
-        self.path = Path(str(path))
-        self.url = postgres_url(path)
-        self._lock = threading.RLock()  # the shared steps take it, as on SQLite
-        self._pg = _connect(self.url)
+        super().__init__()
+        self.location = str(url)
+        self._pg = _connect(url)
         try:
             with self._pg.cursor() as cursor:
                 cursor.execute("begin")
                 cursor.execute("select pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
                 cursor.execute(SCHEMA)
                 cursor.execute(
-                    "insert into meta (name, value) values ('schema_version', %s) on conflict do nothing",
+                    "insert into meta (name, value) values ('schema_version', %s) "
+                    "on conflict (name) do update set value = excluded.value "
+                    "where meta.value::int < excluded.value::int",
                     (str(SCHEMA_VERSION),),
                 )
                 cursor.execute("commit")
                 cursor.execute(f"set search_path to {SCHEMA_NAME}")
         except psycopg2.Error as exc:
             self._pg.close()
-            raise ExportError(f"ledger {safe_url(self.url)}: cannot create its tables: {exc}") from None
+            raise ExportError(f"ledger {self.location}: cannot create its tables: {exc}") from None
 
     def close(self) -> None:
         self._pg.close()
@@ -218,7 +198,7 @@ class PostgresLedger(Ledger):
         self._run(
             "insert into tenants (config, brand, destination, first_period, registered_at) "
             "values (%s, %s, %s, %s, %s) on conflict (config, brand) do nothing",
-            (book.config, book.brand, book.destination, first_period.isoformat(), _now()),
+            (book.config, book.brand, book.destination, first_period.isoformat(), now_text()),
         )
         entry = self.tenant(book.config, book.brand)
         assert entry is not None
@@ -239,21 +219,20 @@ class PostgresLedger(Ledger):
         row = self._one(
             "insert into attempts (config, brand, destination, period_start, period_label, started_at) "
             "values (%s, %s, %s, %s, %s, %s) returning attempt_id",
-            (book.config, book.brand, book.destination, period_start.isoformat(), label, _now()),
+            (book.config, book.brand, book.destination, period_start.isoformat(), label, now_text()),
         )
         assert row is not None
         return int(row["attempt_id"])
 
 
 @contextmanager
-def tenant_claim(location: Path | str, brand: str) -> Iterator[bool]:
+def tenant_claim(location: PostgresUrl, brand: str) -> Iterator[bool]:
     """Claim a tenant for this worker: its ``claims`` row locked, or False when another holds it.
 
     The lock is a transaction on a connection of its own, kept open until the tenant is done;
     it ends with the connection, so a killed worker's claims are free again at once.
     """
-    url = postgres_url(location)
-    connection = _connect(url)
+    connection = _connect(location)
     try:
         with connection.cursor() as cursor:
             cursor.execute(f"set search_path to {SCHEMA_NAME}")
