@@ -15,13 +15,10 @@ import secrets
 import string
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from activity_export.errors import shown_value
-from activity_export.periods import Period, period_containing, sample_periods
-
-if TYPE_CHECKING:
-    from activity_export.config import Tenant
+from activity_export.periods import HasSchedule, Period, period_containing, sample_periods
 
 KINDS = ("activity", "broadcast")
 ERASURE = "erasure"  # the third data file, with ``erasures: true``
@@ -58,15 +55,44 @@ DIRECTIVES = {
 }
 
 
+class HasNaming(HasSchedule, Protocol):
+    """The settings a file's name is made from (a tenant has them)."""
+
+    @property
+    def file_name(self) -> str | None: ...
+
+    @property
+    def folder(self) -> str: ...
+
+    @property
+    def extension(self) -> str: ...
+
+    @property
+    def compression(self) -> str: ...
+
+    @property
+    def encryption(self) -> str: ...
+
+    @property
+    def erasures(self) -> bool: ...
+
+    @property
+    def manifest(self) -> bool: ...
+
+    def model_dump(self, *, mode: str, exclude: set[str]) -> dict[str, Any]:
+        """Every setting as JSON values: ``check_naming`` remembers a set-up by them."""
+        ...
+
+
 # -- kinds ---------------------------------------------------------------------------------------
 
 
-def data_kinds(tenant: Tenant) -> tuple[str, ...]:
+def data_kinds(tenant: HasNaming) -> tuple[str, ...]:
     """The data files of a period, in delivery order: activity, broadcast (, erasure)."""
     return (*KINDS, ERASURE) if tenant.erasures else KINDS
 
 
-def delivered_kinds(tenant: Tenant) -> tuple[str, ...]:
+def delivered_kinds(tenant: HasNaming) -> tuple[str, ...]:
     """Every file of a period, in delivery order; the manifest, when enabled, is last."""
     return (*data_kinds(tenant), MANIFEST) if tenant.manifest else data_kinds(tenant)
 
@@ -74,24 +100,24 @@ def delivered_kinds(tenant: Tenant) -> tuple[str, ...]:
 # -- rendering -----------------------------------------------------------------------------------
 
 
-def name_template(tenant: Tenant) -> str:
+def name_template(tenant: HasNaming) -> str:
     """The tenant's ``file_name``, or the default for its interval."""
     return tenant.file_name or DEFAULT_FILE_NAME[tenant.interval]
 
 
-def suffix(tenant: Tenant, kind: str) -> str:
+def suffix(tenant: HasNaming, kind: str) -> str:
     """What follows the template's name: ``.gz``/``.zst``, then ``.gpg`` (data files only)."""
     if kind == MANIFEST:
         return ""
     return COMPRESSION_SUFFIX[tenant.compression] + ENCRYPTION_SUFFIX[tenant.encryption]
 
 
-def file_name(tenant: Tenant, kind: str, period: Period) -> str:
+def file_name(tenant: HasNaming, kind: str, period: Period) -> str:
     """The final name of one file, e.g. ``activity_BRANDNAAM_20261125.csv.gz``."""
     return name_template(tenant).format(**_values(tenant, kind, period)) + suffix(tenant, kind)
 
 
-def relative_path(tenant: Tenant, kind: str, period: Period) -> PurePosixPath:
+def relative_path(tenant: HasNaming, kind: str, period: Period) -> PurePosixPath:
     """Where a file lands under the destination root, e.g. ``activity/activity_X_20261125.csv``.
 
     The name is the ``file_name`` template filled in with the period's local start, plus ``.gz``
@@ -126,7 +152,7 @@ def is_partial_of(name: str, final_name: str) -> bool:
     return name == partial_name(final_name) or re.fullmatch(unique, name) is not None
 
 
-def _values(tenant: Tenant, kind: str, period: Period) -> dict[str, object]:
+def _values(tenant: HasNaming, kind: str, period: Period) -> dict[str, object]:
     return {
         "brand": tenant.brand,
         "kind": kind,
@@ -138,7 +164,7 @@ def _values(tenant: Tenant, kind: str, period: Period) -> dict[str, object]:
 # -- validation ----------------------------------------------------------------------------------
 
 
-def check_naming(tenant: Tenant) -> None:
+def check_naming(tenant: HasNaming) -> None:
     """Raise ValueError (for configuration validation) when the templates are unsafe or ambiguous."""
     template = name_template(tenant)
     check_template("file_name", template)
@@ -161,7 +187,7 @@ _PASSED: set[str] = set()
 _NOT_NAMING = {"brand", "destination", "notify", "columns", "extra_fields", "recipients"}
 
 
-def _naming_key(tenant: Tenant) -> str:
+def _naming_key(tenant: HasNaming) -> str:
     settings = tenant.model_dump(mode="json", exclude=_NOT_NAMING)
     return f"{len(tenant.brand.encode())}:{sorted(settings.items())!r}"
 
@@ -192,7 +218,7 @@ def check_template(key: str, template: str) -> None:
             raise ValueError(f"{key} = {template!r}: a format may not hold another field")
 
 
-def _check_sample_paths(tenant: Tenant) -> None:
+def _check_sample_paths(tenant: HasNaming) -> None:
     """Render the templates for a sample of periods: safe, and one name per period and kind."""
     template = name_template(tenant)
     seen: dict[PurePosixPath, tuple[str, Period]] = {}
@@ -243,7 +269,7 @@ def _check_rendered(path: PurePosixPath, name: str) -> None:
 # -- reading a name back -------------------------------------------------------------------------
 
 
-def period_of_name(tenant: Tenant, kind: str, name: str) -> Period | None:
+def period_of_name(tenant: HasNaming, kind: str, name: str) -> Period | None:
     """The period a file name of ``kind`` was rendered for, or None when it is not one of ours.
 
     A name is the tenant's only when it matches the template exactly (brand, kind, extension and
@@ -266,7 +292,7 @@ def period_of_name(tenant: Tenant, kind: str, name: str) -> Period | None:
     return period
 
 
-def folders_between(tenant: Tenant, kind: str, first: Period, before: datetime) -> list[PurePosixPath]:
+def folders_between(tenant: HasNaming, kind: str, first: Period, before: datetime) -> list[PurePosixPath]:
     """Every folder the ``folder`` template gives for periods from ``first`` starting before ``before``."""
     folders: dict[str, PurePosixPath] = {}
     period = first
@@ -277,7 +303,7 @@ def folders_between(tenant: Tenant, kind: str, first: Period, before: datetime) 
     return list(folders.values())
 
 
-def _name_pattern(tenant: Tenant, kind: str) -> tuple[re.Pattern[str], str] | None:
+def _name_pattern(tenant: HasNaming, kind: str) -> tuple[re.Pattern[str], str] | None:
     """A regex for the tenant's file names of one kind, and the period's strftime format."""
     pattern, period_format = "", None
     for literal, field, spec, _ in string.Formatter().parse(name_template(tenant)):
