@@ -91,6 +91,15 @@ class LocalDestination(_Strict):
         """Where the files go, as every command shows it and the ledger records it."""
         return f"local folder {self.root}"
 
+    @property
+    def key(self) -> str:
+        """A destination's identity, without secrets: ``sftp://user@host:port/root`` or ``local:/root``.
+
+        Two tenants with the same key write into the same folder tree; a tenant whose key changes
+        writes somewhere else than its deliveries so far.
+        """
+        return f"local:{self.root.resolve()}"
+
 
 class SftpDestination(_Strict):
     """An SFTP server; host keys are checked strictly against ``known_hosts``."""
@@ -147,6 +156,17 @@ class SftpDestination(_Strict):
     def describe(self) -> str:
         """Where the files go, as every command shows it and the ledger records it (no secret)."""
         return self.url(self.root)
+
+    @property
+    def key(self) -> str:
+        """A destination's identity, without secrets: ``sftp://user@host:port/root`` or ``local:/root``.
+
+        Two tenants with the same key write into the same folder tree; a tenant whose key changes
+        writes somewhere else than its deliveries so far.
+        """
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        root = PurePosixPath("/") / PurePosixPath(self.root or "/")
+        return f"sftp://{self.username}@{host.lower()}:{self.port}{root}"
 
     def url(self, path: str | PurePosixPath) -> str:
         """``sftp://user@host:port/path`` of a path on this server, for logs and messages."""

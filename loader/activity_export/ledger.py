@@ -41,9 +41,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
-from activity_export.config import LocalDestination, SftpDestination
 from activity_export.errors import ConfigError, ExportError
 
 SCHEMA_VERSION = 2
@@ -145,17 +144,16 @@ def config_key(config_path: Path) -> str:
     return str(config_path.resolve())
 
 
-def destination_key(destination: LocalDestination | SftpDestination) -> str:
-    """A destination's identity, without secrets: ``sftp://user@host:port/root`` or ``local:/root``.
+class HasKey(Protocol):
+    """A destination, as far as the ledger is concerned: its identity."""
 
-    Two tenants with the same key write into the same folder tree; a tenant whose key changes
-    writes somewhere else than its deliveries so far.
-    """
-    if isinstance(destination, LocalDestination):
-        return f"local:{destination.root.resolve()}"
-    host = f"[{destination.host}]" if ":" in destination.host else destination.host
-    root = PurePosixPath("/") / PurePosixPath(destination.root or "/")
-    return f"sftp://{destination.username}@{host.lower()}:{destination.port}{root}"
+    @property
+    def key(self) -> str: ...
+
+
+def destination_key(destination: HasKey) -> str:
+    """A destination's identity, without secrets (see ``LocalDestination.key``/``SftpDestination.key``)."""
+    return destination.key
 
 
 def _legacy_key(described: str) -> str:
