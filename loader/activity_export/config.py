@@ -456,12 +456,10 @@ def writer_timezones() -> frozenset[str]:
 
     from activity_export import duckdb_timezones
 
-    if version("duckdb") == duckdb_timezones.DUCKDB_VERSION:  # the list, without opening DuckDB
-        return duckdb_timezones.NAMES
-    import duckdb
-
-    with duckdb.connect() as con:
-        return frozenset(row[0] for row in con.execute("select name from pg_timezone_names()").fetchall())
+    shipped_version, names = duckdb_timezones.shipped()
+    if version("duckdb") == shipped_version:  # the list, without opening DuckDB
+        return names
+    return duckdb_timezones.live_names()
 
 
 class Config(BaseModel):

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import duckdb
 
@@ -31,9 +31,6 @@ from activity_export.manifest import DeliveredFile, PeriodFacts, data_package
 from activity_export.naming import ERASURE, partial_name
 from activity_export.periods import Period
 from activity_export.warehouse import Warehouse, period_counts, read_watermark, sql_instant, sql_string
-
-if TYPE_CHECKING:
-    from activity_export.destinations import Follower
 
 log = logging.getLogger(__name__)
 
@@ -208,9 +205,20 @@ def file_digest(path: Path) -> tuple[int, str]:
 
 QUERIES = {"activity": activity_query, "broadcast": broadcast_query, ERASURE: erasure_query}
 
-# Given a kind, the file about to be written and its relative path: an upload that
-# follows the file while it grows (``Destination.follow``), or None.
-Follow = Callable[[str, Path, PurePosixPath], "Follower | None"]
+
+class Sink(Protocol):
+    """Whatever reads a data file while it is written (an upload, for delivery)."""
+
+    def finish(self, *, complete: bool) -> None:
+        """The writer is done: ``complete`` when the file is whole, False when writing failed."""
+
+    def result(self) -> tuple[int, str] | None:
+        """Wait for the reader; the bytes and SHA-256 it saw when it read all of the file, else None."""
+
+
+# Given a kind, the file about to be written and its relative path: a sink that reads the file
+# while it grows, or None.
+Follow = Callable[[str, Path, PurePosixPath], Sink | None]
 
 
 def write_period(
@@ -230,7 +238,7 @@ def write_period(
     con = warehouse.con
     staged: list[tuple[str, Path, Path, PurePosixPath, int]] = []
     temporaries: list[Path] = []
-    followers: list[Follower | None] = []
+    followers: list[Sink | None] = []
     committed = False
     con.execute("begin transaction")  # one snapshot for all files
     try:
@@ -309,7 +317,7 @@ def period_facts(warehouse: Warehouse, tenant: Tenant, period: Period) -> Period
 
 def _follower(
     follow: Follow | None, tenant: Tenant, kind: str, temporary: Path, relative: PurePosixPath
-) -> Follower | None:
+) -> Sink | None:
     """Start following the file about to be written, when asked and allowed."""
     if follow is None or tenant.encryption != "none":
         return None
