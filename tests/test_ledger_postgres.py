@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from activity_export.check import changed_destinations
+from activity_export.check import changed_since_delivery
 from activity_export.config import LocalDestination, parse_config
 from activity_export.errors import ExportError
 from activity_export.ledger import Book, config_key, open_ledger, parse_location, tenant_lock
@@ -84,7 +84,7 @@ def test_check_warns_about_a_changed_destination_in_the_shared_ledger(
             Book(config_key(config_path), "BRANDNAAM", old.key),
             datetime(2026, 11, 1, tzinfo=UTC),
         )
-    [warning] = changed_destinations(config, parse_location(ledger_url))
+    [warning] = changed_since_delivery(config, parse_location(ledger_url))
     assert warning.startswith("tenant BRANDNAAM: destination changed"), warning
 
 

@@ -185,12 +185,20 @@ def check_config(config: Config, now: datetime, brands: list[str] | None = None)
     return summaries
 
 
-def changed_destinations(config: Config, location: Location, brands: list[str] | None = None) -> list[str]:
-    """Tenants whose configured destination differs from the one the ledger delivers to.
+def changed_since_delivery(config: Config, location: Location, brands: list[str] | None = None) -> list[str]:
+    """Tenants whose configured destination or schedule differs from what their deliveries so
+    far went to or followed.
 
     Read only: a ledger that does not exist yet has nothing to compare.
     """
-    from activity_export.ledger import DestinationChanged, config_key, ledger_exists, open_ledger
+    from activity_export.ledger import (
+        DestinationChanged,
+        ScheduleChanged,
+        config_key,
+        ledger_exists,
+        open_ledger,
+    )
+    from activity_export.plan import schedule_of
 
     if not ledger_exists(location):
         return []
@@ -202,6 +210,10 @@ def changed_destinations(config: Config, location: Location, brands: list[str] |
             if entry is not None and entry.destination != configured:
                 changed = DestinationChanged(tenant.brand, entry.destination, configured)
                 found.append(f"tenant {tenant.brand}: {changed}")
+            schedule = schedule_of(tenant)
+            if entry is not None and entry.schedule not in (None, schedule):
+                moved = ScheduleChanged(tenant.brand, str(entry.schedule), schedule)
+                found.append(f"tenant {tenant.brand}: {moved}")
     return found
 
 

@@ -317,7 +317,7 @@ def check(
     from the one its deliveries went to.
     """
     from activity_export.check import (
-        changed_destinations,
+        changed_since_delivery,
         check_config,
         check_connections,
         raise_on_problems,
@@ -331,7 +331,7 @@ def check(
     moment = parse_now(now) if now else datetime.now(UTC)
     summaries = check_config(settings, moment, brand)
     typer.echo(render_summary(summaries))
-    for warning in changed_destinations(settings, ledger_location(ledger, config), brand):
+    for warning in changed_since_delivery(settings, ledger_location(ledger, config), brand):
         typer.echo(f"warning: {warning}", err=True)
     raise_on_problems(summaries)
     _warn_brands_without_data([s.brand for s in summaries], project_dir, profiles_dir, target)
@@ -360,6 +360,13 @@ def run(
         typer.Option(
             help="Deliver to a tenant's changed destination from now on, continuing after the last "
             "period delivered to the old one."
+        ),
+    ] = False,
+    accept_schedule: Annotated[
+        bool,
+        typer.Option(
+            help="Follow a tenant's changed interval, timezone or run_at from now on, starting where "
+            "the last period delivered ended."
         ),
     ] = False,
     on_failure: Annotated[
@@ -394,6 +401,7 @@ def run(
         force=force,
         dry_run=dry_run,
         accept_destination=accept_destination,
+        accept_schedule=accept_schedule,
     )
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
     # with --json, stdout holds the JSON document and nothing else

@@ -25,10 +25,18 @@ from activity_export import failpoints, logs
 from activity_export.config import Tenant
 from activity_export.destinations import Destination, Follower, open_destination
 from activity_export.errors import ExportError
-from activity_export.ledger import DestinationChanged, TenantLedger
+from activity_export.ledger import DestinationChanged, ScheduleChanged, TenantEntry, TenantLedger
 from activity_export.notify import announce
 from activity_export.periods import Period
-from activity_export.plan import Overdue, Plan, anchor_period, kinds_of, plan_periods
+from activity_export.plan import (
+    Overdue,
+    Plan,
+    anchor_period,
+    kinds_of,
+    names_taken,
+    plan_periods,
+    schedule_of,
+)
 from activity_export.warehouse import Warehouse, period_counts
 from activity_export.workdir import workdir
 from activity_export.writer import WrittenFile, restate_delivered, write_period
@@ -50,6 +58,7 @@ class Context:
     force: bool = False
     dry_run: bool = False
     accept_destination: bool = False
+    accept_schedule: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     on_delivered: Callable[[str, Delivered], None] | None = None
 
@@ -324,19 +333,12 @@ def plan_and_deliver(
     complete and undelivered period since the tenant's anchor, oldest first.
     """
     book = ledger.book
-    entry = ledger.ledger.tenant(book.config, book.brand)
-    if entry is not None and entry.destination != book.destination:
-        if not context.accept_destination or context.dry_run:
-            report = TenantReport(tenant)
-            report.fail(str(DestinationChanged(tenant.brand, entry.destination, book.destination)))
-            return report
-        entry = ledger.ledger.accept_destination(book)
-        log.warning(
-            "tenant %s: now delivering to %s (accepted; was %s)",
-            tenant.brand,
-            book.destination,
-            entry.accepted_from,
-        )
+    try:
+        entry = _recorded(tenant, ledger, context)
+    except (DestinationChanged, ScheduleChanged) as exc:
+        report = TenantReport(tenant)
+        report.fail(str(exc))
+        return report
     if chosen is not None:
         ready = [p for p in chosen if complete_until is not None and p.end_utc <= complete_until]
         plan = Plan(chosen[0], ready, [p for p in chosen if p not in ready])
@@ -347,10 +349,13 @@ def plan_and_deliver(
             entry.first_period if entry else None,
             context.now,
             moved=bool(entry and entry.accepted_at),
+            schedule_from=entry.schedule_from if entry else None,
+            taken=_names_taken(tenant, ledger) if entry and entry.schedule_from else lambda p: False,
         )
         if entry is None and not context.dry_run:
             # the ledger may know an earlier one (rows migrated from the previous version)
             entry = ledger.ledger.register(book, anchor.start_utc)
+            ledger.ledger.record_schedule(book, schedule_of(tenant))
             anchor = anchor_period(tenant, entry.first_period, context.now)
         plan = plan_periods(
             tenant,
@@ -378,3 +383,44 @@ def plan_and_deliver(
             problem = f"not delivered {overdue.hours:.1f}h after it became due ({overdue.due.isoformat()})"
             _announce(tenant, ledger, "overdue", overdue.period, [], problem)
     return report
+
+
+def _recorded(tenant: Tenant, ledger: TenantLedger, context: Context) -> TenantEntry | None:
+    """The tenant as the ledger knows it, once its destination and schedule are the configured
+    ones: a change is ``DestinationChanged`` or ``ScheduleChanged`` until the run accepts it."""
+    book = ledger.book
+    entry = ledger.ledger.tenant(book.config, book.brand)
+    if entry is None:
+        return None
+    if entry.destination != book.destination:
+        if not context.accept_destination or context.dry_run:
+            raise DestinationChanged(tenant.brand, entry.destination, book.destination)
+        entry = ledger.ledger.accept_destination(book)
+        log.warning(
+            "tenant %s: now delivering to %s (accepted; was %s)",
+            tenant.brand,
+            book.destination,
+            entry.accepted_from,
+        )
+    schedule = schedule_of(tenant)
+    if entry.schedule is None:  # recorded before schedules were: the current one is taken as it
+        return entry if context.dry_run else ledger.ledger.record_schedule(book, schedule)
+    if entry.schedule != schedule:
+        if not context.accept_schedule or context.dry_run:
+            raise ScheduleChanged(tenant.brand, entry.schedule, schedule)
+        previous = entry.schedule
+        entry = ledger.ledger.accept_schedule(book, schedule)
+        log.warning(
+            "tenant %s: now on the schedule %s from %s (accepted; was %s)",
+            tenant.brand,
+            schedule,
+            entry.schedule_from.isoformat() if entry.schedule_from else "its first period",
+            previous,
+        )
+    return entry
+
+
+def _names_taken(tenant: Tenant, ledger: TenantLedger) -> Callable[[Period], bool]:
+    """Whether a period's files would have the name of a file delivered to the tenant before."""
+    records = ledger.ledger.records(ledger.book)
+    return names_taken(tenant, {r.remote_path for r in records if r.status == "delivered" and r.remote_path})

@@ -156,7 +156,7 @@ def _values(tenant: HasNaming, kind: str, period: Period) -> dict[str, object]:
     return {
         "brand": tenant.brand,
         "kind": kind,
-        "period": period.start_local.replace(tzinfo=None, fold=0),
+        "period": period.name_local.replace(tzinfo=None, fold=0),
         "extension": MANIFEST_EXTENSION if kind == MANIFEST else tenant.extension,
     }
 

@@ -68,6 +68,14 @@ class Period:
     zone: ZoneInfo
     start_local: datetime  # aware, in ``zone``
     end_local: datetime  # aware, in ``zone``
+    # a period that does not start on the schedule's own boundary (the first one after a schedule
+    # change, ``plan.transition_period``) may be named after the boundary it runs up to
+    named_local: datetime | None = None
+
+    @property
+    def name_local(self) -> datetime:
+        """The local time its file names are rendered from."""
+        return self.named_local or self.start_local
 
     @property
     def start_utc(self) -> datetime:
@@ -105,7 +113,7 @@ class Period:
     def _start_wall(self) -> datetime:
         # the nominal wall start: a start moved by a DST jump (Santiago's midnight becomes 01:00)
         # must not move every following period
-        return _floor(self.start_local.replace(tzinfo=None, fold=0), self.interval)
+        return _floor(self.name_local.replace(tzinfo=None, fold=0), self.interval)
 
 
 def _period_from_wall(interval: str, zone: ZoneInfo, start_wall: datetime) -> Period:

@@ -9,11 +9,19 @@ tenant's ``start`` when it has one; otherwise the first period the ledger ever r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from pathlib import PurePosixPath
 
 from activity_export.config import Tenant
 from activity_export.periods import Period, due_at, first_period, period_containing
+
+
+def schedule_of(tenant: Tenant) -> str:
+    """What the ledger remembers of a tenant's schedule: a change of any part moves its periods or
+    their due times, so it is never taken silently."""
+    return f"{tenant.interval} in {tenant.timezone}, due at {tenant.run_at}"
 
 
 def kinds_of(tenant: Tenant) -> list[str]:
@@ -22,13 +30,26 @@ def kinds_of(tenant: Tenant) -> list[str]:
 
 
 def anchor_period(
-    tenant: Tenant, recorded_first: datetime | None, now: datetime, *, moved: bool = False
+    tenant: Tenant,
+    recorded_first: datetime | None,
+    now: datetime,
+    *,
+    moved: bool = False,
+    schedule_from: datetime | None = None,
+    taken: Callable[[Period], bool] = lambda period: False,
 ) -> Period:
     """The first period the tenant is owed: its ``start``'s, the recorded one, or the latest due.
 
     After a destination change was accepted (``moved``), the new destination is owed only the
-    periods from the recorded one on, even when ``start`` is earlier.
+    periods from the recorded one on, even when ``start`` is earlier. After a schedule change was
+    accepted, the first period owed starts where the last one delivered ended (``schedule_from``):
+    the part of the new schedule's period that the old schedule's files do not cover.
     """
+    if schedule_from is not None:
+        since = schedule_from
+        if moved and recorded_first is not None:  # a destination accepted later starts later
+            since = max(since, recorded_first)
+        return transition_period(tenant, since, taken)
     if tenant.start is not None:
         start = period_containing(tenant, datetime.combine(tenant.start, time()))
         if moved and recorded_first is not None and recorded_first > start.start_utc:
@@ -103,3 +124,37 @@ def plan_periods(
             plan.waiting.append(period)
         period = period.next()
     return plan
+
+
+def transition_period(tenant: Tenant, since: datetime, taken: Callable[[Period], bool]) -> Period:
+    """The first period after a schedule change: from ``since`` (where the last period delivered
+    ended) to the new schedule's next boundary, so nothing is missed and nothing sent twice.
+
+    Its files are named after its own start, unless a delivered file already has that name (a
+    timezone moved west: the old last day and the new first hours share a date); then it runs on
+    to the end of the following period and is named after that one.
+    """
+    period = period_containing(tenant, since)
+    if period.start_utc == since:
+        return period
+    start = since.astimezone(period.zone)
+    first = Period(period.interval, period.zone, start, period.end_local)
+    if not taken(first):
+        return first
+    following = period.next()
+    return Period(period.interval, period.zone, start, following.end_local, following.start_local)
+
+
+def names_taken(tenant: Tenant, remote_paths: set[str]) -> Callable[[Period], bool]:
+    """Whether any file of a period would have the name of a file already delivered."""
+
+    delivered = [PurePosixPath(path).parts for path in remote_paths]
+
+    def taken(period: Period) -> bool:
+        for kind in tenant.delivered_kinds():
+            name = tenant.relative_path(kind, period).parts  # a path or URL ends with it
+            if any(parts[-len(name) :] == name for parts in delivered):
+                return True
+        return False
+
+    return taken

@@ -69,6 +69,7 @@ def start_run(
     force: bool = False,
     dry_run: bool = False,
     accept_destination: bool = False,
+    accept_schedule: bool = False,
 ) -> Run:
     """Everything before the first tenant: configuration, tenants, clock, ledger, work folders.
 
@@ -92,6 +93,7 @@ def start_run(
         force=force,
         dry_run=dry_run,
         accept_destination=accept_destination,
+        accept_schedule=accept_schedule,
     )
     return Run(tenants, location, context)
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from activity_export.config import Tenant
-from activity_export.ledger import Book, DestinationChanged, Ledger, Record
+from activity_export.ledger import Book, DestinationChanged, Ledger, Record, ScheduleChanged
 from activity_export.periods import period_containing
-from activity_export.plan import anchor_period, kinds_of, plan_periods
+from activity_export.plan import anchor_period, kinds_of, names_taken, plan_periods, schedule_of
 from activity_export.warehouse import Warehouse, one_value, read_held_events, read_watermarks
 from activity_export.writer import activity_query, broadcast_query
 
@@ -96,7 +96,14 @@ def collect_status(
         book = Book(config, tenant.brand, entry.destination if entry else configured)
         records = ledger.records(book)
         anchor = anchor_period(
-            tenant, entry.first_period if entry else None, now, moved=bool(entry and entry.accepted_at)
+            tenant,
+            entry.first_period if entry else None,
+            now,
+            moved=bool(entry and entry.accepted_at),
+            schedule_from=entry.schedule_from if entry else None,
+            taken=names_taken(
+                tenant, {r.remote_path for r in records if r.status == "delivered" and r.remote_path}
+            ),
         )
         plan = plan_periods(tenant, anchor, now, watermark, ledger.delivered_starts(book, kinds_of(tenant)))
         drift = drifted_periods(warehouse, tenant, records) if verify else []
@@ -144,6 +151,10 @@ def collect_status(
         if entry is not None and entry.destination != configured:
             status.destination_changed = entry.destination
             status.warnings.append(str(DestinationChanged(tenant.brand, entry.destination, configured)))
+        if entry is not None and entry.schedule not in (None, schedule_of(tenant)):
+            status.warnings.append(
+                str(ScheduleChanged(tenant.brand, str(entry.schedule), schedule_of(tenant)))
+            )
         for overdue in status.overdue:
             status.warnings.append(
                 f"period {overdue['period']} is OVERDUE: due {overdue['due_at']}, "

@@ -32,7 +32,7 @@ from typing import Any, TypeVar, cast
 from activity_export.errors import ExportError
 from activity_export.ledger import statements as sql
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 OUTCOMES = ("delivered", "failed", "interrupted")
 
 
@@ -50,6 +50,21 @@ class DestinationChanged(ExportError):
             f"from the period after the last one delivered to the old one, run `activity-export run "
             f"--brand {brand} --accept-destination` (send earlier periods there with "
             "`backfill`); to keep the old destination, change the configuration back."
+        )
+        self.recorded = recorded
+        self.configured = configured
+
+
+class ScheduleChanged(ExportError):
+    """A tenant's interval, timezone or run_at is not the one its deliveries so far followed."""
+
+    def __init__(self, brand: str, recorded: str, configured: str) -> None:
+        super().__init__(
+            f"schedule changed: deliveries so far followed {recorded}, the configuration now says "
+            f"{configured}. Nothing is delivered until you decide: to continue on the new schedule "
+            "from the end of the last period delivered (the first new period then starts there, so "
+            f"nothing is missed or sent twice), run `activity-export run --brand {brand} "
+            "--accept-schedule`; to keep the old schedule, change the configuration back."
         )
         self.recorded = recorded
         self.configured = configured
@@ -74,6 +89,8 @@ class TenantEntry:
     first_period: datetime
     accepted_from: str | None
     accepted_at: str | None
+    schedule: str | None = None  # None: recorded before schedules were (taken as the current one)
+    schedule_from: datetime | None = None  # where the current schedule's periods start, after a change
 
 
 @dataclass(frozen=True)
@@ -180,6 +197,8 @@ class Ledger(ABC):
             first_period=datetime.fromisoformat(row["first_period"]),
             accepted_from=row["accepted_from"],
             accepted_at=row["accepted_at"],
+            schedule=row["schedule"],
+            schedule_from=datetime.fromisoformat(row["schedule_from"]) if row["schedule_from"] else None,
         )
 
     @abstractmethod
@@ -206,6 +225,29 @@ class Ledger(ABC):
             sql.ACCEPT_DESTINATION,
             (book.destination, first.isoformat(), entry.destination, now_text(), book.config, book.brand),
         )
+        accepted = self.tenant(book.config, book.brand)
+        assert accepted is not None
+        return accepted
+
+    @serialized
+    def record_schedule(self, book: Book, schedule: str) -> TenantEntry:
+        """Remember the schedule of a tenant that has none recorded (a first run, an older ledger)."""
+        self._write(sql.SET_SCHEDULE, (schedule, None, book.config, book.brand))
+        recorded = self.tenant(book.config, book.brand)
+        assert recorded is not None
+        return recorded
+
+    @serialized
+    def accept_schedule(self, book: Book, schedule: str) -> TenantEntry:
+        """Follow ``schedule`` from now on, from the end of the last period delivered to the tenant's
+        destination: the new schedule's first period starts exactly there (or, when nothing was
+        delivered yet, where the tenant's first period does)."""
+        entry = self.tenant(book.config, book.brand)
+        if entry is None:
+            raise ExportError(f"tenant {book.brand}: nothing recorded yet, so nothing to accept")
+        [found] = self._rows(sql.LAST_DELIVERED_END, (book.config, book.brand, entry.destination))
+        since = found["last_end"] or (entry.schedule_from.isoformat() if entry.schedule_from else None)
+        self._write(sql.SET_SCHEDULE, (schedule, since, book.config, book.brand))
         accepted = self.tenant(book.config, book.brand)
         assert accepted is not None
         return accepted

@@ -53,6 +53,8 @@ create table if not exists tenants (
     accepted_at text,
     primary key (config, brand)
 );
+alter table tenants add column if not exists schedule text;
+alter table tenants add column if not exists schedule_from text;
 create table if not exists deliveries (
     config text not null,
     brand text not null,

@@ -7,7 +7,8 @@ open for writing while it builds) and on PostgreSQL, and the loader must never n
 the warehouse. One connection per run, shared by its threads (``serialized``).
 
 Schema versions: 1 kept one set of rows per brand (migrated under an unknown configuration, then
-claimed by ``register``); 2 keyed every row by configuration and destination; 3 added ``webhooks``.
+claimed by ``register``); 2 keyed every row by configuration and destination; 3 added ``webhooks``;
+4 the tenant's schedule.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ create table if not exists tenants (
     registered_at text not null,
     accepted_from text,               -- the previous destination, after accept_destination
     accepted_at text,
+    schedule text,                    -- schedule_of() the tenant's interval, timezone and run_at
+    schedule_from text,               -- UTC instant the current schedule's periods start from
     primary key (config, brand)
 );
 create table if not exists deliveries (
@@ -113,6 +116,11 @@ create table if not exists webhooks (
 MIGRATE_FROM_1 = """
 alter table deliveries rename to deliveries_v1;
 alter table attempts rename to attempts_v1;
+"""
+# Version 4: the tenant's schedule, so a change of interval, timezone or run_at is noticed.
+MIGRATE_TO_4 = """
+alter table tenants add column schedule text;
+alter table tenants add column schedule_from text;
 """
 COPY_FROM_1 = """
 insert into deliveries (config, brand, destination, kind, period_start, period_end, period_label,
@@ -196,6 +204,8 @@ class SqliteLedger(Ledger):
                 )
             if version == 1:
                 self._execute_all(MIGRATE_FROM_1)
+            if version in (2, 3):
+                self._execute_all(MIGRATE_TO_4)
             if version < SCHEMA_VERSION:
                 self._execute_all(SCHEMA)
                 if version == 1:

@@ -7,6 +7,7 @@ LAST_DELIVERED_END = (
     "select max(period_end) as last_end from deliveries where config = ? and brand = ? "
     "and destination = ? and status = 'delivered' and kind = 'activity'"
 )
+SET_SCHEDULE = "update tenants set schedule = ?, schedule_from = ? where config = ? and brand = ?"
 ACCEPT_DESTINATION = (
     "update tenants set destination = ?, first_period = ?, accepted_from = ?, accepted_at = ? "
     "where config = ? and brand = ?"
