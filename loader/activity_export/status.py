@@ -14,7 +14,13 @@ from activity_export.config import Tenant
 from activity_export.ledger import Book, DestinationChanged, Ledger, Record, ScheduleChanged
 from activity_export.periods import period_containing
 from activity_export.plan import anchor_period, kinds_of, names_taken, plan_periods, schedule_of
-from activity_export.warehouse import Warehouse, one_value, read_held_events, read_watermarks
+from activity_export.warehouse import (
+    Warehouse,
+    one_value,
+    read_held_events,
+    read_quarantine,
+    read_watermarks,
+)
 from activity_export.writer import activity_query, broadcast_query
 
 
@@ -40,6 +46,7 @@ class TenantStatus:
     held_rows: int = 0
     counts: list[dict[str, object]] = field(default_factory=list)  # per delivered period
     held: dict[str, object] | None = None  # what holds the brand's watermark back, if anything
+    quarantined: dict[str, object] | None = None  # events dated after the build's clock, if any
     warnings: list[str] = field(default_factory=list)
     webhook: dict[str, object] | None = None  # the last notification, when the tenant has one
 
@@ -147,6 +154,15 @@ def collect_status(
                 f"held back since {status.held['since']} by {found.held_events} e-mail event(s) whose "
                 f"broadcast or customer row has not arrived, e.g. event {shown}; have the platform "
                 "load the missing rows, then `dbt build` releases the brand"
+            )
+        quarantine = read_quarantine(warehouse, tenant.brand)
+        if quarantine.events:
+            latest = quarantine.latest.isoformat() if quarantine.latest else None
+            status.quarantined = {"events": quarantine.events, "latest": latest}
+            status.warnings.append(
+                f"{quarantine.events} e-mail event(s) quarantined: registered or loaded after the "
+                f"clock of the build that read them (the latest at {latest}); they move no "
+                "watermark and are delivered once their time has come; a wrong clock upstream"
             )
         if entry is not None and entry.destination != configured:
             status.destination_changed = entry.destination

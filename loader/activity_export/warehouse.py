@@ -296,6 +296,28 @@ def read_held_events(warehouse: Warehouse, brand: str, limit: int = 20) -> list[
     ]
 
 
+@dataclass(frozen=True)
+class Quarantine:
+    """A brand's quarantined events: registered or loaded after the clock of the build that read them."""
+
+    events: int
+    latest: datetime | None  # the latest registration or load time among them
+
+
+def read_quarantine(warehouse: Warehouse, brand: str) -> Quarantine:
+    """The brand's quarantined events (``export_quarantined_events``); none on a warehouse built
+    before the quarantine existed."""
+    query = (
+        "select count(*), max(greatest(registered_at, loaded_at)) "  # noqa: S608
+        f"from {warehouse.relation('export_quarantined_events')} where brand = ?"
+    )
+    try:
+        row = warehouse.con.execute(query, [brand]).fetchone()
+    except duckdb.CatalogException:
+        return Quarantine(0, None)
+    return Quarantine(int(row[0]), _utc(row[1])) if row else Quarantine(0, None)
+
+
 def period_counts(warehouse: Warehouse, brand: str, start_utc: datetime, end_utc: datetime) -> PeriodCounts:
     """Late and held rows of one brand's period ``[start_utc, end_utc)`` (see :class:`PeriodCounts`).
 

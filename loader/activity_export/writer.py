@@ -5,9 +5,10 @@ the warehouse. Each file is written under a hidden temporary name and renamed wh
 (encrypted first, with ``encryption: pgp``); its rows, bytes and SHA-256 of the bytes delivered
 are recorded for the manifest, the ledger and the logs.
 
-An erased customer's e-mail address and external id are never written: the activity slice joins
-the erasures and leaves both empty, whatever period is written, also a backfill of a period from
-before the erasure.
+An erased customer's personal data is never written: the activity slice joins the erasures and
+leaves the e-mail address, the external id and every free-text field (description, url, message,
+user agent: a bounce message or a tracked link carries the address and the customer number too)
+empty, whatever period is written, also a backfill of a period from before the erasure.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ BROADCAST_FIELDS = {
 }
 ERASURE_FIELDS = {"customerid": "customer_id", "erasuredate": "erased_at"}
 TIMESTAMP_FIELDS = {"activitydate", "registereddate", "sentdate", "erasuredate"}
-PERSONAL_FIELDS = {"external_id", "email"}  # left empty for an erased customer
+# left empty for an erased customer: the address and number, and the free text that can carry them
+PERSONAL_FIELDS = {"external_id", "email", "description", "url", "message", "user_agent"}
 FIELD_EXPRESSIONS = {"activity": ACTIVITY_FIELDS, "broadcast": BROADCAST_FIELDS, ERASURE: ERASURE_FIELDS}
 
 
@@ -104,7 +106,8 @@ def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
     had passed it, the watermark at its arrival: fixed once, so the file is always the same.
 
     A left join to the erasures: an erased customer keeps its rows (the customer id stays, so the
-    receiver can match them with the erasure file) but never its e-mail address or external id.
+    receiver can match them with the erasure file) but never its e-mail address, external id or a
+    free-text field (``PERSONAL_FIELDS``).
     """
     where = (
         f"activities.brand = {warehouse.brand_literal(tenant.brand)}"

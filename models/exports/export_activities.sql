@@ -35,6 +35,7 @@ with
 arrived as (
 
     select * from {{ ref('int_events_unbuilt') }}
+    where not is_quarantined
 
 ),
 

@@ -18,8 +18,9 @@
     timezone, because periods start on quarter hours, and it follows the activity file wherever
     a late or held activity lands.
 
-    Sends count up to the horizon (int_export_horizon.registered_until), like activities: no
-    brand's watermark passes it. An incremental run adds the touches of every brand from its
+    A send touches the quarter hour of its export_broadcast_sends.available_at: its sent_at, or
+    for a broadcast row that arrived after its brand's watermark passed the send, the watermark
+    then, like a late activity. An incremental run adds the touches of every brand from its
     watermark before this build on: everything a period not exported yet can hold. Activities
     are read from the lowest of those watermarks on (an index range on available_at), plus the
     ones placed in this build (a brand seen for the first time has no watermark yet). -#}
@@ -33,9 +34,9 @@
 
 with
 
-broadcasts as (
+sends as (
 
-    select * from {{ ref('export_broadcasts') }}
+    select * from {{ ref('export_broadcast_sends') }}
 
 ),
 
@@ -55,12 +56,6 @@ placed_now as (
 
 ),
 
-horizon as (
-
-    select * from {{ ref('int_export_horizon') }}
-
-),
-
 previous_watermarks as (
 
     {{ previous_watermarks(enabled=is_incremental()) }}
@@ -70,17 +65,15 @@ previous_watermarks as (
 sent as (
 
     select
-        broadcasts.broadcast_id,
-        broadcasts.brand,
-        {{ quarter_hour_floor('broadcasts.sent_at') }} as touched_at
-    from broadcasts
-    inner join horizon
-        on broadcasts.sent_at <= horizon.registered_until
+        sends.broadcast_id,
+        sends.brand,
+        {{ quarter_hour_floor('sends.available_at') }} as touched_at
+    from sends
     left join previous_watermarks
-        on broadcasts.brand = previous_watermarks.brand
+        on sends.brand = previous_watermarks.brand
     where
         previous_watermarks.complete_until is null
-        or broadcasts.sent_at >= previous_watermarks.complete_until
+        or sends.available_at >= previous_watermarks.complete_until
 
 ),
 

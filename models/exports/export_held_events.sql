@@ -22,6 +22,7 @@ with
 arrived as (
 
     select * from {{ ref('int_events_unbuilt') }}
+    where not is_quarantined
 
 ),
 

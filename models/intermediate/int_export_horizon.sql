@@ -1,5 +1,7 @@
 {#- One row: how far the event deliveries this project has seen reach, over all builds.
-    `registered_until` is the newest registration among the e-mail events ever placed or held;
+    `registered_until` is the newest registration among the e-mail events ever placed or held
+    (never a quarantined one: registered or loaded after the build's clock, so no brand's
+    watermark passes the clock of the build that set it);
     `loaded_until` the newest load (var('loaded_at_column'); registered_at without it). Both only
     grow: the previous build's values (export_watermark) are the floor. export_broadcast_touches
     counts sends up to registered_until and export_watermark lets no brand pass it. -#}
@@ -11,6 +13,7 @@ with
 arrived as (
 
     select * from {{ ref('int_events_unbuilt') }}
+    where not is_quarantined
 
 ),
 
