@@ -12,6 +12,7 @@ import re
 from datetime import date, time
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -186,16 +187,27 @@ class Notify(_Strict):
 
     url: str = Field(description="http(s) URL the events are POSTed to.")
     secret_env: str = Field(
-        description="Environment variable holding the HMAC-SHA256 key the body is signed with."
+        description="Environment variable holding the Standard Webhooks secret (whsec_ and base64) "
+        "the events are signed with."
     )
-    timeout_seconds: float = Field(10, gt=0, le=120, description="Per attempt: connect and answer.")
+    timeout_seconds: float = Field(
+        10, gt=0, le=120, description="Per attempt, in all: connect, send and the whole answer."
+    )
     retries: int = Field(3, ge=0, le=10, description="Attempts after the first one fails.")
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        allowed = "must be an http:// or https:// URL, e.g. https://hooks.example.nl/export"
         if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
-            raise ValueError("must be an http:// or https:// URL, e.g. https://hooks.example.nl/export")
+            raise ValueError(allowed)
+        try:  # what the sender parses at every event: "http://[::1/hook" must fail here, not there
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (raises on a port that is not a number from 0 to 65535)
+        except ValueError:
+            raise ValueError(f"{allowed}; this one has a malformed host or port") from None
+        if not parts.hostname:
+            raise ValueError(f"{allowed}; this one has no host")
         return value
 
     @field_validator("secret_env")

@@ -112,6 +112,9 @@ create table if not exists webhooks (
     detail text,
     sent_at text not null
 );
+alter table webhooks add column if not exists body text;
+alter table webhooks add column if not exists pending integer not null default 0;
+alter table webhooks add column if not exists created_at text;
 """
 # every worker may start at once: one of them creates the schema, the others wait for it
 SCHEMA_LOCK = 0x61657870  # "aexp"

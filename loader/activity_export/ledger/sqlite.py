@@ -7,7 +7,8 @@ open for writing while it builds) and on PostgreSQL, and the loader must never n
 the warehouse. One connection per run, shared by its threads (``serialized``).
 
 Schema versions: 1 kept one set of rows per brand (migrated under an unknown configuration, then
-claimed by ``register``); 2 keyed every row by configuration and destination; 3 added ``webhooks``.
+claimed by ``register``); 2 keyed every row by configuration and destination; 3 added ``webhooks``;
+4 keeps a webhook event's body and whether it is still ``pending`` (sent again by later runs).
 """
 
 from __future__ import annotations
@@ -103,7 +104,10 @@ create table if not exists webhooks (
     ok integer not null,
     attempts integer not null,
     detail text,                      -- HTTP status or the error, never the secret or the URL
-    sent_at text not null
+    sent_at text not null,
+    body text,                        -- the event's exact JSON, kept to send it again
+    pending integer not null default 0,  -- 1: not accepted yet, a later run sends it again
+    created_at text                   -- when the event was first sent
 );
 """
 
@@ -127,6 +131,11 @@ select '', brand, '', period_start, period_label, started_at, finished_at,
 from attempts_v1;
 drop table deliveries_v1;
 drop table attempts_v1;
+"""
+MIGRATE_FROM_3 = """
+alter table webhooks add column body text;
+alter table webhooks add column pending integer not null default 0;
+alter table webhooks add column created_at text;
 """
 
 
@@ -196,6 +205,8 @@ class SqliteLedger(Ledger):
                 )
             if version == 1:
                 self._execute_all(MIGRATE_FROM_1)
+            if version == 3:
+                self._execute_all(MIGRATE_FROM_3)
             if version < SCHEMA_VERSION:
                 self._execute_all(SCHEMA)
                 if version == 1:
@@ -327,7 +338,25 @@ def _read_only(path: Path) -> sqlite3.Connection:
             f"ledger {path}: written by an earlier version; `activity-export run` migrates it "
             "(reading it alone does not change it)"
         )
+    _read_as_current(db, tables)
     return db
+
+
+def _read_as_current(db: sqlite3.Connection, tables: set[str]) -> None:
+    """Let a reader see an empty (zero-byte) or older ledger as the current schema, without
+    changing the file: missing tables and columns are stood in for by empty temporary ones,
+    which exist only on this connection."""
+    for statement in SCHEMA.split(";"):
+        name = re.search(r"create table if not exists (\w+)", statement)
+        if name and name.group(1) not in tables:
+            db.execute(statement.replace("create table", "create temp table", 1))
+    if "webhooks" in tables:
+        columns = {row[1] for row in db.execute("pragma main.table_info(webhooks)")}
+        if "pending" not in columns:  # schema 3: nothing is pending
+            db.execute(
+                "create temp view webhooks as select *, null as body, 0 as pending, "
+                "sent_at as created_at from main.webhooks"
+            )
 
 
 def _open_error(path: Path, exc: sqlite3.DatabaseError) -> ExportError:
