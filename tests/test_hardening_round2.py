@@ -132,3 +132,60 @@ def test_a_legacy_timezone_is_warned_about(tmp_path: Path) -> None:
     done = check(tenant_config(tmp_path, "timezone: EST"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "tenant BRANDNAAM: timezone 'EST'" in done.stderr and "America/New_York" in done.stderr
+
+
+# --- 5. secrets never echo, wherever they are planted ---------------------------------------
+
+
+LEDGER_SECRETS = ["pA/AAq7z", "pB#BBq7z", "pC@CCq7z", "pDDDq7z"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:pA/AAq7z@127.0.0.1:5432/no_such_db",
+        "postgresql://postgres:pB#BBq7z@127.0.0.1/no_such_db",
+        "postgresql://postgres:pC@CCq7z@127.0.0.1/no_such_db?password=pDDDq7z",
+        "postgresql://postgres:pA/AAq7z@[::1/no_such_db",
+    ],
+)
+def test_a_ledger_password_is_never_printed(tmp_path: Path, url: str) -> None:
+    path = tenant_config(tmp_path)
+    for command in (["status"], ["check"], ["run", "--dry-run"]):
+        done = cli(*command, "--config", str(path), "--ledger", url, "--now", NOW)
+        output = done.stdout + done.stderr
+        assert "Traceback" not in output, output
+        for secret in LEDGER_SECRETS:
+            for piece in {secret, *secret.replace("#", "/").replace("@", "/").split("/")}:
+                if len(piece) >= 4:
+                    assert piece not in output, f"{piece!r} printed by {command}:\n{output}"
+
+
+def test_a_profile_value_that_cannot_be_converted_is_not_echoed(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "profiles.yml").write_text(
+        textwrap.dedent(
+            """
+            activity_export:
+              target: postgres
+              outputs:
+                postgres:
+                  type: postgres
+                  host: 127.0.0.1
+                  port: "{{ env_var('AEXP_SECRET_PORT') | as_number }}"
+                  user: postgres
+                  password: "{{ env_var('AEXP_SECRET_PW') | as_bool }}"
+                  dbname: activity_export
+                  schema: analytics
+            """
+        )
+    )
+    secret = "s3cr3t-Value-42"
+    path = tenant_config(tmp_path)
+    done = cli(
+        "status", "--config", str(path), "--profiles-dir", str(profiles), "--project-dir", str(ROOT),
+        env={"AEXP_SECRET_PW": secret, "AEXP_SECRET_PORT": secret},
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and secret not in output, output

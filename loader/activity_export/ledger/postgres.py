@@ -27,7 +27,7 @@ import psycopg2.extras  # type: ignore[import-untyped]
 
 from activity_export.errors import ConfigError, ExportError
 from activity_export.ledger.base import SCHEMA_VERSION, Book, Ledger, TenantEntry, now_text
-from activity_export.ledger.location import PostgresUrl
+from activity_export.ledger.location import PostgresUrl, scrubbed
 
 SCHEMA_NAME = "activity_export_ledger"
 
@@ -125,6 +125,7 @@ def _connect(location: PostgresUrl) -> Any:
         connection = psycopg2.connect(location.url, connect_timeout=CONNECT_TIMEOUT_SECONDS, **KEEPALIVES)
     except psycopg2.OperationalError as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = scrubbed(message, location.url)  # libpq may quote a host or user cut from it
         raise ExportError(f"ledger {location}: cannot connect: {message}") from None
     except psycopg2.ProgrammingError:  # its text may quote the URL, password included
         raise ConfigError(f"ledger {location}: not a usable PostgreSQL URL") from None
