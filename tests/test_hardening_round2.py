@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, Project
 
 NOW = "2026-11-26T07:00:00+01:00"
 
@@ -189,3 +189,47 @@ def test_a_profile_value_that_cannot_be_converted_is_not_echoed(tmp_path: Path) 
     )  # fmt: skip
     output = done.stdout + done.stderr
     assert "Traceback" not in output and secret not in output, output
+
+
+# --- 6. lock files follow no link ----------------------------------------------------------------
+
+
+def test_a_link_at_the_lock_file_is_refused_and_its_target_untouched(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    path = tenant_config(tmp_path, "start: 2026-11-01")
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    locks = tmp_path / "activity-export.ledger.sqlite.locks"
+    locks.mkdir(mode=0o700)
+    (locks / "BRANDNAAM.lock").symlink_to(victim)
+    done = built_duckdb.run(
+        "run", "--config", str(path), "--now", "2026-11-04T07:00:00+01:00", *built_duckdb.cli_args(), check=False
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "lock file" in done.stderr
+    assert victim.read_text() == "keep me\n"
+
+
+def test_a_lock_folder_others_can_write_is_refused(built_duckdb: Project, tmp_path: Path) -> None:
+    path = tenant_config(tmp_path, "start: 2026-11-01")
+    locks = tmp_path / "activity-export.ledger.sqlite.locks"
+    locks.mkdir()
+    locks.chmod(0o777)
+    done = built_duckdb.run(
+        "run", "--config", str(path), "--now", "2026-11-04T07:00:00+01:00", *built_duckdb.cli_args(), check=False
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "lock folder" in done.stderr and "no one else can write" in done.stderr
+
+
+# --- 13. an empty ledger file reads as empty ----------------------------------------------------
+
+
+def test_an_empty_ledger_file_is_read_as_an_empty_ledger(tmp_path: Path) -> None:
+    path = tenant_config(tmp_path)
+    (tmp_path / "activity-export.ledger.sqlite").write_bytes(b"")
+    for command in ("check", "status"):
+        done = cli(command, "--config", str(path), "--now", NOW)
+        assert "Traceback" not in done.stderr and "no such table" not in done.stderr, done.stderr
+    assert cli("check", "--config", str(path), "--now", NOW).returncode == 0

@@ -18,6 +18,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -384,8 +385,25 @@ def file_lock(ledger_path: Path, brand: str) -> Iterator[bool]:
     """An exclusive, non-blocking lock file per tenant beside the ledger; yields False when another
     run holds it. The lock is released when the process ends, however it ends."""
     folder = ledger_path.parent / (ledger_path.name + ".locks")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / _lock_name(brand), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+    except OSError as exc:
+        raise ExportError(f"lock folder {folder}: cannot create it: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        # someone else's folder (or a link) could hold a link at the lock's name
+        raise ExportError(
+            f"lock folder {folder}: must be a folder of this user that no one else can write "
+            "(not a link); remove it or correct its owner and mode"
+        )
+    path = folder / _lock_name(brand)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    except OSError as exc:
+        raise ExportError(f"lock file {path}: cannot open it ({exc.strerror}); is it a link?") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ExportError(f"lock file {path}: not a regular file; remove it")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
