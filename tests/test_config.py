@@ -403,7 +403,7 @@ def test_check_reports_an_unset_password_variable_as_a_configuration_error(
     monkeypatch.delenv("AEXP_TEST_UNSET_PASSWORD", raising=False)
     summaries = _check_config(tmp_path, _sftp(tmp_path, password_env="AEXP_TEST_UNSET_PASSWORD"))
     assert config_problems(summaries) == [
-        "tenant BRANDNAAM: destination: environment variable AEXP_TEST_UNSET_PASSWORD is not set "
+        "tenant BRANDNAAM: destination.password_env: environment variable AEXP_TEST_UNSET_PASSWORD is not set "
         "(it must hold the secret)"
     ]
     with pytest.raises(ConfigError) as caught:

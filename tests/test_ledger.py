@@ -144,6 +144,6 @@ def test_ledger_of_the_previous_version_is_migrated(built_duckdb: Project, tmp_p
     run_at(built_duckdb, config, 3)  # no start: everything after the earliest recorded period
     assert sorted(server_files(tmp_path)) == files_of([2, 3])  # 1 November was not sent again
     with sqlite3.connect(tmp_path / "activity-export.ledger.sqlite") as db:
-        assert db.execute("select value from meta where name = 'schema_version'").fetchone() == ("4",)
+        assert db.execute("select value from meta where name = 'schema_version'").fetchone() == ("5",)
         assert db.execute("select count(*) from webhooks").fetchone() == (0,)
         assert db.execute("select count(*) from attempts where outcome is null").fetchone() == (0,)

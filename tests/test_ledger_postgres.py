@@ -271,7 +271,7 @@ def test_webhook_outcomes_are_kept_in_the_shared_ledger_without_its_password(
         )
     )
     common = ["--config", str(config), "--ledger", url, "--now", NOW, *built_duckdb.cli_args()]
-    env = {"BRANDNAAM_WEBHOOK_SECRET": "webhook-secret"}
+    env = {"BRANDNAAM_WEBHOOK_SECRET": "whsec_" + "d2ViaG9vay1zZWNyZXQtZm9yLXRlc3RzLTEyMzQ="}
     try:
         run = built_duckdb.run("run", "-v", *common, env=env)
     finally:

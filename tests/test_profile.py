@@ -217,7 +217,7 @@ def test_profiles_folder_is_the_working_directory_then_home_never_the_project(
     [
         ({}, "pg", "environment variable P_USER is required by the profile but not set"),
         ({}, "nope", "has no target 'nope'; it has: local, home, pg, pg_plain"),
-        ({"P_USER": "u", "P_PORT": "x"}, "pg", "cannot convert 'x' into a number"),
+        ({"P_USER": "u", "P_PORT": "x"}, "pg", "cannot convert the value into a number"),
         ({"DBT_PROFILE": "missing"}, None, "has no profile 'missing'"),
     ],
 )

@@ -89,14 +89,25 @@ def describe_destination(tenant: Tenant) -> str:
 
 def environment_problems(tenant: Tenant) -> list[str]:
     """What this machine lacks for the tenant: unset secret variables, missing key files."""
+    from activity_export.notify import secret_problem
+
     notify_env = tenant.notify.secret_env if tenant.notify else None
-    problems = [
-        f"tenant {tenant.brand}: {'notify.secret_env' if name == notify_env else 'destination'}: "
-        f"environment variable {name} is not set (it must hold the secret)"
-        for name in tenant.missing_secrets()
-    ]
-    problems.extend(recipient_problems(tenant))
     destination = tenant.destination
+    keys = (
+        {destination.password_env: "password_env", destination.passphrase_env: "passphrase_env"}
+        if isinstance(destination, SftpDestination)
+        else {}
+    )
+    problems = [
+        f"tenant {tenant.brand}: destination.{keys.get(name, 'password_env')}: environment variable "
+        f"{name} is not set (it must hold the secret)"
+        for name in tenant.missing_secrets()
+        if name != notify_env
+    ]
+    webhook_secret = secret_problem(tenant.notify) if tenant.notify else None
+    if webhook_secret:
+        problems.append(f"tenant {tenant.brand}: notify.secret_env: {webhook_secret}")
+    problems.extend(recipient_problems(tenant))
     if isinstance(destination, LocalDestination):
         problems.extend(_local_root_problems(tenant.brand, destination))
     if isinstance(destination, SftpDestination):

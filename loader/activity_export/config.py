@@ -6,12 +6,16 @@ user reads. Errors name the tenant, the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import functools
+import logging
 import os
 import re
+from collections.abc import Iterable
 from datetime import date, time
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -21,6 +25,8 @@ from activity_export import naming
 from activity_export.errors import ConfigError, shown_value
 from activity_export.naming import ERASURE, KINDS
 from activity_export.periods import Period
+
+log = logging.getLogger(__name__)
 
 STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
     "activity": (
@@ -186,16 +192,27 @@ class Notify(_Strict):
 
     url: str = Field(description="http(s) URL the events are POSTed to.")
     secret_env: str = Field(
-        description="Environment variable holding the HMAC-SHA256 key the body is signed with."
+        description="Environment variable holding the Standard Webhooks secret (whsec_ and base64) "
+        "the events are signed with."
     )
-    timeout_seconds: float = Field(10, gt=0, le=120, description="Per attempt: connect and answer.")
+    timeout_seconds: float = Field(
+        10, gt=0, le=120, description="Per attempt, in all: connect, send and the whole answer."
+    )
     retries: int = Field(3, ge=0, le=10, description="Attempts after the first one fails.")
 
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
+        allowed = "must be an http:// or https:// URL, e.g. https://hooks.example.nl/export"
         if not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
-            raise ValueError("must be an http:// or https:// URL, e.g. https://hooks.example.nl/export")
+            raise ValueError(allowed)
+        try:  # what the sender parses at every event: "http://[::1/hook" must fail here, not there
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (raises on a port that is not a number from 0 to 65535)
+        except ValueError:
+            raise ValueError(f"{allowed}; this one has a malformed host or port") from None
+        if not parts.hostname:
+            raise ValueError(f"{allowed}; this one has no host")
         return value
 
     @field_validator("secret_env")
@@ -281,6 +298,14 @@ class Tenant(_Strict):
     def _reachable_start(cls, value: date | None) -> date | None:
         if value is not None and not EARLIEST_START <= value <= LATEST_START:
             raise ValueError(f"must be a date from {EARLIEST_START} to {LATEST_START}")
+        return value
+
+    @field_validator("header", "manifest", "erasures", mode="before")
+    @classmethod
+    def _switch(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            # pydantic would take "yes", "on", 1 and "0" for booleans: a typo must not switch a file on
+            raise ValueError("must be true or false, unquoted")
         return value
 
     @field_validator("file_mode", mode="before")
@@ -487,12 +512,76 @@ class Config(BaseModel):
 SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class StrictLoader(SAFE_LOADER):  # type: ignore[misc]
+    """YAML read strictly: a key twice in one mapping, an alias (``*name``) and a value whose
+    construction fails are errors with a line number; booleans are YAML 1.2's (``true``,
+    ``false``), so ``yes``, ``no``, ``on`` and ``off`` stay text; and dates stay text, checked
+    by the schema (``2026-13-01`` is a clear refusal, not a traceback)."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:  # noqa: FBT001, FBT002 (PyYAML's)
+        if node in self.constructed_objects or node in self.recursive_objects:
+            # the same node reached twice: an alias. Refused outright, so that a few hundred bytes
+            # of nested aliases can never expand into billions of values
+            raise yaml.constructor.ConstructorError(
+                None, None, "aliases (*name) are not allowed in tenants.yml", node.start_mark
+            )
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a value that cannot be read", node.start_mark
+            ) from None
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # noqa: FBT001, FBT002
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise yaml.constructor.ConstructorError(
+                    None, None, "merge keys (<<) are not allowed in tenants.yml", key_node.start_mark
+                )
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:
+                continue  # an unhashable key: the constructor says so below
+            if first != key_node.start_mark.line + 1:
+                raise DuplicateKeyError(key, first, key_node.start_mark.line + 1)
+        # the keys are constructed above: construct the mapping from their values
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.constructed_objects[key_node]
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one mapping: YAML keeps the last one silently, we refuse both."""
+
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        super().__init__(f"duplicate key {_label(key)!r} at line {again} (first at line {first})")
+        self.key, self.first, self.again = key, first, again
+
+
+# YAML 1.2 booleans: YAML 1.1's yes/no/on/off (and y/n) are text, never a brand called True
+StrictLoader.yaml_implicit_resolvers = {
+    first: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp"}
+    ]
+    for first, resolvers in SAFE_LOADER.yaml_implicit_resolvers.items()
+}
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def load_config(path: Path) -> Config:
     """Read and validate ``tenants.yml``; every problem is reported at once as a ConfigError."""
     try:
         text = path.read_text(encoding="utf-8")
         # libyaml's safe loader when present: the same documents, ten times faster on many tenants
-        raw = yaml.load(text, Loader=SAFE_LOADER)  # noqa: S506 (SafeLoader or its libyaml twin)
+        raw = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader or its libyaml twin)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: configuration file not found (looked for {path.absolute()}); "
@@ -502,6 +591,8 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration file: {exc.strerror}") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc}; give every key once") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML{_yaml_position(exc)}") from None
     except RecursionError:
@@ -528,26 +619,37 @@ def parse_config(raw: Any, path: Path) -> Config:
     """Validate an already-parsed ``tenants.yml`` document."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'tenants:' (and optional 'defaults:')")
-    unknown = sorted(str(key) for key in raw if key not in {"defaults", "tenants"})
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown top-level key {shown_value(unknown[0])}; allowed: defaults, tenants"
-        )
+    problems = [
+        f"unknown top-level key {shown_value(str(key))}; allowed: defaults, tenants"
+        + _did_you_mean(key, TOP_LEVEL)
+        for key in raw
+        if key not in TOP_LEVEL
+    ]
     defaults = raw.get("defaults") or {}
     tenants_raw = raw.get("tenants")
     if not isinstance(defaults, dict):
-        raise ConfigError(f"{path}: 'defaults' must be a mapping of tenant keys")
+        problems.append("'defaults' must be a mapping of tenant keys")
+        defaults = {}
     if not isinstance(tenants_raw, dict) or not tenants_raw:
-        raise ConfigError(f"{path}: 'tenants' must map at least one brand code to its settings")
-    problems = [
-        f"defaults: unknown key {shown_value(key)}; allowed: {_allowed_keys(())}"
-        for key in defaults
-        if not isinstance(key, str) or key not in Tenant.model_fields or key == "brand"
-    ]
-    if problems:  # reported once here, not once per tenant
-        raise ConfigError(f"{path}: invalid configuration\n  " + "\n  ".join(problems))
+        problems.append("'tenants' must map at least one brand code to its settings")
+        tenants_raw = {}
+    tenant_keys = [name for name in Tenant.model_fields if name != "brand"]
+    for key in list(defaults):
+        if not isinstance(key, str) or key not in tenant_keys:
+            # reported once here, not once per tenant; the tenants are checked without it
+            problems.append(
+                f"defaults: unknown key {shown_value(key)}; allowed: {_allowed_keys(())}"
+                f"{_did_you_mean(key, tenant_keys)}"
+            )
+            defaults = {k: v for k, v in defaults.items() if k != key}
     tenants: dict[str, Tenant] = {}
     for brand, settings in tenants_raw.items():
+        if not isinstance(brand, str):
+            problems.append(
+                f"tenant {_label(brand)}: a brand code must be text; YAML read this one as "
+                f"{type(brand).__name__}: quote it"
+            )
+            continue
         if settings is not None and not isinstance(settings, dict):
             problems.append(f"tenant {_label(brand)}: settings must be a mapping")
             continue
@@ -556,15 +658,62 @@ def parse_config(raw: Any, path: Path) -> Config:
                 f"tenant {_label(brand)}: brand: unknown key; the brand code is the tenant's name"
             )
             continue
-        merged = {**defaults, **(settings or {}), "brand": str(brand)}
+        merged = {**defaults, **(settings or {}), "brand": brand}
         try:
-            tenants[str(brand)] = Tenant.model_validate(merged)
+            tenants[brand] = Tenant.model_validate(merged)
         except ValidationError as exc:
             problems.extend(_describe(_label(brand), exc))
     if problems:
         raise ConfigError(f"{path}: invalid configuration\n  " + "\n  ".join(problems))
+    for tenant in tenants.values():
+        note = legacy_timezone_note(tenant.timezone)
+        if note:
+            log.warning("tenant %s: timezone %r %s", tenant.brand, tenant.timezone, note)
     # every Tenant is validated above; constructing Config must not validate them all again
     return Config.model_construct(path=path, tenants=tenants)
+
+
+TOP_LEVEL = ("defaults", "tenants")
+
+# Zones kept by the tz database for old systems; most have no summer time, or the wrong rules for
+# every real place: a tenant almost always means the city.
+LEGACY_ZONES = {
+    "EST": "America/New_York",
+    "MST": "America/Denver (or America/Phoenix, without summer time)",
+    "HST": "Pacific/Honolulu",
+    "EST5EDT": "America/New_York",
+    "CST6CDT": "America/Chicago",
+    "MST7MDT": "America/Denver",
+    "PST8PDT": "America/Los_Angeles",
+    "CET": "Europe/Amsterdam, Europe/Berlin or Europe/Paris",
+    "MET": "Europe/Amsterdam, Europe/Berlin or Europe/Paris",
+    "EET": "Europe/Athens or Europe/Helsinki",
+    "WET": "Europe/Lisbon",
+}
+
+
+def legacy_timezone_note(zone: str) -> str | None:
+    """What to say about a timezone kept only for old systems (``EST``, ``US/Eastern``, ``Etc/GMT+5``);
+    None for a city's zone or UTC."""
+    if zone in LEGACY_ZONES:
+        return (
+            "is a legacy zone of fixed rules, not a place's time (EST, for one, never has summer "
+            f"time); did you mean {LEGACY_ZONES[zone]}?"
+        )
+    if zone.startswith(("US/", "Canada/", "Brazil/", "Chile/", "Mexico/", "SystemV/")) or re.fullmatch(
+        r"Etc/GMT[+-]\d+", zone
+    ):
+        return (
+            "is a legacy or fixed-offset zone, not a place's time: name the city (Area/City), "
+            "e.g. America/New_York"
+        )
+    return None
+
+
+def _did_you_mean(key: Any, allowed: Iterable[str]) -> str:
+    """``; did you mean 'extension'?`` for a key close to an allowed one, else nothing."""
+    close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.75)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _allowed_keys(location: tuple[Any, ...]) -> str:
@@ -589,7 +738,9 @@ def _describe(brand: str, exc: ValidationError) -> list[str]:
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
         if error["type"] == "extra_forbidden":
-            message = f"unknown key; allowed here: {_allowed_keys(raw_location)}"
+            allowed = _allowed_keys(raw_location)
+            suggestion = _did_you_mean(location[-1] if location else "", allowed.split(", "))
+            message = f"unknown key; allowed here: {allowed}{suggestion}"
         elif error["type"] == "missing":
             message = "required"
         elif error["type"] == "union_tag_not_found":

@@ -26,7 +26,7 @@ from activity_export.config import Tenant
 from activity_export.destinations import Destination, Follower, open_destination
 from activity_export.errors import ExportError
 from activity_export.ledger import DestinationChanged, ScheduleChanged, TenantEntry, TenantLedger
-from activity_export.notify import announce
+from activity_export.notify import GIVE_UP_AFTER, Webhook, announce, resend
 from activity_export.periods import Period
 from activity_export.plan import (
     Overdue,
@@ -211,6 +211,7 @@ def deliver_tenant(
     context: Context,
     *,
     force: bool = False,
+    webhook: Webhook | None = None,
 ) -> TenantReport:
     """Deliver the given periods of one tenant, oldest first, over one destination connection.
 
@@ -223,7 +224,7 @@ def deliver_tenant(
     current: Period | None = periods[0]  # a failure to connect is this period's failed attempt
     attempt = 0
     failpoints.watch(context.stop)
-    webhook_retries: int | None = None  # after a webhook failure in this run: no more retries
+    webhook = webhook or (Webhook(tenant.notify) if tenant.notify else None)
     try:
         context.check_stop()
         with open_destination(tenant.destination, tenant.brand, tenant.file_mode_bits) as destination:
@@ -250,9 +251,7 @@ def deliver_tenant(
                     if context.on_delivered:
                         context.on_delivered(tenant.brand, delivered)
                     current = None
-                    heard = _announce(tenant, ledger, "delivered", delivered.period, delivered.files,
-                                      retries=webhook_retries)  # fmt: skip
-                    webhook_retries = 0 if heard is False else webhook_retries
+                    _announce(tenant, ledger, webhook, "delivered", delivered.period, delivered.files)
     except Interrupted as exc:
         report.interrupted = True
         report.fail(str(exc))
@@ -282,29 +281,51 @@ def deliver_tenant(
             ledger.failed(current.start_utc, current.end_utc, current.label, report.error)
             attempt = attempt or ledger.start_attempt(current.start_utc, current.label)
             ledger.finish_attempt(attempt, "failed", report.error)
-            _announce(tenant, ledger, "failed", current, [], report.error, retries=webhook_retries)
+            _announce(tenant, ledger, webhook, "failed", current, [], report.error)
     return report
 
 
 def _announce(
     tenant: Tenant,
     ledger: TenantLedger,
+    webhook: Webhook | None,
     event: str,
     period: Period,
     files: list[WrittenFile],
     error: str | None = None,
-    *,
-    retries: int | None = None,
 ) -> bool | None:
-    """Send the period's webhook event, if the tenant has a webhook, and keep its outcome in the
-    ledger; whether the webhook accepted it (None: no webhook)."""
-    heard = announce(tenant, event, period, files, error, retries)
-    if heard is None:
+    """Send the period's webhook event, if the tenant has a webhook, and keep it in the ledger
+    (pending when not accepted); whether the webhook accepted it (None: no webhook)."""
+    sent = announce(tenant, webhook, event, period, files, error)
+    if sent is None:
         return None
-    ledger.record_webhook(
-        period.label, event, heard.delivery_id, ok=heard.ok, attempts=heard.attempts, detail=heard.detail
+    heard, body = sent
+    ledger.record_webhook_event(
+        period.label,
+        event,
+        heard.delivery_id,
+        body,
+        ok=heard.ok,
+        attempts=heard.attempts,
+        detail=heard.detail,
     )
     return heard.ok
+
+
+def _resend_pending(tenant: Tenant, ledger: TenantLedger, webhook: Webhook, now: datetime) -> None:
+    """Send the events earlier runs could not deliver again, oldest first, each with its own id;
+    an event still not accepted a week after it was first sent is given up (and stays in
+    ``status``)."""
+    for kept in ledger.pending_webhooks():
+        if now - kept.created_at > GIVE_UP_AFTER:
+            detail = f"given up: not accepted within {GIVE_UP_AFTER.days} days"
+            log.warning("tenant %s: %s event for %s %s", tenant.brand, kept.event, kept.period_label, detail)
+            ledger.update_webhook(kept.delivery_id, ok=False, pending=False, attempts=0, detail=detail)
+            continue
+        heard = resend(webhook, tenant.brand, kept.delivery_id, kept.event, kept.period_label, kept.body)
+        ledger.update_webhook(
+            kept.delivery_id, ok=heard.ok, pending=not heard.ok, attempts=heard.attempts, detail=heard.detail
+        )
 
 
 def _record_counts(warehouse: Warehouse, ledger: TenantLedger, period: Period) -> None:
@@ -366,11 +387,14 @@ def plan_and_deliver(
             force=context.force,
         )
         force = context.force
+    webhook = Webhook(tenant.notify) if tenant.notify else None
     if context.dry_run:
         report = TenantReport(tenant, waiting=plan.waiting, planned=plan.ready, already=plan.delivered)
     else:
         ledger.interrupt_unfinished()
-        report = deliver_tenant(warehouse, tenant, plan.ready, ledger, context, force=force)
+        if webhook is not None:
+            _resend_pending(tenant, ledger, webhook, context.now)
+        report = deliver_tenant(warehouse, tenant, plan.ready, ledger, context, force=force, webhook=webhook)
         report.already, report.waiting = plan.delivered, plan.waiting
     if chosen is None:
         # a dry run counts what it would deliver as delivered: only what stays owed is overdue
@@ -381,7 +405,7 @@ def plan_and_deliver(
         # loud, again at every run; a tenant that failed has announced that already
         for overdue in [] if context.dry_run or report.failed else report.overdue:
             problem = f"not delivered {overdue.hours:.1f}h after it became due ({overdue.due.isoformat()})"
-            _announce(tenant, ledger, "overdue", overdue.period, [], problem)
+            _announce(tenant, ledger, webhook, "overdue", overdue.period, [], problem)
     return report
 
 

@@ -225,11 +225,23 @@ def _render(value: Any, keypath: tuple[str, ...], context: str) -> Any:
             return _concat(iter(nodes))
         return _environment().from_string(value).render(_CONTEXT)
     except ConfigError as exc:
-        raise ConfigError(f"{context}: {where}: {exc}") from None
+        raise ConfigError(f"{context}: {where}: {_without_env_values(str(exc), value)}") from None
     except Exception as exc:
         if "password" in keypath:
             return value  # dbt keeps a password that only looks like Jinja as it is
-        raise ConfigError(f"{context}: cannot render {where}: {exc}") from None
+        raise ConfigError(
+            f"{context}: cannot render {where}: {_without_env_values(str(exc), value)}"
+        ) from None
+
+
+def _without_env_values(text: str, template: str) -> str:
+    """A rendering error without the values of the environment variables the template reads:
+    any of them may be a secret."""
+    for name in re.findall(r"""env_var\( *['"]([A-Za-z0-9_.-]+)""", template):
+        secret = os.environ.get(name)
+        if secret:
+            text = text.replace(secret, "***")
+    return text
 
 
 # ``{{ env_var('NAME') }}`` or ``{{ env_var('NAME', 'default') | as_number }}``, the form nearly
@@ -293,10 +305,12 @@ def _concat(nodes: Iterator[Any]) -> Any:
     except (ValueError, SyntaxError, MemoryError):
         result = raw
     if isinstance(raw, _Bool) and not isinstance(result, bool):
-        raise ConfigError(f"cannot convert {str(raw)!r} into a bool")
+        raise ConfigError("cannot convert the value into a bool (the value is not shown: it may be a secret)")
     is_number = isinstance(result, int | float) and not isinstance(result, bool)
     if isinstance(raw, _Number) and not is_number:
-        raise ConfigError(f"cannot convert {str(raw)!r} into a number")
+        raise ConfigError(
+            "cannot convert the value into a number (the value is not shown: it may be a secret)"
+        )
     return result
 
 

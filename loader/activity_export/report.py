@@ -205,7 +205,8 @@ def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
     notes = [
         f"webhook of {s.brand}: last {s.webhook['last_event']} event ({s.webhook['last_period']}) "
         f"{'accepted' if s.webhook['ok'] else 'NOT ACCEPTED'}: {s.webhook['detail']}; "
-        f"{s.webhook['failures']} event(s) not accepted in all"
+        f"{s.webhook['failures']} event(s) not accepted in all, "
+        f"{s.webhook.get('pending', 0)} waiting to be sent again"
         for s in statuses
         if s.webhook and (not s.webhook["ok"] or s.webhook["failures"])
     ]

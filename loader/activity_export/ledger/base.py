@@ -32,7 +32,7 @@ from typing import Any, TypeVar, cast
 from activity_export.errors import ExportError
 from activity_export.ledger import statements as sql
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 OUTCOMES = ("delivered", "failed", "interrupted")
 
 
@@ -134,6 +134,18 @@ class WebhookStatus:
     detail: str
     at: str
     failures: int  # events the webhook did not accept, all time
+    pending: int = 0  # events not accepted yet that later runs send again
+
+
+@dataclass(frozen=True)
+class PendingWebhook:
+    """An event the webhook has not accepted yet, kept to be sent again with the same id."""
+
+    delivery_id: str
+    event: str
+    period_label: str
+    body: bytes
+    created_at: datetime
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -427,11 +439,51 @@ class Ledger(ABC):
         if not last:
             return None
         [failed] = self._rows(sql.COUNT_WEBHOOK_FAILURES, (config, brand))
+        [pending] = self._rows(sql.COUNT_PENDING_WEBHOOKS, (config, brand))
         row = last[0]
         return WebhookStatus(
             row["event"], row["period_label"], bool(row["ok"]), row["detail"] or "", row["sent_at"],
-            int(failed["failures"]),
+            int(failed["failures"]), int(pending["pending"]),
         )  # fmt: skip
+
+    @serialized
+    def record_webhook_event(
+        self, book: Book, label: str, event: str, delivery_id: str, body: bytes, *, ok: bool, attempts: int,
+        detail: str,
+    ) -> None:  # fmt: skip
+        """Keep one webhook event with its exact body; one not accepted stays pending."""
+        now = now_text()
+        self._write(
+            sql.INSERT_WEBHOOK_EVENT,
+            (
+                book.config, book.brand, book.destination, label, event, delivery_id, int(ok), attempts,
+                detail, now, body.decode("utf-8"), int(not ok), now,
+            ),
+        )  # fmt: skip
+
+    @serialized
+    def pending_webhooks(self, book: Book) -> list[PendingWebhook]:
+        """The tenant's events not accepted yet, oldest first."""
+        return [
+            PendingWebhook(
+                row["delivery_id"],
+                row["event"],
+                row["period_label"],
+                (row["body"] or "").encode("utf-8"),
+                datetime.fromisoformat(row["created_at"] or row["sent_at"]),
+            )
+            for row in self._rows(sql.SELECT_PENDING_WEBHOOKS, (book.config, book.brand))
+        ]
+
+    @serialized
+    def update_webhook(
+        self, book: Book, delivery_id: str, *, ok: bool, pending: bool, attempts: int, detail: str
+    ) -> None:
+        """What became of sending a kept event again (``pending``: keep sending it)."""
+        self._write(
+            sql.UPDATE_WEBHOOK,
+            (int(ok), int(pending), attempts, detail, now_text(), book.config, book.brand, delivery_id),
+        )
 
 
 @dataclass(frozen=True)
@@ -484,4 +536,21 @@ class TenantLedger:
     ) -> None:
         self.ledger.record_webhook(
             self.book, label, event, delivery_id, ok=ok, attempts=attempts, detail=detail
+        )
+
+    def record_webhook_event(
+        self, label: str, event: str, delivery_id: str, body: bytes, *, ok: bool, attempts: int, detail: str
+    ) -> None:
+        self.ledger.record_webhook_event(
+            self.book, label, event, delivery_id, body, ok=ok, attempts=attempts, detail=detail
+        )
+
+    def pending_webhooks(self) -> list[PendingWebhook]:
+        return self.ledger.pending_webhooks(self.book)
+
+    def update_webhook(
+        self, delivery_id: str, *, ok: bool, pending: bool, attempts: int, detail: str
+    ) -> None:
+        self.ledger.update_webhook(
+            self.book, delivery_id, ok=ok, pending=pending, attempts=attempts, detail=detail
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 DEFAULT_LEDGER_NAME = "activity-export.ledger.sqlite"
 
@@ -57,10 +56,36 @@ def config_key(config_path: Path) -> str:
 
 
 def safe_url(url: str) -> str:
-    """A URL without its password (in the authority or as a ``password`` parameter), for messages."""
-    parts = urlsplit(url)
-    if parts.password is not None:
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc}")
-    query = re.sub(r"(?i)(^|&)(password)=[^&]*", r"\1\2=***", parts.query)
-    return urlunsplit(parts._replace(query=query))
+    """A URL without its password (in the authority or as a ``password`` parameter), for messages.
+
+    Read as leniently as possible: a password holding ``/``, ``#``, ``?`` or ``@`` unencoded, or a
+    malformed host, must still be masked, never raise or show through.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return re.sub(r"(?i)(password=)[^&#\s]*", r"\1***", url)
+    at = rest.rfind("@")
+    if at >= 0:
+        user, colon, _ = rest[:at].partition(":")
+        rest = f"{user}{':***' if colon else ''}{rest[at:]}"
+    return scheme + separator + re.sub(r"(?i)(password=)[^&#\s]*", r"\1***", rest)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The password pieces of a URL (authority and ``password`` parameters), longest first, for
+    scrubbing them out of a driver's error message."""
+    found = [match.group(1) for match in re.finditer(r"(?i)password=([^&#\s]+)", url)]
+    rest = url.partition("://")[2]
+    at = rest.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        found.append(rest[:at].partition(":")[2])
+    pieces = {value for value in found if value}
+    pieces |= {piece for value in found for piece in re.split(r"[/#?@:]", value) if len(piece) >= 3}
+    return sorted(pieces, key=len, reverse=True)
+
+
+def scrubbed(text: str, url: str) -> str:
+    """``text`` with every password piece of ``url`` replaced by ``***``."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text

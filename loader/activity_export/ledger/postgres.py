@@ -27,7 +27,7 @@ import psycopg2.extras  # type: ignore[import-untyped]
 
 from activity_export.errors import ConfigError, ExportError
 from activity_export.ledger.base import SCHEMA_VERSION, Book, Ledger, TenantEntry, now_text
-from activity_export.ledger.location import PostgresUrl
+from activity_export.ledger.location import PostgresUrl, scrubbed
 
 SCHEMA_NAME = "activity_export_ledger"
 
@@ -114,6 +114,9 @@ create table if not exists webhooks (
     detail text,
     sent_at text not null
 );
+alter table webhooks add column if not exists body text;
+alter table webhooks add column if not exists pending integer not null default 0;
+alter table webhooks add column if not exists created_at text;
 """
 # every worker may start at once: one of them creates the schema, the others wait for it
 SCHEMA_LOCK = 0x61657870  # "aexp"
@@ -124,6 +127,7 @@ def _connect(location: PostgresUrl) -> Any:
         connection = psycopg2.connect(location.url, connect_timeout=CONNECT_TIMEOUT_SECONDS, **KEEPALIVES)
     except psycopg2.OperationalError as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = scrubbed(message, location.url)  # libpq may quote a host or user cut from it
         raise ExportError(f"ledger {location}: cannot connect: {message}") from None
     except psycopg2.ProgrammingError:  # its text may quote the URL, password included
         raise ConfigError(f"ledger {location}: not a usable PostgreSQL URL") from None

@@ -8,7 +8,8 @@ the warehouse. One connection per run, shared by its threads (``serialized``).
 
 Schema versions: 1 kept one set of rows per brand (migrated under an unknown configuration, then
 claimed by ``register``); 2 keyed every row by configuration and destination; 3 added ``webhooks``;
-4 the tenant's schedule.
+4 keeps a webhook event's body and whether it is still ``pending`` (sent again by later runs); 5
+the tenant's schedule.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -106,7 +108,10 @@ create table if not exists webhooks (
     ok integer not null,
     attempts integer not null,
     detail text,                      -- HTTP status or the error, never the secret or the URL
-    sent_at text not null
+    sent_at text not null,
+    body text,                        -- the event's exact JSON, kept to send it again
+    pending integer not null default 0,  -- 1: not accepted yet, a later run sends it again
+    created_at text                   -- when the event was first sent
 );
 """
 
@@ -117,8 +122,8 @@ MIGRATE_FROM_1 = """
 alter table deliveries rename to deliveries_v1;
 alter table attempts rename to attempts_v1;
 """
-# Version 4: the tenant's schedule, so a change of interval, timezone or run_at is noticed.
-MIGRATE_TO_4 = """
+# Version 5: the tenant's schedule, so a change of interval, timezone or run_at is noticed.
+MIGRATE_TO_5 = """
 alter table tenants add column schedule text;
 alter table tenants add column schedule_from text;
 """
@@ -135,6 +140,11 @@ select '', brand, '', period_start, period_label, started_at, finished_at,
 from attempts_v1;
 drop table deliveries_v1;
 drop table attempts_v1;
+"""
+MIGRATE_FROM_3 = """
+alter table webhooks add column body text;
+alter table webhooks add column pending integer not null default 0;
+alter table webhooks add column created_at text;
 """
 
 
@@ -204,8 +214,10 @@ class SqliteLedger(Ledger):
                 )
             if version == 1:
                 self._execute_all(MIGRATE_FROM_1)
-            if version in (2, 3):
-                self._execute_all(MIGRATE_TO_4)
+            if version == 3:
+                self._execute_all(MIGRATE_FROM_3)
+            if version in (2, 3, 4):
+                self._execute_all(MIGRATE_TO_5)
             if version < SCHEMA_VERSION:
                 self._execute_all(SCHEMA)
                 if version == 1:
@@ -337,7 +349,25 @@ def _read_only(path: Path) -> sqlite3.Connection:
             f"ledger {path}: written by an earlier version; `activity-export run` migrates it "
             "(reading it alone does not change it)"
         )
+    _read_as_current(db, tables)
     return db
+
+
+def _read_as_current(db: sqlite3.Connection, tables: set[str]) -> None:
+    """Let a reader see an empty (zero-byte) or older ledger as the current schema, without
+    changing the file: missing tables and columns are stood in for by empty temporary ones,
+    which exist only on this connection."""
+    for statement in SCHEMA.split(";"):
+        name = re.search(r"create table if not exists (\w+)", statement)
+        if name and name.group(1) not in tables:
+            db.execute(statement.replace("create table", "create temp table", 1))
+    if "webhooks" in tables:
+        columns = {row[1] for row in db.execute("pragma main.table_info(webhooks)")}
+        if "pending" not in columns:  # schema 3: nothing is pending
+            db.execute(
+                "create temp view webhooks as select *, null as body, 0 as pending, "
+                "sent_at as created_at from main.webhooks"
+            )
 
 
 def _open_error(path: Path, exc: sqlite3.DatabaseError) -> ExportError:
@@ -365,8 +395,25 @@ def file_lock(ledger_path: Path, brand: str) -> Iterator[bool]:
     """An exclusive, non-blocking lock file per tenant beside the ledger; yields False when another
     run holds it. The lock is released when the process ends, however it ends."""
     folder = ledger_path.parent / (ledger_path.name + ".locks")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / _lock_name(brand), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+    except OSError as exc:
+        raise ExportError(f"lock folder {folder}: cannot create it: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        # someone else's folder (or a link) could hold a link at the lock's name
+        raise ExportError(
+            f"lock folder {folder}: must be a folder of this user that no one else can write "
+            "(not a link); remove it or correct its owner and mode"
+        )
+    path = folder / _lock_name(brand)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    except OSError as exc:
+        raise ExportError(f"lock file {path}: cannot open it ({exc.strerror}); is it a link?") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ExportError(f"lock file {path}: not a regular file; remove it")
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -74,3 +74,21 @@ SELECT_LAST_WEBHOOK = (
     "order by sent_at desc, webhook_id desc limit 1"
 )
 COUNT_WEBHOOK_FAILURES = "select count(*) as failures from webhooks where config = ? and brand = ? and ok = 0"
+# Schema 4: an event the webhook did not accept is kept (its exact body, pending = 1) and sent
+# again by later runs, with the same id, until accepted or given up.
+INSERT_WEBHOOK_EVENT = """
+    insert into webhooks (config, brand, destination, period_label, event, delivery_id, ok,
+        attempts, detail, sent_at, body, pending, created_at)
+    values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+SELECT_PENDING_WEBHOOKS = (
+    "select delivery_id, event, period_label, body, created_at from webhooks "
+    "where config = ? and brand = ? and pending = 1 order by webhook_id"
+)
+UPDATE_WEBHOOK = (
+    "update webhooks set ok = ?, pending = ?, attempts = attempts + ?, detail = ?, sent_at = ? "
+    "where config = ? and brand = ? and delivery_id = ?"
+)
+COUNT_PENDING_WEBHOOKS = (
+    "select count(*) as pending from webhooks where config = ? and brand = ? and pending = 1"
+)
