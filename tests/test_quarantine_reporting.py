@@ -1,5 +1,5 @@
-"""Quarantined events are reported where a receiver looks: every manifest states the brand's
-quarantined events when its period was exported.
+"""Quarantined events are reported where an operator and a receiver look: `check` warns per brand,
+and every manifest states the brand's quarantined events when its period was exported.
 
 One build, its clock fixed at 2026-11-02 13:00 UTC, over rows of brand A registered "in 2027" or
 loaded "in 2027", and of brand B registered "in 2999"; brand C has no data at all.
@@ -46,6 +46,19 @@ def _tenants(folder: Path) -> Path:
         encoding="utf-8",
     )
     return config
+
+
+def test_check_warns_about_quarantined_events_per_brand(project: Project, tmp_path: Path) -> None:
+    checked = project.run("check", "--config", str(_tenants(tmp_path)), *project.cli_args())
+    assert checked.returncode == 0  # a warning, not a problem
+    warnings = [line for line in checked.stderr.splitlines() if "quarantined" in line]
+    assert len(warnings) == 2, checked.stderr
+    a, b = warnings
+    assert a.startswith("warning: tenant A: 2 e-mail event(s) quarantined")
+    assert "the latest at 2027-03-01T00:00:00+00:00" in a
+    assert b.startswith("warning: tenant B: 1 e-mail event(s) quarantined")
+    assert "the latest at 2999-01-01T00:00:00+00:00" in b
+    assert "warning: tenant C: the warehouse holds no data for brand 'C'" in checked.stderr
 
 
 def test_manifest_states_the_brands_quarantined_events(project: Project, tmp_path: Path) -> None:
