@@ -213,8 +213,9 @@ class PeriodCounts:
     """What is unusual about one brand-period's activity file.
 
     ``late``: rows in the file although registered before the period started (late loads and
-    events released from a hold land in the first period not exported yet). ``held``: events
-    registered in the period that are still held, so not in the file (they come in a later one).
+    events released from a hold land in the first period their brand's watermark had not yet
+    closed when they arrived). ``held``: events registered in the period that are still held, so
+    not in the file (they come in a later one).
     """
 
     late: int
