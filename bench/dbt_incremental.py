@@ -5,7 +5,10 @@ warehouse gets N+1 days of generated data in `raw`; a view schema `raw_asof` sho
 registered by day N 06:00 UTC, and a first `dbt build` runs on it. The staging views are then
 pointed back at the full `raw` (untimed), and the measured step is the next nightly build: a
 whole `dbt build` (seed, views, models, every data and unit test) that adds one day. Its cost
-should not depend on N.
+should not depend on N. Each build runs with its clock fixed (var export_now) at the moment its
+data is a snapshot of: day N 06:00 UTC for the first, the generator's snapshot a day later for
+the nightly one. With the real clock, generated days past today would be quarantined (dated
+after the build's clock) and the nightly build would add nothing.
 
 Two modes: `loaded_at` gives raw.events a load-time column (`loaded_at`, indexed on PostgreSQL,
 two minutes after registration) and sets var loaded_at_column, so a build reads the deliveries
@@ -179,17 +182,26 @@ def measure(
             ],
         )[0]
         loaded_at = {"loaded_at_column": "loaded_at"} if mode == "loaded_at" else {}
-        first_vars = json.dumps({"raw_schema": "raw_asof", **loaded_at})
+        # each build's clock is when its snapshot was taken: nothing generated is quarantined
+        first_clock = {"export_now": cutoff.isoformat()}
+        nightly_clock = {"export_now": (cutoff + timedelta(days=1)).isoformat()}
+        first_vars = json.dumps({"raw_schema": "raw_asof", **loaded_at, **first_clock})
         first = _run([str(BIN / "dbt"), "build", "--vars", first_vars, "--quiet", *where], env)
         # point the staging views back at the full raw schema (untimed: views only, and the
         # parse with the nightly vars, so the timed build parses no more than a nightly one)
-        nightly = ["--vars", json.dumps(loaded_at)] if loaded_at else []
+        nightly = ["--vars", json.dumps({**loaded_at, **nightly_clock})]
         _run([str(BIN / "dbt"), "run", "--select", "staging", *nightly, "--quiet", *where], env)
         if target == "postgres":
             # after the first build autovacuum goes over the new tables, more of them the longer
             # the history; done here (untimed) it no longer runs during the timed build
             _sql(target, env, ["vacuum analyze"])
         incremental = _run([str(BIN / "dbt"), "build", *nightly, "--quiet", *where], env)
+        schema = env.get("DBT_SCHEMA", "analytics") if target == "postgres" else "main"
+        [(quarantined,)] = _sql(target, env, [f"select count(*) from {schema}.export_quarantined_events"])
+        if quarantined:  # the build would have measured less than a whole new day
+            raise SystemExit(
+                f"{quarantined} generated events quarantined: the build clocks do not fit the data"
+            )
         models, tests = _node_seconds(tmp / "target")
         return Measurement(
             target,
@@ -225,7 +237,8 @@ def report(rows: list[tuple[Measurement, bool]], args: argparse.Namespace) -> st
         "dbt's own execution times (tests: the sum over all of them; two threads run them side "
         "by side). Mode `loaded_at`: raw.events has a load-time column and var loaded_at_column "
         "names it; `registered_at`: no such column, every build anti-joins all deliveries "
-        "against what is built.",
+        "against what is built. Each build's clock (var export_now) is fixed at its snapshot "
+        f"(day N {AS_OF_HOURS:02d}:00 UTC, then a day later), so no generated row is quarantined.",
         "",
         "| target | mode | history | raw events | new events | first build s | nightly build s "
         "| int_events_unbuilt s | export_activities s | export_broadcast_touches s | tests (sum) s |",

@@ -23,7 +23,7 @@ from activity_export.prune import expired
 
 if TYPE_CHECKING:
     from activity_export.ledger import Location
-    from activity_export.warehouse import Warehouse
+    from activity_export.warehouse import Quarantine, Warehouse
 
 TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
 DELIMITER_NAMES = {"\t": "tab", " ": "space", ",": "comma", ";": "semicolon", "|": "pipe"}
@@ -325,6 +325,26 @@ def absent_brand_warning(brand: str) -> str:
         f"warning: tenant {brand}: the warehouse holds no data for brand {brand!r}; check the code "
         "(spelling, case) against the source tables: until data arrives, its periods wait (they "
         "are never delivered as empty files) and turn overdue"
+    )
+
+
+def quarantined_brands(warehouse: Warehouse, brands: list[str]) -> dict[str, Quarantine]:
+    """The brands among ``brands`` that have quarantined events: registered or loaded after the
+    clock of the build that read them (a wrong clock upstream)."""
+    from activity_export.warehouse import read_quarantines
+
+    found = read_quarantines(warehouse)
+    return {brand: found[brand] for brand in brands if brand in found}
+
+
+def quarantine_warning(brand: str, quarantine: Quarantine) -> str:
+    """The warning ``check`` prints for a brand with quarantined events."""
+    latest = quarantine.latest.isoformat() if quarantine.latest else "unknown"
+    return (
+        f"warning: tenant {brand}: {quarantine.events} e-mail event(s) quarantined: registered or "
+        f"loaded after the clock of the build that read them (the latest at {latest}); they move no "
+        "watermark and are delivered once their time has come; have the platform fix the clock "
+        "upstream (`status` shows the same)"
     )
 
 

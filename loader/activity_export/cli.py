@@ -313,8 +313,9 @@ def check(
     """Validate tenants.yml and show what each tenant gets; exit 2 on any problem.
 
     Two tenants whose files land on the same path are a problem. When the warehouse can be read, a
-    brand without any data is a warning (a misspelt code); so is a tenant whose destination differs
-    from the one its deliveries went to.
+    brand without any data is a warning (a misspelt code), and so are a brand's quarantined events
+    (dated after the build's clock); so is a tenant whose destination differs from the one its
+    deliveries went to.
     """
     from activity_export.check import (
         changed_since_delivery,
@@ -334,7 +335,7 @@ def check(
     for warning in changed_since_delivery(settings, ledger_location(ledger, config), brand):
         typer.echo(f"warning: {warning}", err=True)
     raise_on_problems(summaries)
-    _warn_brands_without_data([s.brand for s in summaries], project_dir, profiles_dir, target)
+    _warn_about_warehouse_data([s.brand for s in summaries], project_dir, profiles_dir, target)
     if login:
         results = check_connections(settings, brand)
         for result in results:
@@ -561,21 +562,30 @@ def _finish(
         raise typer.Exit(code)
 
 
-def _warn_brands_without_data(
+def _warn_about_warehouse_data(
     brands: list[str], project_dir: Path, profiles_dir: Path | None, target: str | None
 ) -> None:
-    """``check``: a warning per brand the warehouse has no data for, when it can be read at all."""
-    from activity_export.check import absent_brand_warning, brands_without_data
+    """``check``: a warning per brand the warehouse has no data for and per brand with
+    quarantined events, when the warehouse can be read at all."""
+    from activity_export.check import (
+        absent_brand_warning,
+        brands_without_data,
+        quarantine_warning,
+        quarantined_brands,
+    )
     from activity_export.warehouse import connect, resolve_target
 
     try:
         with connect(resolve_target(project_dir, profiles_dir, target)) as warehouse:
             absent = brands_without_data(warehouse, brands)
+            quarantined = quarantined_brands(warehouse, brands)
     except ExportError as exc:
         typer.echo(f"note: brand codes not checked against the warehouse: {exc}", err=True)
         return
     for brand in absent:
         typer.echo(absent_brand_warning(brand), err=True)
+    for brand, quarantine in quarantined.items():
+        typer.echo(quarantine_warning(brand, quarantine), err=True)
 
 
 def _plan(brands: str, days: int, events_per_day: int, start: str, seed: int) -> generator.Plan:

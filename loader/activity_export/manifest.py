@@ -4,8 +4,9 @@ A receiver validates a delivery with the ``frictionless`` library or CLI, or rea
 to load the files with the right types: every file is a resource with its path (relative to the
 manifest), rows, bytes and SHA-256 of the bytes delivered, format, encoding, compression, CSV
 dialect and a Table Schema (types, timestamp format and timezone, allowed values, descriptions).
-The package itself says which brand and period it covers, the watermark at export and how many
-rows arrived late or were held back. Nothing in it depends on the clock, so the same period gives
+The package itself says which brand and period it covers, the watermark at export, how many
+rows arrived late or were held back, and the brand's quarantined events (dated after the clock of
+the sender's build) at that moment. Nothing in it depends on the clock, so the same period gives
 the same bytes.
 """
 
@@ -97,10 +98,22 @@ class PeriodFacts:
     watermark: datetime | None  # the brand's watermark: complete up to here (UTC)
     late_rows: int | None = None  # rows in the activity file registered before the period started
     held_rows: int | None = None  # events registered in the period still held (row not arrived)
+    # the brand's events quarantined (registered or loaded after the clock of the build that read
+    # them) and the latest time among them: of the brand, not of the period
+    quarantined_events: int | None = None
+    quarantined_latest: datetime | None = None
 
 
 def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _quarantined(facts: PeriodFacts) -> dict[str, Any] | None:
+    """``{"events": n, "latest": UTC time or null}``, or None when the warehouse could not tell."""
+    if facts.quarantined_events is None:
+        return None
+    latest = _utc(facts.quarantined_latest) if facts.quarantined_latest else None
+    return {"events": facts.quarantined_events, "latest": latest}
 
 
 def field_descriptor(tenant: Tenant, kind: str, field: str, title: str) -> dict[str, Any]:
@@ -204,6 +217,7 @@ def data_package(
         "watermark": _utc(facts.watermark) if facts.watermark else None,
         "lateRows": facts.late_rows,
         "heldRows": facts.held_rows,
+        "quarantined": _quarantined(facts),
         "layoutVersion": LAYOUT_VERSION,
         "productVersion": __version__,
         "resources": [resource(tenant, file, manifest) for file in files],

@@ -213,8 +213,9 @@ class PeriodCounts:
     """What is unusual about one brand-period's activity file.
 
     ``late``: rows in the file although registered before the period started (late loads and
-    events released from a hold land in the first period not exported yet). ``held``: events
-    registered in the period that are still held, so not in the file (they come in a later one).
+    events released from a hold land in the first period their brand's watermark had not yet
+    closed when they arrived). ``held``: events registered in the period that are still held, so
+    not in the file (they come in a later one).
     """
 
     late: int
@@ -316,6 +317,20 @@ def read_quarantine(warehouse: Warehouse, brand: str) -> Quarantine:
     except duckdb.CatalogException:
         return Quarantine(0, None)
     return Quarantine(int(row[0]), _utc(row[1])) if row else Quarantine(0, None)
+
+
+def read_quarantines(warehouse: Warehouse) -> dict[str, Quarantine]:
+    """Every brand's quarantined events, by brand (only brands that have any): one query, however
+    many tenants ask; empty on a warehouse built before the quarantine existed."""
+    query = (
+        "select brand, count(*), max(greatest(registered_at, loaded_at)) "  # noqa: S608
+        f"from {warehouse.relation('export_quarantined_events')} group by brand order by brand"
+    )
+    try:
+        rows = warehouse.con.execute(query).fetchall()
+    except duckdb.CatalogException:
+        return {}
+    return {row[0]: Quarantine(int(row[1]), _utc(row[2])) for row in rows}
 
 
 def period_counts(warehouse: Warehouse, brand: str, start_utc: datetime, end_utc: datetime) -> PeriodCounts:

@@ -31,7 +31,14 @@ from activity_export.errors import ExportError
 from activity_export.manifest import DeliveredFile, PeriodFacts, data_package
 from activity_export.naming import ERASURE, partial_name
 from activity_export.periods import Period
-from activity_export.warehouse import Warehouse, period_counts, read_watermark, sql_instant, sql_string
+from activity_export.warehouse import (
+    Warehouse,
+    period_counts,
+    read_quarantine,
+    read_watermark,
+    sql_instant,
+    sql_string,
+)
 
 log = logging.getLogger(__name__)
 
@@ -310,12 +317,20 @@ def _remove(paths: list[Path]) -> None:
 
 
 def period_facts(warehouse: Warehouse, tenant: Tenant, period: Period) -> PeriodFacts:
-    """What the manifest states about completeness: the brand's watermark, late and held rows.
+    """What the manifest states about completeness: the brand's watermark, late and held rows,
+    and the brand's quarantined events.
 
     Read in the files' transaction, so the numbers describe exactly the rows written.
     """
     counts = period_counts(warehouse, tenant.brand, period.start_utc, period.end_utc)
-    return PeriodFacts(read_watermark(warehouse, tenant.brand), late_rows=counts.late, held_rows=counts.held)
+    quarantine = read_quarantine(warehouse, tenant.brand)
+    return PeriodFacts(
+        read_watermark(warehouse, tenant.brand),
+        late_rows=counts.late,
+        held_rows=counts.held,
+        quarantined_events=quarantine.events,
+        quarantined_latest=quarantine.latest,
+    )
 
 
 def _follower(

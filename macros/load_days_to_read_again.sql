@@ -1,16 +1,3 @@
-{% macro load_check_bounds(until_expression) -%}
-    {#- [from, until) of the completeness check as two SQL constants (from is none for all
-        history): until is `until_expression` (a scalar query), from var('load_check_days')
-        days before it. -#}
-    {%- set until = constant_instant(until_expression) -%}
-    {%- if until is none -%}
-        {{ return(none) }}
-    {%- endif -%}
-    {%- set days = var('load_check_days') | int -%}
-    {%- set since = none if days <= 0 else constant_instant('select ' ~ dbt.dateadd('day', -1 * days, until)) -%}
-    {{ return({'since': since, 'until': until}) }}
-{%- endmacro %}
-
 {% macro load_days_to_read_again(counted, deliveries, fallback_until) -%}
     {#- The UTC load days (epoch seconds) whose deliveries, per brand, no longer number what the
         previous build counted (`counted`: int_event_load_days as it left it) in the same range
