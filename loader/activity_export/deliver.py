@@ -326,11 +326,15 @@ def plan_and_deliver(
     chosen: list[Period] | None,
     context: Context,
     ledger: TenantLedger,
+    *,
+    skipped: str | None = None,
 ) -> TenantReport:
     """Check the destination, plan from the ledger, and deliver (or say what would be delivered).
 
     ``chosen`` periods (``backfill``) are re-delivered when complete; without them, every due,
-    complete and undelivered period since the tenant's anchor, oldest first.
+    complete and undelivered period since the tenant's anchor, oldest first. A tenant ``skipped``
+    (another run holds it) is only planned, from a read-only ledger: what it is owed still turns
+    overdue and fails the run.
     """
     book = ledger.book
     try:
@@ -366,8 +370,10 @@ def plan_and_deliver(
             force=context.force,
         )
         force = context.force
-    if context.dry_run:
-        report = TenantReport(tenant, waiting=plan.waiting, planned=plan.ready, already=plan.delivered)
+    if context.dry_run or skipped:
+        planned = [] if skipped else plan.ready
+        report = TenantReport(tenant, waiting=plan.waiting, planned=planned, already=plan.delivered)
+        report.skipped = skipped
     else:
         ledger.interrupt_unfinished()
         report = deliver_tenant(warehouse, tenant, plan.ready, ledger, context, force=force)
@@ -379,7 +385,7 @@ def plan_and_deliver(
         if report.overdue:
             report.exit_code = max(report.exit_code, 1)
         # loud, again at every run; a tenant that failed has announced that already
-        for overdue in [] if context.dry_run or report.failed else report.overdue:
+        for overdue in [] if context.dry_run or skipped or report.failed else report.overdue:
             problem = f"not delivered {overdue.hours:.1f}h after it became due ({overdue.due.isoformat()})"
             _announce(tenant, ledger, "overdue", overdue.period, [], problem)
     return report

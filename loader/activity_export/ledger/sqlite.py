@@ -360,13 +360,18 @@ def _lock_name(brand: str) -> str:
     return f"{brand[:40]}-{hashlib.sha256(brand.encode()).hexdigest()[:16]}.lock"
 
 
+def lock_file(ledger_path: Path, brand: str) -> Path:
+    """A tenant's lock file: in a folder beside the ledger, holding the pid of the run with it."""
+    return ledger_path.parent / (ledger_path.name + ".locks") / _lock_name(brand)
+
+
 @contextmanager
 def file_lock(ledger_path: Path, brand: str) -> Iterator[bool]:
     """An exclusive, non-blocking lock file per tenant beside the ledger; yields False when another
     run holds it. The lock is released when the process ends, however it ends."""
-    folder = ledger_path.parent / (ledger_path.name + ".locks")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / _lock_name(brand), os.O_RDWR | os.O_CREAT, 0o644)
+    path = lock_file(ledger_path, brand)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
