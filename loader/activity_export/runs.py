@@ -72,6 +72,7 @@ def start_run(
     dry_run: bool = False,
     accept_destination: bool = False,
     accept_schedule: bool = False,
+    adopt: bool = False,
 ) -> Run:
     """Everything before the first tenant: configuration, tenants, clock, ledger, work folders.
 
@@ -96,6 +97,7 @@ def start_run(
         dry_run=dry_run,
         accept_destination=accept_destination,
         accept_schedule=accept_schedule,
+        adopt=adopt,
     )
     return Run(tenants, location, context)
 
