@@ -191,7 +191,10 @@ def test_two_concurrent_runs_deliver_each_period_once(built_duckdb: Project, tmp
         for _ in range(2)
     ]
     outputs = [process.communicate(timeout=120) for process in runs]
-    assert [process.returncode for process in runs] == [0, 0], outputs
+    for process, (_, stderr) in zip(runs, outputs, strict=True):
+        # a run that found the tenant locked still plans it: 1 and 2 November are long overdue then
+        assert process.returncode == 0 or (process.returncode == 1 and "skipped" in stderr), outputs
+    assert 0 in [process.returncode for process in runs], outputs
     assert sorted(server_files(tmp_path)) == sorted(EXPECTED)
     assert [label for label, _ in attempts(config)] == ["2026-11-01", "2026-11-02", "2026-11-03"]
 

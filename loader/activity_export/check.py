@@ -115,7 +115,14 @@ def environment_problems(tenant: Tenant) -> list[str]:
             ("private_key", destination.private_key),
             ("known_hosts", destination.known_hosts),
         ):
-            if path is not None and not path.is_file():
+            if path is None:
+                continue
+            try:
+                found = path.is_file()
+            except OSError as exc:  # a name over the system's limit, a loop of links
+                problems.append(f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: {exc.strerror}")
+                continue
+            if not found:
                 problems.append(f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: no such file")
         problems.extend(_key_file_problems(tenant.brand, destination))
     return problems

@@ -286,7 +286,8 @@ def demo(
     # the demo's ledger starts afresh with its warehouse, so `status --config demo/tenants.yml`
     # shows what this demo delivered and `run` knows it was delivered
     demo_job.remove_previous_ledger(default_ledger_path(config))
-    reports = deliver_tenants(start_run(config, now=plan.as_of), warehouse_target)
+    # force: the demo's own folder gets the same bytes again under the same names
+    reports = deliver_tenants(start_run(config, now=plan.as_of, force=True), warehouse_target)
     typer.echo("")
     typer.echo(run_summary(reports))
     folders = sorted({str(t.destination.root) for t in tenants if hasattr(t.destination, "root")})
@@ -370,6 +371,13 @@ def run(
             "the last period delivered ended."
         ),
     ] = False,
+    adopt: Annotated[
+        bool,
+        typer.Option(
+            help="Record files already on the destination as delivered where their bytes match "
+            "(after a lost or new ledger); replace none."
+        ),
+    ] = False,
     on_failure: Annotated[
         str | None,
         typer.Option(
@@ -403,6 +411,7 @@ def run(
         dry_run=dry_run,
         accept_destination=accept_destination,
         accept_schedule=accept_schedule,
+        adopt=adopt,
     )
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
     # with --json, stdout holds the JSON document and nothing else

@@ -25,7 +25,14 @@ from activity_export import failpoints, logs
 from activity_export.config import Tenant
 from activity_export.destinations import Destination, Follower, open_destination
 from activity_export.errors import ExportError
-from activity_export.ledger import DestinationChanged, ScheduleChanged, TenantEntry, TenantLedger
+from activity_export.ledger import (
+    DestinationChanged,
+    Record,
+    ScheduleChanged,
+    TenantEntry,
+    TenantLedger,
+)
+from activity_export.naming import MANIFEST
 from activity_export.notify import GIVE_UP_AFTER, Webhook, announce, resend
 from activity_export.periods import Period
 from activity_export.plan import (
@@ -59,6 +66,7 @@ class Context:
     dry_run: bool = False
     accept_destination: bool = False
     accept_schedule: bool = False
+    adopt: bool = False  # files already on the destination with the same bytes count as delivered
     stop: threading.Event = field(default_factory=threading.Event)
     on_delivered: Callable[[str, Delivered], None] | None = None
 
@@ -130,9 +138,12 @@ def deliver_period(
     started = time.monotonic()
     previous = ledger.period_records(period.start_utc)
 
+    adopt = context is not None and context.adopt and not force
+
     def follow(kind: str, growing: Path, relative: PurePosixPath) -> Follower | None:
         record = previous.get(kind)  # a file the ledger knows is not uploaded again as it is written
-        return destination.follow(growing, relative) if force or record is None else None
+        streams = force or (record is None and not adopt)  # adopting compares before publishing
+        return destination.follow(growing, relative) if streams else None
 
     try:
         files = write_period(warehouse, tenant, period, folder, follow=follow)
@@ -157,6 +168,28 @@ def deliver_period(
             record = previous.get(written.kind)
             if record and record.status == "delivered" and not force:
                 locations.append(record.remote_path or "")
+                continue
+            if written.kind == MANIFEST and record and _keeps_manifest(record, previous, files, destination):
+                # the data it describes did not change: the manifest the receiver has stays as it is
+                if record.status != "delivered":
+                    ledger.delivered(written.kind, period.start_utc, record.remote_path or "")
+                locations.append(record.remote_path or "")
+                continue
+            unknown = record is None or record.status == "failed"  # not sent by this ledger
+            there = destination.sha256(written.relative) if adopt and unknown else None
+            if there is not None:
+                if there != written.sha256:
+                    raise ExportError(
+                        f"{written.relative} is already on {destination.describe()} with other "
+                        "content; --adopt replaces nothing: compare the two, and remove the file "
+                        "there to have it delivered again, or set `start:` after its period"
+                    )
+                log.info("%s already on %s with the same SHA-256: adopted", written.relative,
+                         destination.describe())  # fmt: skip
+                ledger.uploading(written.kind, period.start_utc, period.end_utc, period.label,
+                                 str(written.relative), written.rows, written.bytes, there)  # fmt: skip
+                ledger.delivered(written.kind, period.start_utc, str(written.relative))
+                locations.append(str(written.relative))
                 continue
             if (
                 record
@@ -212,11 +245,14 @@ def deliver_tenant(
     *,
     force: bool = False,
     webhook: Webhook | None = None,
+    guard: bool = False,
 ) -> TenantReport:
     """Deliver the given periods of one tenant, oldest first, over one destination connection.
 
     Stops at the first failure, so periods always arrive in order; the error (never a secret) is
-    recorded in the report and the ledger.
+    recorded in the report and the ledger. With ``guard`` (nothing delivered by this ledger yet),
+    files of the first period already on the destination stop the tenant: a lost or new ledger
+    must not publish again what the receiver has.
     """
     report = TenantReport(tenant)
     if not periods:
@@ -229,6 +265,8 @@ def deliver_tenant(
         context.check_stop()
         with open_destination(tenant.destination, tenant.brand, tenant.file_mode_bits) as destination:
             report.destination = destination.describe()
+            if guard:
+                _refuse_files_already_there(tenant, periods[0], destination, ledger)
             with workdir(tenant.brand) as folder:
                 for current in periods:
                     context.check_stop()
@@ -347,11 +385,15 @@ def plan_and_deliver(
     chosen: list[Period] | None,
     context: Context,
     ledger: TenantLedger,
+    *,
+    skipped: str | None = None,
 ) -> TenantReport:
     """Check the destination, plan from the ledger, and deliver (or say what would be delivered).
 
     ``chosen`` periods (``backfill``) are re-delivered when complete; without them, every due,
-    complete and undelivered period since the tenant's anchor, oldest first.
+    complete and undelivered period since the tenant's anchor, oldest first. A tenant ``skipped``
+    (another run holds it) is only planned, from a read-only ledger: what it is owed still turns
+    overdue and fails the run.
     """
     book = ledger.book
     try:
@@ -360,6 +402,7 @@ def plan_and_deliver(
         report = TenantReport(tenant)
         report.fail(str(exc))
         return report
+    guard = False  # nothing delivered by this ledger yet: files already there were not ours to send
     if chosen is not None:
         ready = [p for p in chosen if complete_until is not None and p.end_utc <= complete_until]
         plan = Plan(chosen[0], ready, [p for p in chosen if p not in ready])
@@ -373,7 +416,11 @@ def plan_and_deliver(
             schedule_from=entry.schedule_from if entry else None,
             taken=_names_taken(tenant, ledger) if entry and entry.schedule_from else lambda p: False,
         )
-        if entry is None and not context.dry_run:
+        if entry is None and tenant.start is None and complete_until and anchor.start_utc >= complete_until:
+            report = TenantReport(tenant)
+            report.fail(_clock_ahead(anchor, complete_until, context.now))
+            return report
+        if entry is None and complete_until is not None and not context.dry_run:
             # the ledger may know an earlier one (rows migrated from the previous version)
             entry = ledger.ledger.register(book, anchor.start_utc)
             ledger.ledger.record_schedule(book, schedule_of(tenant))
@@ -383,18 +430,23 @@ def plan_and_deliver(
             anchor,
             context.now,
             complete_until,
-            ledger.delivered_starts(kinds_of(tenant)),
+            delivered := ledger.delivered_starts(kinds_of(tenant)),
             force=context.force,
         )
         force = context.force
+        guard = not delivered and not force and not context.adopt
     webhook = Webhook(tenant.notify) if tenant.notify else None
-    if context.dry_run:
-        report = TenantReport(tenant, waiting=plan.waiting, planned=plan.ready, already=plan.delivered)
+    if context.dry_run or skipped:
+        planned = [] if skipped else plan.ready
+        report = TenantReport(tenant, waiting=plan.waiting, planned=planned, already=plan.delivered)
+        report.skipped = skipped
     else:
         ledger.interrupt_unfinished()
         if webhook is not None:
             _resend_pending(tenant, ledger, webhook, context.now)
-        report = deliver_tenant(warehouse, tenant, plan.ready, ledger, context, force=force, webhook=webhook)
+        report = deliver_tenant(
+            warehouse, tenant, plan.ready, ledger, context, force=force, webhook=webhook, guard=guard
+        )
         report.already, report.waiting = plan.delivered, plan.waiting
     if chosen is None:
         # a dry run counts what it would deliver as delivered: only what stays owed is overdue
@@ -403,7 +455,7 @@ def plan_and_deliver(
         if report.overdue:
             report.exit_code = max(report.exit_code, 1)
         # loud, again at every run; a tenant that failed has announced that already
-        for overdue in [] if context.dry_run or report.failed else report.overdue:
+        for overdue in [] if context.dry_run or skipped or report.failed else report.overdue:
             problem = f"not delivered {overdue.hours:.1f}h after it became due ({overdue.due.isoformat()})"
             _announce(tenant, ledger, webhook, "overdue", overdue.period, [], problem)
     return report
@@ -448,3 +500,52 @@ def _names_taken(tenant: Tenant, ledger: TenantLedger) -> Callable[[Period], boo
     """Whether a period's files would have the name of a file delivered to the tenant before."""
     records = ledger.ledger.records(ledger.book)
     return names_taken(tenant, {r.remote_path for r in records if r.status == "delivered" and r.remote_path})
+
+
+def _refuse_files_already_there(
+    tenant: Tenant, period: Period, destination: Destination, ledger: TenantLedger
+) -> None:
+    """Stop a tenant this ledger has delivered nothing for when the destination already holds the
+    files of its first period: the ledger was lost, emptied or is new beside an old one. A file the
+    ledger saw being published (an interrupted run) is its own, and resumed as usual."""
+    known = ledger.period_records(period.start_utc)
+    for kind in tenant.delivered_kinds():
+        if kind in known and known[kind].status in ("uploading", "delivered"):
+            continue
+        relative = tenant.relative_path(kind, period)
+        if destination.exists(relative):
+            raise ExportError(
+                f"{relative} is already on {destination.describe()}, but this ledger has no delivery "
+                "for the tenant (a lost, emptied or new ledger?). Nothing is published again over "
+                f"what the receiver has: run `activity-export run --brand {tenant.brand} --adopt` to "
+                "record the files already there as delivered where their bytes match, or set "
+                "`start:` to the first period the receiver does not have yet"
+            )
+
+
+def _clock_ahead(anchor: Period, complete_until: datetime, now: datetime) -> str:
+    return (
+        f"first run without `start`: the clock says {now.isoformat()}, so the first period would be "
+        f"{anchor.label}, but the brand's data is complete only up to {complete_until.isoformat()}; "
+        "every period in between would never be delivered. Check the clock (or --now), or set "
+        "`start:` to the first period the receiver needs"
+    )
+
+
+def _keeps_manifest(
+    record: Record, previous: dict[str, Record], files: list[WrittenFile], destination: Destination
+) -> bool:
+    """Whether a period's manifest already on the destination stays: every data file came out with
+    the bytes recorded before, so only facts of the moment (the watermark, held rows) would differ.
+    A manifest left ``uploading`` by an interrupted run counts when the destination holds it."""
+    same_data = all(
+        (known := previous.get(f.kind)) is not None and known.sha256 == f.sha256
+        for f in files
+        if f.kind != MANIFEST
+    )
+    if not same_data or not record.sha256:
+        return False
+    if record.status == "delivered":
+        return True
+    relative = next(f.relative for f in files if f.kind == MANIFEST)
+    return record.status == "uploading" and destination.sha256(relative) == record.sha256

@@ -9,6 +9,7 @@ work for one tenant.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +29,7 @@ from activity_export.ledger import (
     TenantLedger,
     config_key,
     ledger_location,
+    lock_holder,
     open_ledger,
     tenant_lock,
 )
@@ -70,6 +72,7 @@ def start_run(
     dry_run: bool = False,
     accept_destination: bool = False,
     accept_schedule: bool = False,
+    adopt: bool = False,
 ) -> Run:
     """Everything before the first tenant: configuration, tenants, clock, ledger, work folders.
 
@@ -94,6 +97,7 @@ def start_run(
         dry_run=dry_run,
         accept_destination=accept_destination,
         accept_schedule=accept_schedule,
+        adopt=adopt,
     )
     return Run(tenants, location, context)
 
@@ -151,10 +155,15 @@ def deliver_one(
             )
     with tenant_lock(run.location, tenant.brand) as acquired:
         if not acquired:
-            report = TenantReport(tenant)
-            report.skipped = "another run is delivering this tenant; skipped"
-            log.warning("tenant %s: %s", tenant.brand, report.skipped)
-            return report
+            holder = lock_holder(run.location, tenant.brand, run.context.now)
+            skipped = f"another run ({holder}) is delivering this tenant; skipped"
+            log.warning("tenant %s: %s", tenant.brand, skipped)
+            with open_ledger(run.location, read_only=True) as ledger:
+                reading = dataclasses.replace(run.context, dry_run=True)  # another run writes
+                return plan_and_deliver(
+                    warehouse, tenant, complete_until, chosen, reading, TenantLedger(ledger, book),
+                    skipped=skipped,
+                )  # fmt: skip
         with run.ledgers.open() as ledger:
             return plan_and_deliver(
                 warehouse, tenant, complete_until, chosen, run.context, TenantLedger(ledger, book)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import duckdb
 
 from activity_export.errors import ConfigError, ExportError
 from activity_export.profile import Target, resolve_target
+from activity_export.workdir import private_folder
 
 __all__ = ["Target", "Warehouse", "connect", "read_watermark", "resolve_target"]
 
@@ -155,8 +155,8 @@ def connect(target: Target, *, read_only: bool = True, threads: int = DUCKDB_THR
     # The stable row order needs a sort of the whole slice. Under a small memory limit DuckDB
     # spills that sort to its own temporary folder, so the loader's memory stays flat however
     # large a tenant-day is (bench/results/writer_memory.md); the generator streams and gets more.
-    spill = tempfile.mkdtemp(prefix="activity-export-duckdb-")
-    con.execute(f"set temp_directory = {sql_string(spill)}")
+    spill = private_folder("duckdb")
+    con.execute(f"set temp_directory = {sql_string(str(spill))}")
     con.execute(f"set memory_limit = '{READ_MEMORY_LIMIT if read_only else WRITE_MEMORY_LIMIT}'")
     con.execute(f"set threads = {int(threads)}")
     warehouse = Warehouse(con=con, target=target, catalog=catalog)

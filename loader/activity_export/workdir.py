@@ -1,4 +1,5 @@
-"""Temporary work folders: one private folder per tenant while its files are written.
+"""Temporary work folders: one private folder per tenant while its files are written, and one for
+DuckDB to spill a large sort to.
 
 A folder's name carries the process id, so a later run can remove what a killed run left behind
 (``remove_stale_workdirs``): those files hold e-mail addresses.
@@ -21,13 +22,19 @@ class workdir:
     """A private temporary folder for one tenant's files, removed however the block ends."""
 
     def __init__(self, brand: str) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}.{brand[:40]}."))
+        self.path = private_folder(brand)
 
     def __enter__(self) -> Path:
         return self.path
 
     def __exit__(self, *exc: object) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def private_folder(label: str) -> Path:
+    """A new temporary folder only this user can enter, named so a later run can tell whether the
+    process that made it still lives."""
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}.{label[:40]}."))
 
 
 def remove_stale_workdirs() -> list[Path]:

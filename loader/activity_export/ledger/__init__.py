@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 from activity_export.ledger.base import (
     Book,
@@ -34,7 +35,7 @@ from activity_export.ledger.location import (
     ledger_location,
     parse_location,
 )
-from activity_export.ledger.sqlite import SqliteLedger, file_lock
+from activity_export.ledger.sqlite import SqliteLedger, file_lock, lock_file
 
 __all__ = [
     "Book",
@@ -53,6 +54,7 @@ __all__ = [
     "default_ledger_path",
     "ledger_exists",
     "ledger_location",
+    "lock_holder",
     "open_ledger",
     "parse_location",
     "tenant_lock",
@@ -91,6 +93,19 @@ def tenant_lock(location: Location, brand: str) -> Iterator[bool]:
         return
     with file_lock(location, brand) as locked:
         yield locked
+
+
+def lock_holder(location: Location, brand: str, now: datetime) -> str:
+    """Who holds a tenant's lock, and for how long, as far as can be told."""
+    if isinstance(location, PostgresUrl):
+        return "a worker sharing the ledger"
+    try:
+        path = lock_file(location, brand)
+        pid = path.read_text().strip() or "?"
+        held = now - datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except (OSError, ValueError):
+        return "another process"
+    return f"pid {pid}, for {held.total_seconds() / 3600:.1f}h"
 
 
 class RunLedgers:

@@ -390,11 +390,17 @@ def _lock_name(brand: str) -> str:
     return f"{brand[:40]}-{hashlib.sha256(brand.encode()).hexdigest()[:16]}.lock"
 
 
+def lock_file(ledger_path: Path, brand: str) -> Path:
+    """A tenant's lock file: in a folder beside the ledger, holding the pid of the run with it."""
+    return ledger_path.parent / (ledger_path.name + ".locks") / _lock_name(brand)
+
+
 @contextmanager
 def file_lock(ledger_path: Path, brand: str) -> Iterator[bool]:
     """An exclusive, non-blocking lock file per tenant beside the ledger; yields False when another
     run holds it. The lock is released when the process ends, however it ends."""
-    folder = ledger_path.parent / (ledger_path.name + ".locks")
+    path = lock_file(ledger_path, brand)
+    folder = path.parent
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         info = os.lstat(folder)
@@ -406,7 +412,6 @@ def file_lock(ledger_path: Path, brand: str) -> Iterator[bool]:
             f"lock folder {folder}: must be a folder of this user that no one else can write "
             "(not a link); remove it or correct its owner and mode"
         )
-    path = folder / _lock_name(brand)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     except OSError as exc:
