@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.sshd import SshServer  # noqa: E402
+from tests.support.sshd import SshServer  # noqa: E402
 
 from bench.common import copy_profiles, machine, project_env  # noqa: E402
 

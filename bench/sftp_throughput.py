@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sftp_throughput.py [--mb 200] [--rounds 3]
 
-Starts a private sshd on 127.0.0.1 (tests/sshd.py, needs root and openssh-server), writes a random
+Starts a private sshd on 127.0.0.1 (tests/support/sshd.py, needs root and openssh-server), writes a random
 file, and uploads it with both clients, alternating, ``--rounds`` times each. Each timing covers a
 whole delivery: connect, host key check, login, upload, (rename,) disconnect. Both clients use the
 same cipher (``--cipher``, default aes128-gcm@openssh.com, SftpServer's first choice), so the
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import paramiko  # noqa: E402
-from tests.sshd import Account, SshServer  # noqa: E402
+from tests.support.sshd import Account, SshServer  # noqa: E402
 
 from activity_export.config import SftpDestination  # noqa: E402
 from activity_export.destinations import ssh as ssh_module  # noqa: E402

@@ -1,6 +1,6 @@
 """Tenants that log in to the same server as the same account share one SSH connection.
 
-Against the real sshd of tests/sshd.py: the connection is seen as the client's TCP port.
+Against the real sshd of tests/support/sshd.py: the connection is seen as the client's TCP port.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from activity_export.destinations.sftp import RemotePathError, SftpServer
 from activity_export.destinations.ssh import POOL, SESSIONS_PER_CONNECTION
-from tests.sshd import SshServer
+from tests.support.sshd import SshServer
 from tests.test_sftp import destination, local_file, sftp_server
 
 pytestmark = pytest.mark.sshd

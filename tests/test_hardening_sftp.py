@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import Project
-from tests.sshd import Account, SshServer, generate_key, known_hosts_entry, public_key_line
+from tests.support.sshd import Account, SshServer, generate_key, known_hosts_entry, public_key_line
 
 pytestmark = pytest.mark.sshd
 

@@ -1,4 +1,4 @@
-"""SftpServer against a real OpenSSH sshd (tests/sshd.py): what lands on disk, what users read."""
+"""SftpServer against a real OpenSSH sshd (tests/support/sshd.py): what lands on disk, what users read."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from activity_export.destinations.sftp import (
 )
 from activity_export.errors import ExportError
 from activity_export.naming import partial_name
-from tests.sshd import Account, SshServer, free_port, generate_key, known_hosts_entry, public_key_line
+from tests.support.sshd import Account, SshServer, free_port, generate_key, known_hosts_entry, public_key_line
 
 pytestmark = pytest.mark.sshd
 

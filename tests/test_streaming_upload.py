@@ -1,6 +1,6 @@
 """Uploading a file while DuckDB writes it: only whole, verified files get their final name.
 
-Against the real sshd of tests/sshd.py, with enough rows for DuckDB to write in many batches.
+Against the real sshd of tests/support/sshd.py, with enough rows for DuckDB to write in many batches.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from activity_export.errors import ExportError
 from activity_export.periods import parse_period
 from activity_export.warehouse import Target, Warehouse
 from activity_export.writer import write_period
-from tests.sshd import SshServer
+from tests.support.sshd import SshServer
 from tests.test_encryption import Keys, keys  # noqa: F401 (the keys fixture)
 from tests.test_sftp import destination, sftp_server
 from tests.test_writer import TOUCHES_SQL, create_export_relations, tenant

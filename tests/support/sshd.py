@@ -1,7 +1,7 @@
 """A real OpenSSH ``sshd`` for tests and benchmarks, plus a TCP proxy that can cut a connection.
 
 Plain functions and classes first (the benchmark uses them without pytest), then thin pytest
-fixtures; ``tests/conftest.py`` registers this module with ``pytest_plugins = ["tests.sshd"]``.
+fixtures; ``tests/conftest.py`` registers this module with ``pytest_plugins = ["tests.support.sshd"]``.
 
 Each server listens on a free 127.0.0.1 port with its own generated host key. Test accounts are
 real system users (``aexp_<name>``, created with ``useradd`` and reused when they exist) in the
