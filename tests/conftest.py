@@ -11,12 +11,13 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.postgres import PostgresUnavailable, fresh_database, pg_settings
 
 pytest_plugins = ["tests.support.sshd"]
 
@@ -95,48 +96,14 @@ def _profiles(tmp: Path) -> Path:
     return folder
 
 
-def pg_settings() -> dict[str, str]:
-    return {
-        "host": os.environ.get("PGHOST", "127.0.0.1"),
-        "port": os.environ.get("PGPORT", "5432"),
-        "user": os.environ.get("PGUSER", "postgres"),
-        "password": os.environ.get("PGPASSWORD", ""),
-    }
-
-
-def pg_connect(dbname: str):
-    import psycopg2
-
-    settings = pg_settings()
-    return psycopg2.connect(dbname=dbname, connect_timeout=5, **settings)
-
-
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
-    import psycopg2
-
-    settings = pg_settings()
     try:
-        admin = pg_connect(os.environ.get("PGADMINDB", "postgres"))
-    except psycopg2.OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {settings['host']}:{settings['port']} as "
-            f"{settings['user']} ({str(exc).strip()}). Start it (Debian: pg_ctlcluster "
-            "--skip-systemctl-redirect <version> main start) or set PGHOST, PGPORT, PGUSER, "
-            "PGPASSWORD to a server where this user may create databases.",
-            pytrace=False,
-        )
-    admin.autocommit = True
-    name = f"aexp_test_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'create database "{name}"')
-    try:
-        yield name
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
+        with fresh_database("aexp_test") as name:
+            yield name
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")

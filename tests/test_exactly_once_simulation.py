@@ -41,7 +41,6 @@ import re
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -52,7 +51,8 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import BIN, ROOT, Project, pg_connect, pg_settings
+from tests.conftest import BIN, ROOT, Project
+from tests.support.postgres import fresh_database, pg_connect, pg_settings
 
 SIM_START = datetime(2026, 10, 12, tzinfo=UTC)  # a Monday
 SIM_END = datetime(2026, 11, 8, tzinfo=UTC)  # every event is registered before this
@@ -978,17 +978,8 @@ def _seed() -> int:
 
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
-    admin = pg_connect(os.environ.get("PGADMINDB", "postgres"))
-    admin.autocommit = True
-    name = f"aexp_sim_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'create database "{name}"')
-    try:
+    with fresh_database("aexp_sim") as name:
         yield name
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
 
 
 def _simulation_project(tmp: Path, target: str, database: str | None) -> Project:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +19,8 @@ from activity_export.config import LocalDestination, parse_config
 from activity_export.errors import ExportError
 from activity_export.ledger import Book, Ledger, config_key, destination_key, tenant_lock
 from activity_export.ledger_postgres import PostgresLedger, safe_url
-from tests.conftest import BIN, Project, pg_connect, pg_settings
+from tests.conftest import BIN, Project
+from tests.support.postgres import fresh_database, pg_connect, pg_settings
 
 pytestmark = pytest.mark.postgres
 
@@ -32,19 +31,10 @@ BRANDS = [f"MERK{n}" for n in range(1, 9)]
 @pytest.fixture
 def ledger_url() -> Iterator[str]:
     """A PostgreSQL database of its own for one test's ledger, dropped afterwards."""
-    admin = pg_connect(os.environ.get("PGADMINDB", "postgres"))
-    admin.autocommit = True
-    name = f"aexp_ledger_{uuid.uuid4().hex[:10]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'create database "{name}"')
-    settings = pg_settings()
-    auth = settings["user"] + (f":{settings['password']}" if settings["password"] else "")
-    try:
+    with fresh_database("aexp_ledger") as name:
+        settings = pg_settings()
+        auth = settings["user"] + (f":{settings['password']}" if settings["password"] else "")
         yield f"postgresql://{auth}@{settings['host']}:{settings['port']}/{name}"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'drop database if exists "{name}" with (force)')
-        admin.close()
 
 
 def test_a_postgres_url_opens_the_shared_ledger_with_the_same_interface(ledger_url: str) -> None:

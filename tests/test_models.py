@@ -10,14 +10,15 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import BIN, ROOT, Project, pg_connect, pg_settings
+from tests.conftest import BIN, ROOT, Project
+from tests.support.postgres import fresh_database, pg_connect, pg_settings
 
 RELATIONS = {
     "export_activities": "event_id",
@@ -79,22 +80,8 @@ def _rows(project: Project, relation: str, order: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def new_database() -> Iterator[Callable[[], str]]:
     """Creates fresh PostgreSQL databases on demand; drops them after the module."""
-    admin = pg_connect(os.environ.get("PGADMINDB", "postgres"))
-    admin.autocommit = True
-    created: list[str] = []
-
-    def create() -> str:
-        name = f"aexp_models_{uuid.uuid4().hex[:10]}"
-        with admin.cursor() as cursor:
-            cursor.execute(f'create database "{name}"')
-        created.append(name)
-        return name
-
-    yield create
-    with admin.cursor() as cursor:
-        for name in created:
-            cursor.execute(f'drop database if exists "{name}" with (force)')
-    admin.close()
+    with ExitStack() as created:
+        yield lambda: created.enter_context(fresh_database("aexp_models"))
 
 
 def _make_project(

@@ -20,7 +20,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import ROOT, pg_connect, pg_settings
+from tests.conftest import ROOT
+from tests.support.postgres import pg_connect, pg_settings
 
 PAGE = ROOT / "docs" / "receiving.md"
 GOLDEN = ROOT / "tests" / "golden" / "erasures_manifest"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import Project, pg_connect
+from tests.conftest import Project
+from tests.support.postgres import pg_connect
 
 EXPORT_RELATIONS = {
     "export_activities": "event_id",
