@@ -18,7 +18,7 @@ import duckdb
 import pytest
 
 from activity_export.shards import shard_of
-from tests.conftest import BIN, ROOT, Project
+from tests.support.project import BIN, ROOT, Project
 
 pytestmark = pytest.mark.airflow
 

@@ -16,7 +16,7 @@ import yaml
 from activity_export.cli import COMMAND_ORDER
 from activity_export.notify import WebhookStatus
 from activity_export.status import TenantStatus
-from tests.conftest import BIN, ROOT, Project
+from tests.support.project import BIN, ROOT, Project, own_duckdb
 
 NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
 
@@ -164,11 +164,7 @@ def test_read_only_commands_create_no_files(built_duckdb: Project, tmp_path: Pat
 
 
 def test_status_after_the_demo_shows_what_it_delivered(duckdb_project: Project, tmp_path: Path) -> None:
-    env = {
-        "ACTIVITY_EXPORT_DUCKDB": str(tmp_path / "demo.duckdb"),
-        "DBT_TARGET_PATH": str(tmp_path / "target"),
-    }
-    project = Project(duckdb_project.target, duckdb_project.profiles_dir, {**duckdb_project.env, **env})
+    project = own_duckdb(duckdb_project, tmp_path, "demo.duckdb")
     (tmp_path / "demo").mkdir()
     shutil.copy(ROOT / "demo" / "tenants.yml", tmp_path / "demo" / "tenants.yml")
     demo = project.run("demo", "--days", "3", "--events-per-day", "300", *project.cli_args(), cwd=tmp_path)

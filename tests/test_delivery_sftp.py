@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from activity_export.shards import parse_shard, shard_of
-from tests.conftest import Project
+from tests.support.project import Project
 from tests.support.sshd import Account, SshServer
 
 NOW = "2026-11-04T07:00:00+01:00"

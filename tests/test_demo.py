@@ -9,14 +9,12 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.conftest import ROOT, Project
+from tests.support.project import ROOT, Project, own_duckdb
 
 
 def own_warehouse(project: Project, folder: Path) -> Project:
     """The demo deletes and rebuilds its DuckDB file: give it one no other test uses."""
-    env = {**project.env, "ACTIVITY_EXPORT_DUCKDB": str(folder / "demo.duckdb")}
-    env["DBT_TARGET_PATH"] = str(folder / "target")
-    return Project(project.target, project.profiles_dir, env)
+    return own_duckdb(project, folder, "demo.duckdb")
 
 
 def _tree(folder: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ import typer.main
 
 from activity_export.cli import app
 from activity_export.config import LocalDestination, Notify, SftpDestination, Tenant
-from tests.conftest import ROOT
+from tests.support.project import ROOT
 
 
 def configuration_keys() -> set[str]:

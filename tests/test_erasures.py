@@ -23,9 +23,8 @@ import yaml
 from activity_export.periods import parse_period
 from activity_export.warehouse import Target, connect
 from activity_export.writer import write_period
-from tests.conftest import Project
 from tests.support.postgres import pg_connect, pg_settings
-from tests.test_run import fresh_project
+from tests.support.project import Project, fresh_project
 from tests.test_writer import GOLDEN, GOLDEN_CASES, golden_database, tenant
 
 __all__ = ["golden_database"]  # a fixture shared with tests/test_writer.py

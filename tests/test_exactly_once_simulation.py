@@ -51,8 +51,8 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import BIN, ROOT, Project
-from tests.support.postgres import fresh_database, pg_connect, pg_settings
+from tests.support.postgres import fresh_database, pg_connect
+from tests.support.project import BIN, ROOT, Project, make_project
 
 SIM_START = datetime(2026, 10, 12, tzinfo=UTC)  # a Monday
 SIM_END = datetime(2026, 11, 8, tzinfo=UTC)  # every event is registered before this
@@ -982,27 +982,6 @@ def postgres_database() -> Iterator[str]:
         yield name
 
 
-def _simulation_project(tmp: Path, target: str, database: str | None) -> Project:
-    env = dict(os.environ)
-    env.pop("DBT_PROFILES_DIR", None)
-    env.update(
-        DBT_TARGET_PATH=str(tmp / "target"),
-        DBT_LOG_PATH=str(tmp / "logs"),
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        ACTIVITY_EXPORT_DUCKDB=str(tmp / "warehouse.duckdb"),
-    )
-    if database is not None:
-        settings = pg_settings()
-        env.update(
-            PGDATABASE=database, DBT_SCHEMA="analytics", PGHOST=settings["host"], PGPORT=settings["port"]
-        )
-        env["PGUSER"] = settings["user"]
-    profiles = tmp / "profiles"
-    profiles.mkdir(parents=True)
-    (profiles / "profiles.yml").write_text((ROOT / "profiles.yml.example").read_text())
-    return Project(target, profiles, env)
-
-
 @pytest.mark.parametrize(
     ("target", "with_loaded_at"),
     [("duckdb", True), ("postgres", False)],
@@ -1012,7 +991,7 @@ def test_a_month_of_operations_delivers_every_email_event_exactly_once(
     target: str, with_loaded_at: bool, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     database = request.getfixturevalue("postgres_database") if target == "postgres" else None
-    project = _simulation_project(tmp_path, target, database)
+    project = make_project(tmp_path, target, database, "analytics")
     seed = _seed()
     print(f"exactly-once simulation: seed {seed} (EXACTLY_ONCE_SEED={seed} replays it)")
     simulation = Simulation(seed, project, tmp_path, with_loaded_at)

@@ -17,7 +17,7 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from activity_export.cli import app
-from tests.conftest import BIN, ROOT, Project
+from tests.support.project import BIN, ROOT, Project
 
 NOW = "2026-11-26T07:00:00+01:00"
 SECRET = "hunter2-Sup3r-s3cret"

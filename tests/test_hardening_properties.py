@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from activity_export.cli import app
 from activity_export.config import LocalDestination, SftpDestination, Tenant
-from tests.conftest import Project
+from tests.support.project import Project
 
 NOW = "2026-11-04T07:00:00+01:00"  # the shared warehouse's three days are due and complete
 SECRET = "Hunter2-s3cret-VALUE"

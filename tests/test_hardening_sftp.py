@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import Project
+from tests.support.project import Project
 from tests.support.sshd import Account, SshServer, generate_key, known_hosts_entry, public_key_line
 
 pytestmark = pytest.mark.sshd

@@ -18,7 +18,7 @@ import yaml
 
 from activity_export.cli import app
 from activity_export.shards import shard_of
-from tests.conftest import BIN, ROOT, Project
+from tests.support.project import BIN, ROOT, Project
 
 MANIFEST = ROOT / "orchestration" / "kubernetes" / "activity-export.yaml"
 NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete

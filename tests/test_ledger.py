@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import Project
+from tests.support.project import Project
 from tests.test_run import server_files
 
 DAY = {1: "2026-11-02T07:00:00+01:00", 2: "2026-11-03T07:00:00+01:00", 3: "2026-11-04T07:00:00+01:00"}

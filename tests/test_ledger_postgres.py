@@ -19,8 +19,8 @@ from activity_export.config import LocalDestination, parse_config
 from activity_export.errors import ExportError
 from activity_export.ledger import Book, Ledger, config_key, destination_key, tenant_lock
 from activity_export.ledger_postgres import PostgresLedger, safe_url
-from tests.conftest import BIN, Project
 from tests.support.postgres import fresh_database, pg_connect, pg_settings
+from tests.support.project import BIN, Project, fresh_project
 
 pytestmark = pytest.mark.postgres
 
@@ -108,14 +108,9 @@ def _inodes(folder: Path, seen: dict[str, int], stop: threading.Event) -> None:
 def test_four_workers_killed_at_random_deliver_every_file_exactly_once(
     duckdb_project: Project, tmp_path: Path, ledger_url: str
 ) -> None:
-    project = Project(duckdb_project.target, duckdb_project.profiles_dir, dict(duckdb_project.env))
-    project.env["ACTIVITY_EXPORT_DUCKDB"] = str(tmp_path / "own.duckdb")
-    project.env["DBT_TARGET_PATH"] = str(tmp_path / "target")
-    project.run(
-        "generate", "--brands", ",".join(BRANDS), "--days", "3", "--events-per-day", "100",
-        *project.cli_args(),
-    )  # fmt: skip
-    project.dbt("build")
+    project = fresh_project(
+        duckdb_project, tmp_path, "--brands", ",".join(BRANDS), "--days", "3", "--events-per-day", "100"
+    )
     server = tmp_path / "server"
     config = tmp_path / "tenants.yml"
     config.write_text(

@@ -4,9 +4,7 @@ range scans for the loader's slices on PostgreSQL, a clean sqlfluff lint and bui
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -17,8 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import BIN, ROOT, Project
-from tests.support.postgres import fresh_database, pg_connect, pg_settings
+from tests.support.postgres import fresh_database, pg_connect
+from tests.support.project import BIN, ROOT, Project, make_project
 
 RELATIONS = {
     "export_activities": "event_id",
@@ -27,27 +25,6 @@ RELATIONS = {
     "export_held_events": "event_id",
     "export_watermark": "brand",
 }
-
-
-def _project(tmp: Path, target: str, database: str | None = None, schema: str = "analytics") -> Project:
-    """A dbt target of its own: a DuckDB file in ``tmp``, or ``schema`` in a PostgreSQL database."""
-    tmp.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.pop("DBT_PROFILES_DIR", None)
-    env.update(
-        DBT_TARGET_PATH=str(tmp / "target"),
-        DBT_LOG_PATH=str(tmp / "logs"),
-        DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-        ACTIVITY_EXPORT_DUCKDB=str(tmp / "warehouse.duckdb"),
-    )
-    if database is not None:
-        settings = pg_settings()
-        env.update(PGDATABASE=database, DBT_SCHEMA=schema, PGHOST=settings["host"], PGPORT=settings["port"])
-        env["PGUSER"] = settings["user"]
-    profiles = tmp / "profiles"
-    profiles.mkdir(exist_ok=True)
-    shutil.copy(ROOT / "profiles.yml.example", profiles / "profiles.yml")
-    return Project(target, profiles, env)
 
 
 def _schema(project: Project) -> str:
@@ -87,7 +64,7 @@ def new_database() -> Iterator[Callable[[], str]]:
 def _make_project(
     target: str, tmp: Path, new_database: Callable[[], str], schema: str = "analytics"
 ) -> Project:
-    return _project(tmp, target, new_database() if target == "postgres" else None, schema)
+    return make_project(tmp, target, new_database() if target == "postgres" else None, schema)
 
 
 # --- an incremental run adding a day gives what a fresh build of everything gives ----------------
@@ -115,9 +92,9 @@ def test_incremental_run_adding_a_day_equals_a_fresh_build(
     incremental.dbt("build")
 
     if target == "postgres":  # same raw data, another schema for the fresh build
-        fresh = _project(tmp_path / "fresh", target, incremental.env["PGDATABASE"], "analytics_fresh")
+        fresh = make_project(tmp_path / "fresh", target, incremental.env["PGDATABASE"], "analytics_fresh")
     else:
-        fresh = _project(tmp_path / "fresh", target)
+        fresh = make_project(tmp_path / "fresh", target)
         fresh.run("generate", *GENERATE, *fresh.cli_args())
     fresh.dbt("build")
 
@@ -580,7 +557,7 @@ CAPTURE_QUERIES = textwrap.dedent(
 @pytest.fixture(scope="module")
 def indexed_postgres(tmp_path_factory: pytest.TempPathFactory, new_database: Callable[[], str]) -> Project:
     """Three brands, ten days: export_activities spans a few thousand pages."""
-    project = _project(tmp_path_factory.mktemp("indexed"), "postgres", new_database())
+    project = make_project(tmp_path_factory.mktemp("indexed"), "postgres", new_database(), "analytics")
     project.run(
         "generate",
         "--brands",
@@ -729,7 +706,7 @@ def test_dbt_docs_generate_succeeds(built_duckdb: Project) -> None:
 
 
 def test_sqlfluff_lint_is_clean(tmp_path: Path) -> None:
-    project = _project(tmp_path, "duckdb")
+    project = make_project(tmp_path, "duckdb")
     env = dict(project.env, DBT_PROFILES_DIR=str(project.profiles_dir))
     completed = subprocess.run(
         [str(BIN / "sqlfluff"), "lint", "models", "macros", "tests/dbt", "--format", "json", "--nofail"],

@@ -15,10 +15,10 @@ import yaml
 
 from activity_export.check import _sharing_a_tree, path_collisions
 from activity_export.config import parse_config
-from tests.conftest import BIN, GENERATE_ARGS, ROOT, Project
+from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project
 from tests.support.sshd import SshServer, generate_key, public_key_line
 from tests.test_delivery_sftp import sftp_tenant, write
-from tests.test_run import EXPECTED, NOW, fresh_project, run, server_files, write_config
+from tests.test_run import EXPECTED, NOW, run, server_files, write_config
 from tests.test_sftp import destination, local_file, sftp_server
 
 

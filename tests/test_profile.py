@@ -22,7 +22,7 @@ import pytest
 
 from activity_export.errors import ConfigError
 from activity_export.profile import Target, resolve_target
-from tests.conftest import ROOT, Project
+from tests.support.project import ROOT, Project
 
 PROJECT = "name: p\nversion: '1.0.0'\nconfig-version: 2\nprofile: \"{{ env_var('P_PROFILE', 'shop') }}\"\n"
 

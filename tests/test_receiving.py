@@ -20,8 +20,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.conftest import ROOT
 from tests.support.postgres import pg_connect, pg_settings
+from tests.support.project import ROOT
 
 PAGE = ROOT / "docs" / "receiving.md"
 GOLDEN = ROOT / "tests" / "golden" / "erasures_manifest"

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import BIN, GENERATE_ARGS, ROOT, Project
+from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project
 
 NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
 
@@ -43,16 +43,6 @@ def server_files(folder: Path) -> dict[str, tuple[str, int]]:
 def attempts(config: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(config.parent / "activity-export.ledger.sqlite") as db:
         return db.execute("select period_label, outcome from attempts order by attempt_id").fetchall()
-
-
-def fresh_project(base: Project, folder: Path, *generate_args: str) -> Project:
-    """A DuckDB target of its own, generated and built, for tests that change or shape the data."""
-    project = Project(base.target, base.profiles_dir, dict(base.env))
-    project.env["ACTIVITY_EXPORT_DUCKDB"] = str(folder / "own.duckdb")
-    project.env["DBT_TARGET_PATH"] = str(folder / "target")
-    project.run("generate", *generate_args, *project.cli_args())
-    project.dbt("build")
-    return project
 
 
 EXPECTED = [f"{kind}_BRANDNAAM_2026110{day}.csv" for kind in ("activity", "broadcast") for day in (1, 2, 3)]

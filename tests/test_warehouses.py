@@ -9,8 +9,8 @@ from pathlib import Path
 
 import duckdb
 
-from tests.conftest import Project
 from tests.support.postgres import pg_connect
+from tests.support.project import Project
 
 EXPORT_RELATIONS = {
     "export_activities": "event_id",
