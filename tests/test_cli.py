@@ -11,22 +11,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from activity_export.cli import COMMAND_ORDER
 from activity_export.notify import WebhookStatus
 from activity_export.status import TenantStatus
 from tests.support.project import BIN, ROOT, Project, own_duckdb
-
-NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
-
-
-def write_config(folder: Path, **settings: object) -> Path:
-    tenant = {"start": "2026-11-01", "destination": {"type": "local", "root": str(folder / "server")}}
-    tenant.update(settings)
-    path = folder / "tenants.yml"
-    path.write_text(yaml.safe_dump({"tenants": {"BRANDNAAM": tenant}}))
-    return path
+from tests.support.tenants import NOW, write_config
 
 
 def test_run_and_status_describe_the_destination_alike(built_duckdb: Project, tmp_path: Path) -> None:

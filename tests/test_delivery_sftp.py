@@ -6,33 +6,10 @@ import json
 import sqlite3
 from pathlib import Path
 
-import yaml
-
 from activity_export.shards import parse_shard, shard_of
 from tests.support.project import Project
-from tests.support.sshd import Account, SshServer
-
-NOW = "2026-11-04T07:00:00+01:00"
-
-
-def sftp_tenant(server: SshServer, account: Account, known_hosts: Path, **extra: object) -> dict:
-    destination = {
-        "type": "sftp",
-        "host": server.host,
-        "port": server.port,
-        "username": account.username,
-        "private_key": str(account.private_key),
-        "known_hosts": str(known_hosts),
-        "root": account.root,
-    }
-    destination.update(extra)
-    return {"start": "2026-11-01", "destination": destination}
-
-
-def write(folder: Path, tenants: dict) -> Path:
-    path = folder / "tenants.yml"
-    path.write_text(yaml.safe_dump({"tenants": tenants}))
-    return path
+from tests.support.sshd import SshServer
+from tests.support.tenants import NOW, sftp_tenant, write_tenants
 
 
 def test_run_delivers_over_sftp_the_same_bytes_export_writes(
@@ -40,7 +17,9 @@ def test_run_delivers_over_sftp_the_same_bytes_export_writes(
 ) -> None:
     account = sshd_server.add_account()
     known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
-    config = write(tmp_path, {"BRANDNAAM": sftp_tenant(sshd_server, account, known_hosts)})
+    config = write_tenants(
+        tmp_path / "tenants.yml", {"BRANDNAAM": sftp_tenant(sshd_server, account, known_hosts)}
+    )
 
     result = built_duckdb.run("run", "--config", str(config), "--now", NOW, *built_duckdb.cli_args())
     assert "sftp://" in result.stdout
@@ -79,8 +58,8 @@ def test_unreachable_server_fails_its_tenant_only_and_is_recorded(
     known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
     down = sftp_tenant(sshd_server, account, known_hosts)
     down["destination"]["port"] = 1  # nothing listens there
-    config = write(
-        tmp_path,
+    config = write_tenants(
+        tmp_path / "tenants.yml",
         {
             "BRANDNAAM": down,
             "MODEHUIS": {
@@ -124,7 +103,7 @@ def test_wrong_password_is_refused_without_showing_it(
     tenant = sftp_tenant(sshd_server, account, known_hosts)
     del tenant["destination"]["private_key"]
     tenant["destination"]["password_env"] = "BRAND_SFTP_PASSWORD"
-    config = write(tmp_path, {"BRANDNAAM": tenant})
+    config = write_tenants(tmp_path / "tenants.yml", {"BRANDNAAM": tenant})
     secret = "wrong-staple-Secret-42"
     result = built_duckdb.run(
         "-v",
@@ -150,7 +129,10 @@ def test_prune_deletes_only_our_own_expired_files(
 ) -> None:
     account = sshd_server.add_account()
     known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
-    config = write(tmp_path, {"BRANDNAAM": sftp_tenant(sshd_server, account, known_hosts, retention_days=60)})
+    config = write_tenants(
+        tmp_path / "tenants.yml",
+        {"BRANDNAAM": sftp_tenant(sshd_server, account, known_hosts, retention_days=60)},
+    )
     names = {
         "activity_BRANDNAAM_20260801.csv": True,  # expired
         "broadcast_BRANDNAAM_20260801.csv": True,
@@ -187,8 +169,8 @@ def test_check_connect_logs_in_and_names_the_tenant_it_cannot_trust(
     known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
-    config = write(
-        tmp_path,
+    config = write_tenants(
+        tmp_path / "tenants.yml",
         {
             "BRANDNAAM": sftp_tenant(sshd_server, good, known_hosts),
             "MODEHUIS": sftp_tenant(sshd_server, other, empty),

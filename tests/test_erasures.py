@@ -18,13 +18,13 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
 from activity_export.periods import parse_period
 from activity_export.warehouse import Target, connect
 from activity_export.writer import write_period
 from tests.support.postgres import pg_connect, pg_settings
 from tests.support.project import Project, fresh_project
+from tests.support.tenants import write_config
 from tests.test_writer import GOLDEN, GOLDEN_CASES, golden_database, tenant
 
 __all__ = ["golden_database"]  # a fixture shared with tests/test_writer.py
@@ -113,16 +113,7 @@ def erased(built_duckdb: Project, tmp_path_factory: pytest.TempPathFactory) -> t
 
 
 def _config(folder: Path) -> Path:
-    path = folder / "tenants.yml"
-    settings = {
-        "start": "2026-11-01",
-        "manifest": True,
-        "erasures": True,
-        "extra_fields": {"activity": ["eventid"]},
-        "destination": {"type": "local", "root": str(folder / "server")},
-    }
-    path.write_text(yaml.safe_dump({"tenants": {"BRANDNAAM": settings}}), encoding="utf-8")
-    return path
+    return write_config(folder, manifest=True, erasures=True, extra_fields={"activity": ["eventid"]})
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 from typer.testing import CliRunner, Result
 
 from activity_export.cli import app
 from tests.support.project import BIN, ROOT, Project
+from tests.support.tenants import write_tenants
 
 NOW = "2026-11-26T07:00:00+01:00"
 SECRET = "hunter2-Sup3r-s3cret"
@@ -231,10 +231,7 @@ RUN_NOW = "2026-11-04T07:00:00+01:00"  # the three generated days of the shared 
 
 
 def tenants_file(folder: Path, **tenants: dict[str, object]) -> Path:
-    path = folder / "tenants.yml"
-    document = {"defaults": {"start": "2026-11-01"}, "tenants": tenants}
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    return path
+    return write_tenants(folder / "tenants.yml", tenants, {"start": "2026-11-01"})
 
 
 def run_cli(project: Project, config: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -26,6 +25,7 @@ from typer.testing import CliRunner
 from activity_export.cli import app
 from activity_export.config import LocalDestination, SftpDestination, Tenant
 from tests.support.project import Project
+from tests.support.tenants import write_tenants
 
 NOW = "2026-11-04T07:00:00+01:00"  # the shared warehouse's three days are due and complete
 SECRET = "Hunter2-s3cret-VALUE"
@@ -143,9 +143,7 @@ def _outcome(config: Path, *args: str, env: dict[str, str] | None = None) -> tup
 
 
 def _write(folder: Path, tenant: dict[str, Any]) -> Path:
-    path = folder / "tenants.yml"
-    path.write_text(yaml.safe_dump({"tenants": {"BRANDNAAM": tenant}}, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_tenants(folder / "tenants.yml", {"BRANDNAAM": tenant}, allow_unicode=True)
 
 
 def _assert_refused_or_fine(code: int, output: str, key: str) -> None:

@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.support.project import Project
 from tests.support.sshd import Account, SshServer, generate_key, known_hosts_entry, public_key_line
+from tests.support.tenants import sftp_destination, write_config
 
 pytestmark = pytest.mark.sshd
 
@@ -18,23 +18,13 @@ NOW = "2026-11-04T07:00:00+01:00"
 EXPECTED = sorted(f"{k}_BRANDNAAM_2026110{d}.csv" for k in ("activity", "broadcast") for d in (1, 2, 3))
 
 
-def write_config(base: Path, server: SshServer, account: Account, known_hosts: Path, **extra: object) -> Path:
-    destination = {
-        "type": "sftp",
-        "host": server.host,
-        "port": server.port,
-        "username": account.username,
-        "private_key": str(account.private_key),
-        "known_hosts": str(known_hosts),
-        "root": account.root,
-    }
-    tenant: dict[str, object] = {"start": "2026-11-01", "destination": destination}
-    tenant.update(extra)
-    folder = base / account.username  # a configuration (and ledger) of its own per account
-    folder.mkdir(exist_ok=True)
-    path = folder / "tenants.yml"
-    path.write_text(yaml.safe_dump({"tenants": {"BRANDNAAM": tenant}}), encoding="utf-8")
-    return path
+def account_config(
+    base: Path, server: SshServer, account: Account, known_hosts: Path, **extra: object
+) -> Path:
+    """BRANDNAAM delivering to ``account``, in a configuration (and ledger) of its own per account."""
+    return write_config(
+        base / account.username, destination=sftp_destination(server, account, known_hosts), **extra
+    )
 
 
 def run(project: Project, config: Path) -> subprocess.CompletedProcess[str]:
@@ -63,7 +53,7 @@ def test_a_private_key_readable_by_others_is_refused_like_openssh(
     account = sshd_server.add_account()
     account.private_key.chmod(0o644)
     known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
-    config = write_config(tmp_path, sshd_server, account, known_hosts)
+    config = account_config(tmp_path, sshd_server, account, known_hosts)
 
     checked = check(built_duckdb, config)
     result = run(built_duckdb, config)
@@ -81,7 +71,7 @@ def test_a_revoked_host_key_is_refused_even_when_listed(
     account = sshd_server.add_account()
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(server_line(sshd_server) + f"@revoked * {public_key_line(sshd_server.host_key)}\n")
-    config = write_config(tmp_path, sshd_server, account, known_hosts)
+    config = account_config(tmp_path, sshd_server, account, known_hosts)
 
     result = run(built_duckdb, config)
 
@@ -106,7 +96,7 @@ def test_known_hosts_read_as_openssh_reads_it(
         f"other.example.nl,!{name} {public_key_line(sshd_server.host_key)}\n"
         f"{server_line(sshd_server)}"
     )
-    config = write_config(tmp_path, sshd_server, account, known_hosts)
+    config = account_config(tmp_path, sshd_server, account, known_hosts)
     first = run(built_duckdb, config)
     assert first.returncode == 0, first.stderr
     assert delivered(account) == EXPECTED
@@ -116,7 +106,7 @@ def test_known_hosts_read_as_openssh_reads_it(
     subprocess.run(["ssh-keygen", "-H", "-f", str(hashed)], check=True, capture_output=True)
     assert name not in hashed.read_text()  # really hashed
     account2 = sshd_server.add_account()
-    second = run(built_duckdb, write_config(tmp_path, sshd_server, account2, hashed))
+    second = run(built_duckdb, account_config(tmp_path, sshd_server, account2, hashed))
     assert second.returncode == 0, second.stderr
     assert delivered(account2) == EXPECTED
 
@@ -128,7 +118,7 @@ def test_a_negated_pattern_does_not_trust_the_host(
     name = f"[{sshd_server.host}]:{sshd_server.port}"
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"*,!{name} {public_key_line(sshd_server.host_key)}\n")
-    result = run(built_duckdb, write_config(tmp_path, sshd_server, account, known_hosts))
+    result = run(built_duckdb, account_config(tmp_path, sshd_server, account, known_hosts))
     assert result.returncode == 1
     assert "unknown host key" in result.stderr
 
@@ -139,7 +129,7 @@ def test_cert_authority_is_a_clear_configuration_error(
     account = sshd_server.add_account()
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(f"@cert-authority * {public_key_line(sshd_server.host_key)}\n")
-    config = write_config(tmp_path, sshd_server, account, known_hosts)
+    config = account_config(tmp_path, sshd_server, account, known_hosts)
 
     checked = check(built_duckdb, config)
     result = run(built_duckdb, config)
@@ -158,7 +148,7 @@ def test_uploaded_files_and_folders_get_file_mode(
 ) -> None:
     account = sshd_server.add_account()
     known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
-    config = write_config(tmp_path, sshd_server, account, known_hosts, folder="{kind}/{period:%Y}")
+    config = account_config(tmp_path, sshd_server, account, known_hosts, folder="{kind}/{period:%Y}")
     assert run(built_duckdb, config).returncode == 0
     files = [p for p in account.upload.rglob("*") if p.is_file()]
     folders = [p for p in account.upload.rglob("*") if p.is_dir()]
@@ -167,7 +157,7 @@ def test_uploaded_files_and_folders_get_file_mode(
     assert {oct(p.stat().st_mode & 0o7777) for p in folders} == {"0o750"}
 
     account2 = sshd_server.add_account()
-    private = write_config(tmp_path, sshd_server, account2, known_hosts, file_mode="0600")
+    private = account_config(tmp_path, sshd_server, account2, known_hosts, file_mode="0600")
     assert run(built_duckdb, private).returncode == 0
     for path in account2.upload.iterdir():
         path.chmod(0o644)
@@ -193,7 +183,7 @@ def test_links_on_the_server_are_refused_and_never_written_through(
     __import__("os").chown(outside, account.uid, account.gid)
 
     (account.upload / "activity").symlink_to("/elsewhere")  # as the account would plant it
-    config = write_config(tmp_path, sshd_server, account, known_hosts, folder="{kind}")
+    config = account_config(tmp_path, sshd_server, account, known_hosts, folder="{kind}")
     folder_link = run(built_duckdb, config)
     assert folder_link.returncode == 1
     assert "/upload/activity is a symbolic link" in folder_link.stderr
@@ -206,13 +196,13 @@ def test_links_on_the_server_are_refused_and_never_written_through(
     for kind in ("activity", "broadcast"):
         for day in (2, 3):
             (account2.upload / f".{kind}_BRANDNAAM_2026110{day}.csv.partial").symlink_to("/upload/victim.csv")
-    final_link = run(built_duckdb, write_config(tmp_path, sshd_server, account2, known_hosts))
+    final_link = run(built_duckdb, account_config(tmp_path, sshd_server, account2, known_hosts))
     assert final_link.returncode == 1
     assert "activity_BRANDNAAM_20261101.csv is a symbolic link" in final_link.stderr
     assert victim.read_text() == "precious\n"
 
     (account2.upload / "activity_BRANDNAAM_20261101.csv").unlink()
-    again = run(built_duckdb, write_config(tmp_path, sshd_server, account2, known_hosts))
+    again = run(built_duckdb, account_config(tmp_path, sshd_server, account2, known_hosts))
     assert again.returncode == 0, again.stderr
     assert victim.read_text() == "precious\n"  # the planted partial links were removed, not followed
     assert delivered(account2) == sorted([*EXPECTED, "victim.csv"])

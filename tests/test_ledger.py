@@ -6,10 +6,8 @@ import json
 import sqlite3
 from pathlib import Path
 
-import yaml
-
 from tests.support.project import Project
-from tests.test_run import server_files
+from tests.support.tenants import server_files, write_tenants
 
 DAY = {1: "2026-11-02T07:00:00+01:00", 2: "2026-11-03T07:00:00+01:00", 3: "2026-11-04T07:00:00+01:00"}
 
@@ -19,10 +17,9 @@ def files_of(days: list[int]) -> list[str]:
 
 
 def config_file(path: Path, root: Path, **settings: object) -> Path:
-    tenant: dict[str, object] = {"destination": {"type": "local", "root": str(root)}}
-    tenant.update(settings)
-    path.write_text(yaml.safe_dump({"tenants": {"BRANDNAAM": tenant}}))
-    return path
+    return write_tenants(
+        path, {"BRANDNAAM": {"destination": {"type": "local", "root": str(root)}, **settings}}
+    )
 
 
 def run_at(project: Project, config: Path, day: int, *args: str, check: bool = True):  # type: ignore[no-untyped-def]

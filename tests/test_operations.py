@@ -17,8 +17,7 @@ from activity_export.check import _sharing_a_tree, path_collisions
 from activity_export.config import parse_config
 from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project
 from tests.support.sshd import SshServer, generate_key, public_key_line
-from tests.test_delivery_sftp import sftp_tenant, write
-from tests.test_run import EXPECTED, NOW, run, server_files, write_config
+from tests.support.tenants import EXPECTED, NOW, run, server_files, sftp_tenant, write_config, write_tenants
 from tests.test_sftp import destination, local_file, sftp_server
 
 
@@ -210,7 +209,9 @@ def test_sftp_resume_publishes_again_when_the_remote_content_differs(
 ) -> None:
     account = sshd_server.add_account()
     known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
-    config = write(tmp_path, {"BRANDNAAM": sftp_tenant(sshd_server, account, known_hosts)})
+    config = write_tenants(
+        tmp_path / "tenants.yml", {"BRANDNAAM": sftp_tenant(sshd_server, account, known_hosts)}
+    )
     killed = run(built_duckdb, config, check=False, env={"ACTIVITY_EXPORT_FAILPOINT": "after-upload"})
     assert killed.returncode == -9, killed.stderr
     [published] = [p for p in account.upload.iterdir() if p.name.endswith(".csv")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import sqlite3
 import subprocess
@@ -15,37 +14,12 @@ import pytest
 import yaml
 
 from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project
-
-NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
-
-
-def write_config(folder: Path, **settings: object) -> Path:
-    tenant = {"start": "2026-11-01", "destination": {"type": "local", "root": str(folder / "server")}}
-    tenant.update(settings)
-    path = folder / "tenants.yml"
-    path.write_text(yaml.safe_dump({"tenants": {"BRANDNAAM": tenant}}))
-    return path
-
-
-def run(project: Project, config: Path, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return project.run("run", "--config", str(config), "--now", NOW, *args, *project.cli_args(), **kwargs)
-
-
-def server_files(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file on the 'server': name -> (sha256, inode)."""
-    return {
-        str(p.relative_to(folder / "server")): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_ino)
-        for p in sorted((folder / "server").rglob("*"))
-        if p.is_file()
-    }
+from tests.support.tenants import EXPECTED, NOW, run, server_files, write_config
 
 
 def attempts(config: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(config.parent / "activity-export.ledger.sqlite") as db:
         return db.execute("select period_label, outcome from attempts order by attempt_id").fetchall()
-
-
-EXPECTED = [f"{kind}_BRANDNAAM_2026110{day}.csv" for kind in ("activity", "broadcast") for day in (1, 2, 3)]
 
 
 def test_missed_days_are_caught_up_in_order(built_duckdb: Project, tmp_path: Path) -> None:
