@@ -8,9 +8,12 @@ suite with what to set or start; nothing is skipped.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from activity_export.warehouse import Target, Warehouse, connect
+from tests.support.golden import make_golden_database
 from tests.support.postgres import PostgresUnavailable, fresh_database
 from tests.support.project import GENERATE_ARGS, Project, make_project
 
@@ -53,3 +56,16 @@ def built_postgres(postgres_project: Project) -> Project:
     postgres_project.run("generate", *GENERATE_ARGS, *postgres_project.cli_args())
     postgres_project.dbt("build")
     return postgres_project
+
+
+@pytest.fixture(scope="module")
+def golden_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB file holding only the literal rows of the golden warehouse (tests/support/golden.py)."""
+    return make_golden_database(tmp_path_factory.mktemp("golden") / "warehouse.duckdb")
+
+
+@pytest.fixture
+def warehouse(golden_database: Path) -> Iterator[Warehouse]:
+    """The golden warehouse, opened as the loader opens one."""
+    with connect(Target("golden", "duckdb", "main", duckdb_path=golden_database)) as opened:
+        yield opened

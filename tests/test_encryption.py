@@ -28,9 +28,7 @@ from activity_export.encryption import read_recipient
 from activity_export.periods import parse_now, parse_period
 from activity_export.warehouse import Warehouse, read_watermark
 from activity_export.writer import write_period
-from tests.test_writer import GOLDEN, GOLDEN_CASES, decompressed, golden_database, tenant, warehouse
-
-__all__ = ["golden_database", "warehouse"]  # fixtures shared with tests/test_writer.py
+from tests.support.golden import GOLDEN, GOLDEN_CASES, decompressed, tenant
 
 GPG = shutil.which("gpg")
 

@@ -22,12 +22,10 @@ import pytest
 from activity_export.periods import parse_period
 from activity_export.warehouse import Target, connect
 from activity_export.writer import write_period
+from tests.support.golden import GOLDEN, GOLDEN_CASES, tenant
 from tests.support.postgres import pg_connect, pg_settings
 from tests.support.project import Project, fresh_project
 from tests.support.tenants import write_config
-from tests.test_writer import GOLDEN, GOLDEN_CASES, golden_database, tenant
-
-__all__ = ["golden_database"]  # a fixture shared with tests/test_writer.py
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The manifest is a Frictionless Data Package that the receivers' own validator accepts.
 
-Every golden case of tests/test_writer.py is written again with ``manifest: true`` and validated
+Every golden case (tests/support/golden.py) is written again with ``manifest: true`` and validated
 with the ``frictionless`` library exactly as a receiver would: rows, bytes, SHA-256, dialect,
 types, timestamp formats and the allowed activity values are all checked by it, against the files
 as delivered. zstd is not a compression frictionless reads: as a receiver would, the test checks
@@ -25,16 +25,14 @@ from activity_export.manifest import LAYOUT_VERSION
 from activity_export.periods import parse_period
 from activity_export.warehouse import Target, Warehouse, connect
 from activity_export.writer import WrittenFile, write_period
-from tests.test_writer import (
+from tests.support.golden import (
     ACTIVITIES,
     BROADCASTS,
     GOLDEN_CASES,
     create_export_relations,
     decompressed,
     fill_export_relations,
-    golden_database,
     tenant,
-    warehouse,
 )
 
 try:
@@ -44,8 +42,6 @@ except ImportError:  # a missing prerequisite fails loudly, never skips
         "the tests validate manifests with frictionless: pip install -c constraints.txt -e '.[dev]'",
         pytrace=False,
     )
-
-__all__ = ["golden_database", "warehouse"]  # fixtures shared with tests/test_writer.py
 
 
 def _write(warehouse: Warehouse, tmp_path: Path, settings: dict[str, Any], period: str) -> list[WrittenFile]:

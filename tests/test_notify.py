@@ -2,7 +2,7 @@
 
 The server records what it receives and answers as each test tells it (200, 500, a pause longer
 than the timeout). Deliveries run through the loader's own ``run_tenant`` on the golden warehouse
-of tests/test_writer.py with a local destination and a real ledger.
+(tests/support/golden.py) with a local destination and a real ledger.
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ from activity_export.periods import parse_now
 from activity_export.report import status_table
 from activity_export.status import collect_status
 from activity_export.warehouse import Warehouse, read_watermark
-from tests.test_writer import golden_database, tenant, warehouse
-
-__all__ = ["golden_database", "warehouse"]  # fixtures shared with tests/test_writer.py
+from tests.support.golden import tenant
 
 SECRET = "webhook-secret-for-tests"
 NOW = parse_now("2026-11-27T07:00:00+01:00")  # 2026-11-24, -25 and -26 are due

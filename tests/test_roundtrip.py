@@ -23,8 +23,8 @@ from activity_export.config import Tenant, parse_config
 from activity_export.periods import parse_period
 from activity_export.warehouse import Target, Warehouse
 from activity_export.writer import write_period
+from tests.support.golden import create_export_relations, fill_export_relations
 from tests.support.postgres import pg_connect
-from tests.test_writer import create_export_relations, fill_export_relations
 
 TEXT_COLUMNS = (
     "external_id",

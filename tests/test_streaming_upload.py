@@ -20,10 +20,10 @@ from activity_export.errors import ExportError
 from activity_export.periods import parse_period
 from activity_export.warehouse import Target, Warehouse
 from activity_export.writer import write_period
+from tests.support.golden import TOUCHES_SQL, create_export_relations, tenant
 from tests.support.sshd import SshServer
 from tests.test_encryption import Keys, keys  # noqa: F401 (the keys fixture)
 from tests.test_sftp import destination, sftp_server
-from tests.test_writer import TOUCHES_SQL, create_export_relations, tenant
 
 pytestmark = pytest.mark.sshd
 
