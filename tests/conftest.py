@@ -14,6 +14,7 @@ import pytest
 
 from activity_export.warehouse import Target, Warehouse, connect
 from tests.support.golden import make_golden_database
+from tests.support.pgp import GPG, Keys, make_keys, stop_agent
 from tests.support.postgres import PostgresUnavailable, fresh_database
 from tests.support.project import GENERATE_ARGS, Project, make_project
 
@@ -69,3 +70,13 @@ def warehouse(golden_database: Path) -> Iterator[Warehouse]:
     """The golden warehouse, opened as the loader opens one."""
     with connect(Target("golden", "duckdb", "main", duckdb_path=golden_database)) as opened:
         yield opened
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
+    """The receivers' OpenPGP keys, made with gpg for the module (tests/support/pgp.py)."""
+    if GPG is None:
+        pytest.fail("the encryption tests need GnuPG's gpg: apt-get install gnupg", pytrace=False)
+    made = make_keys(tmp_path_factory.mktemp("gpg"))
+    yield made
+    stop_agent(made)

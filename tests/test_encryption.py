@@ -1,8 +1,8 @@
 """OpenPGP encryption: the receiver's real ``gpg`` decrypts every file to the plain export's bytes.
 
-Keys are made here with ``gpg`` in a temporary home: a receiver with an encryption subkey, a second
-receiver, a key that expired, a sign-only key and a file that is not a key. ``check`` must refuse
-the bad ones with exit code 2 before any work is done.
+The keys (the ``keys`` fixture, tests/support/pgp.py) are made with ``gpg`` in a temporary home: a
+receiver with an encryption subkey, a second receiver, a key that expired, a sign-only key and a
+file that is not a key. ``check`` must refuse the bad ones with exit code 2 before any work is done.
 """
 
 from __future__ import annotations
@@ -10,11 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import shutil
 import sqlite3
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,63 +25,7 @@ from activity_export.periods import parse_now, parse_period
 from activity_export.warehouse import Warehouse, read_watermark
 from activity_export.writer import write_period
 from tests.support.golden import GOLDEN, GOLDEN_CASES, decompressed, tenant
-
-GPG = shutil.which("gpg")
-
-
-@dataclass
-class Keys:
-    """Public key files and the GnuPG home that holds the receivers' private keys."""
-
-    home: Path
-    receiver: Path
-    second: Path
-    expired: Path
-    sign_only: Path
-    not_a_key: Path
-
-    def gpg(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        assert GPG is not None
-        return subprocess.run(
-            [GPG, "--homedir", str(self.home), "--batch", "--no-tty", "--quiet", *args],
-            capture_output=True,
-            check=True,
-        )
-
-    def decrypt(self, path: Path) -> bytes:
-        return self.gpg("--decrypt", str(path)).stdout
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keys]:
-    if GPG is None:
-        pytest.fail("the encryption tests need GnuPG's gpg: apt-get install gnupg", pytrace=False)
-    root = tmp_path_factory.mktemp("gpg")
-    home = root / "home"
-    home.mkdir(mode=0o700)
-    made = Keys(
-        home,
-        root / "receiver.asc",
-        root / "second.gpg",
-        root / "expired.asc",
-        root / "sign-only.asc",
-        root / "not-a-key.asc",
-    )
-    new_key = ["--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key"]
-    made.gpg(*new_key, "Receiver <receiver@gold.example>", "future-default", "default", "1y")
-    made.gpg(*new_key, "Second <second@gold.example>", "future-default", "default", "never")
-    made.gpg(
-        "--faked-system-time", "20200101T000000!", *new_key,
-        "Expired <expired@gold.example>", "future-default", "default", "1d",
-    )  # fmt: skip
-    made.gpg(*new_key, "Signer <signer@gold.example>", "ed25519", "sign", "never")
-    made.receiver.write_bytes(made.gpg("--armor", "--export", "receiver@gold.example").stdout)
-    made.second.write_bytes(made.gpg("--export", "second@gold.example").stdout)  # binary
-    made.expired.write_bytes(made.gpg("--armor", "--export", "expired@gold.example").stdout)
-    made.sign_only.write_bytes(made.gpg("--armor", "--export", "signer@gold.example").stdout)
-    made.not_a_key.write_text("-----BEGIN PGP PUBLIC KEY BLOCK-----\nnonsense\n", encoding="utf-8")
-    yield made
-    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True)
+from tests.support.pgp import Keys
 
 
 def _pgp(keys: Keys, **settings: Any) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from activity_export.periods import parse_period
 from activity_export.warehouse import Target, Warehouse
 from activity_export.writer import write_period
 from tests.support.golden import TOUCHES_SQL, create_export_relations, tenant
+from tests.support.pgp import Keys
 from tests.support.sshd import SshServer
-from tests.test_encryption import Keys, keys  # noqa: F401 (the keys fixture)
 from tests.test_sftp import destination, sftp_server
 
 pytestmark = pytest.mark.sshd
@@ -103,7 +103,7 @@ def test_a_failed_write_leaves_nothing_on_the_server(
 
 def test_an_encrypting_tenant_is_never_uploaded_while_written(
     big_warehouse: Warehouse,
-    keys: Keys,  # noqa: F811 (the fixture imported from test_encryption)
+    keys: Keys,
     tmp_path: Path,
 ) -> None:
     configured = tenant(encryption="pgp", recipients=[str(keys.receiver)])
