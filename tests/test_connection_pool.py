@@ -11,8 +11,8 @@ import pytest
 
 from activity_export.destinations.sftp import RemotePathError, SftpServer
 from activity_export.destinations.ssh import POOL, SESSIONS_PER_CONNECTION
+from tests.support.sftp import destination, local_file, sftp_server
 from tests.support.sshd import SshServer
-from tests.test_sftp import destination, local_file, sftp_server
 
 pytestmark = pytest.mark.sshd
 

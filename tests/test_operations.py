@@ -16,9 +16,9 @@ import yaml
 from activity_export.check import _sharing_a_tree, path_collisions
 from activity_export.config import parse_config
 from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project
+from tests.support.sftp import destination, local_file, sftp_server
 from tests.support.sshd import SshServer, generate_key, public_key_line
 from tests.support.tenants import EXPECTED, NOW, run, server_files, sftp_tenant, write_config, write_tenants
-from tests.test_sftp import destination, local_file, sftp_server
 
 
 def ledger_rows(folder: Path, sql: str) -> list[tuple[object, ...]]:

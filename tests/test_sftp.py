@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import subprocess
 import threading
@@ -19,43 +18,17 @@ from activity_export.destinations.sftp import (
     HostKeyError,
     RemotePathError,
     SftpAuthError,
-    SftpServer,
     TransientSftpError,
 )
 from activity_export.errors import ExportError
 from activity_export.naming import partial_name
-from tests.support.sshd import Account, SshServer, free_port, generate_key, known_hosts_entry, public_key_line
+from tests.support.sftp import destination, local_file, sftp_server
+from tests.support.sshd import SshServer, free_port, generate_key, known_hosts_entry, public_key_line
 
 pytestmark = pytest.mark.sshd
 
 PASSWORD = "pw-Hunter2-never-logged"
 PASSPHRASE = "pp-Correct-Horse-never-logged"
-
-
-def destination(server: SshServer, account: Account, **overrides: object) -> SftpDestination:
-    values: dict[str, object] = {
-        "type": "sftp",
-        "host": server.host,
-        "port": server.port,
-        "username": account.username,
-        "private_key": account.private_key,
-        "known_hosts": server.known_hosts,
-        "root": account.root,
-    }
-    values.update(overrides)
-    return SftpDestination(**values)
-
-
-def sftp_server(config: SftpDestination, **options: float) -> SftpServer:
-    options.setdefault("timeout", 5.0)
-    options.setdefault("retry_budget", 2.0)
-    return SftpServer(config, "BRAND", **options)
-
-
-def local_file(tmp_path: Path, name: str = "activity_BRAND_20261125.csv", size: int = 0) -> Path:
-    path = tmp_path / name
-    path.write_bytes(os.urandom(size) if size else b"broadcastid;customerid\n1;2\n")
-    return path
 
 
 def openssh_fingerprint(public_key: Path) -> str:

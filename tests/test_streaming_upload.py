@@ -22,8 +22,8 @@ from activity_export.warehouse import Target, Warehouse
 from activity_export.writer import write_period
 from tests.support.golden import TOUCHES_SQL, create_export_relations, tenant
 from tests.support.pgp import Keys
+from tests.support.sftp import destination, sftp_server
 from tests.support.sshd import SshServer
-from tests.test_sftp import destination, sftp_server
 
 pytestmark = pytest.mark.sshd
 
