@@ -6,10 +6,11 @@ import json
 import sqlite3
 from pathlib import Path
 
-from activity_export.shards import parse_shard, shard_of
+import pytest
+
 from tests.support.project import Project
 from tests.support.sshd import SshServer
-from tests.support.tenants import NOW, sftp_tenant, write_tenants
+from tests.support.tenants import EXPECTED, NOW, run, sftp_tenant, write_tenants
 
 
 def test_run_delivers_over_sftp_the_same_bytes_export_writes(
@@ -153,13 +154,24 @@ def test_prune_deletes_only_our_own_expired_files(
     )
 
 
-def test_every_tenant_lands_in_exactly_one_shard() -> None:
-    brands = [f"BRAND{i:04d}" for i in range(1000)]
-    for count in (1, 3, 8):
-        shards = [[b for b in brands if shard_of(b, count) == index] for index in range(1, count + 1)]
-        assert sorted(b for shard in shards for b in shard) == sorted(brands)
-        assert min(len(shard) for shard in shards) > len(brands) / count / 2  # roughly even
-    assert parse_shard("2/4") == (2, 4)
+@pytest.mark.sshd
+def test_sftp_resume_publishes_again_when_the_remote_content_differs(
+    built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
+) -> None:
+    account = sshd_server.add_account()
+    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    config = write_tenants(
+        tmp_path / "tenants.yml", {"BRANDNAAM": sftp_tenant(sshd_server, account, known_hosts)}
+    )
+    killed = run(built_duckdb, config, check=False, env={"ACTIVITY_EXPORT_FAILPOINT": "after-upload"})
+    assert killed.returncode == -9, killed.stderr
+    [published] = [p for p in account.upload.iterdir() if p.name.endswith(".csv")]
+    original = published.read_bytes()
+    published.write_bytes(original.replace(b";", b",", 1))  # same size, other content
+
+    run(built_duckdb, config)
+    assert published.read_bytes() == original
+    assert sorted(p.name for p in account.upload.iterdir()) == sorted(EXPECTED)
 
 
 def test_check_connect_logs_in_and_names_the_tenant_it_cannot_trust(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import sqlite3
 import subprocess
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -16,9 +15,8 @@ import yaml
 from activity_export.check import _sharing_a_tree, path_collisions
 from activity_export.config import parse_config
 from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project
-from tests.support.sftp import destination, local_file, sftp_server
-from tests.support.sshd import SshServer, generate_key, public_key_line
-from tests.support.tenants import EXPECTED, NOW, run, server_files, sftp_tenant, write_config, write_tenants
+from tests.support.sshd import generate_key, public_key_line
+from tests.support.tenants import EXPECTED, NOW, run, server_files, write_config
 
 
 def ledger_rows(folder: Path, sql: str) -> list[tuple[object, ...]]:
@@ -190,37 +188,6 @@ def test_colliding_paths_are_refused_by_every_command_that_writes(
         )
     )
     assert built_duckdb.run("check", "--config", str(config)).returncode == 0
-
-
-@pytest.mark.sshd
-def test_sftp_sha256_reads_the_remote_file_back(sshd_server: SshServer, sftp_account, tmp_path: Path) -> None:
-    account = sftp_account()
-    source = local_file(tmp_path, size=3 * 2**20 + 5)
-    relative = PurePosixPath("sub/activity_BRAND_20261125.csv")
-    with sftp_server(destination(sshd_server, account)) as server:
-        assert server.sha256(relative) is None
-        server.publish(source, relative)
-        assert server.sha256(relative) == hashlib.sha256(source.read_bytes()).hexdigest()
-
-
-@pytest.mark.sshd
-def test_sftp_resume_publishes_again_when_the_remote_content_differs(
-    built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
-) -> None:
-    account = sshd_server.add_account()
-    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
-    config = write_tenants(
-        tmp_path / "tenants.yml", {"BRANDNAAM": sftp_tenant(sshd_server, account, known_hosts)}
-    )
-    killed = run(built_duckdb, config, check=False, env={"ACTIVITY_EXPORT_FAILPOINT": "after-upload"})
-    assert killed.returncode == -9, killed.stderr
-    [published] = [p for p in account.upload.iterdir() if p.name.endswith(".csv")]
-    original = published.read_bytes()
-    published.write_bytes(original.replace(b";", b",", 1))  # same size, other content
-
-    run(built_duckdb, config)
-    assert published.read_bytes() == original
-    assert sorted(p.name for p in account.upload.iterdir()) == sorted(EXPECTED)
 
 
 def _sftp(username: str, port: int = 22, root: str = "/upload") -> dict[str, object]:

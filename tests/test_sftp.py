@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 import subprocess
@@ -176,6 +177,16 @@ def test_list_exists_and_delete_for_prune(sshd_server: SshServer, sftp_account, 
 
     assert listed == ["a.csv", "b.csv"]
     assert files_on_disk(account.upload) == ["activity/.x.csv.partial", "activity/b.csv"]
+
+
+def test_sftp_sha256_reads_the_remote_file_back(sshd_server: SshServer, sftp_account, tmp_path: Path) -> None:
+    account = sftp_account()
+    source = local_file(tmp_path, size=3 * 2**20 + 5)
+    relative = PurePosixPath("sub/activity_BRAND_20261125.csv")
+    with sftp_server(destination(sshd_server, account)) as server:
+        assert server.sha256(relative) is None
+        server.publish(source, relative)
+        assert server.sha256(relative) == hashlib.sha256(source.read_bytes()).hexdigest()
 
 
 def test_paths_climbing_out_of_the_root_are_refused(
