@@ -26,8 +26,9 @@ from activity_export.cli import app
 from activity_export.config import Tenant, load_config, parse_config
 from activity_export.errors import ConfigError
 from activity_export.periods import parse_now, parse_period
+from tests.support.project import ROOT
 
-BAD = sorted((Path(__file__).parent / "configs" / "bad").glob("*.yml"))
+BAD = sorted((ROOT / "tests" / "configs" / "bad").glob("*.yml"))
 
 SPEC_EXAMPLE = """
 defaults:                  # optional; any tenant key
