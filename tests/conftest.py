@@ -18,8 +18,6 @@ from tests.support.pgp import GPG, Keys, make_keys, stop_agent
 from tests.support.postgres import PostgresUnavailable, fresh_database
 from tests.support.project import GENERATE_ARGS, Project, make_project
 
-pytest_plugins = ["tests.support.sshd"]
-
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:

@@ -20,8 +20,6 @@ import pytest
 from activity_export.shards import shard_of
 from tests.support.project import BIN, ROOT, Project
 
-pytestmark = pytest.mark.airflow
-
 AIRFLOW = ROOT / ".venv-airflow" / "bin" / "airflow"
 BRANDS = ("BRANDNAAM", "MODEHUIS")
 SHARDS = 2

@@ -14,8 +14,6 @@ from activity_export.destinations.ssh import POOL, SESSIONS_PER_CONNECTION
 from tests.support.sftp import destination, local_file, sftp_server
 from tests.support.sshd import SshServer
 
-pytestmark = pytest.mark.sshd
-
 
 def client_port(server: SftpServer) -> int:
     """The local TCP port of the connection a destination's SFTP session runs over."""

@@ -6,8 +6,6 @@ import json
 import sqlite3
 from pathlib import Path
 
-import pytest
-
 from tests.support.project import Project
 from tests.support.sshd import SshServer
 from tests.support.tenants import EXPECTED, NOW, run, sftp_tenant, write_tenants
@@ -154,7 +152,6 @@ def test_prune_deletes_only_our_own_expired_files(
     )
 
 
-@pytest.mark.sshd
 def test_sftp_resume_publishes_again_when_the_remote_content_differs(
     built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
 ) -> None:

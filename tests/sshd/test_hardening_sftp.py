@@ -6,13 +6,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.support.project import Project
 from tests.support.sshd import Account, SshServer, generate_key, known_hosts_entry, public_key_line
 from tests.support.tenants import sftp_destination, write_config
-
-pytestmark = pytest.mark.sshd
 
 NOW = "2026-11-04T07:00:00+01:00"
 EXPECTED = sorted(f"{k}_BRANDNAAM_2026110{d}.csv" for k in ("activity", "broadcast") for d in (1, 2, 3))

@@ -26,8 +26,6 @@ from activity_export.naming import partial_name
 from tests.support.sftp import destination, local_file, sftp_server
 from tests.support.sshd import SshServer, free_port, generate_key, known_hosts_entry, public_key_line
 
-pytestmark = pytest.mark.sshd
-
 PASSWORD = "pw-Hunter2-never-logged"
 PASSPHRASE = "pp-Correct-Horse-never-logged"
 

@@ -25,8 +25,6 @@ from tests.support.pgp import Keys
 from tests.support.sftp import destination, sftp_server
 from tests.support.sshd import SshServer
 
-pytestmark = pytest.mark.sshd
-
 ROWS = 400_000
 
 

@@ -1,7 +1,7 @@
 """A real OpenSSH ``sshd`` for tests and benchmarks, plus a TCP proxy that can cut a connection.
 
-Plain functions and classes first (the benchmark uses them without pytest), then thin pytest
-fixtures; ``tests/conftest.py`` registers this module with ``pytest_plugins = ["tests.support.sshd"]``.
+Plain functions and classes, used by the benchmark too; the fixtures that hand them to the tests
+are in ``tests/sshd/conftest.py``.
 
 Each server listens on a free 127.0.0.1 port with its own generated host key. Test accounts are
 real system users (``aexp_<name>``, created with ``useradd`` and reused when they exist) in the
@@ -22,11 +22,8 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"
@@ -463,40 +460,3 @@ def _close_quietly(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
-
-
-# -- pytest fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def sshd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshServer]:
-    """A running sshd for the whole test session (fails, never skips, when it cannot start)."""
-    try:
-        server = SshServer(tmp_path_factory.mktemp("sshd")).start()
-    except SshdUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def sftp_account(sshd_server: SshServer):
-    """A factory for fresh chrooted accounts: ``sftp_account(key_type=..., passphrase=..., password=...)``."""
-    return sshd_server.add_account
-
-
-@pytest.fixture
-def cutting_proxy(sshd_server: SshServer) -> Iterator[type[CuttingProxy]]:
-    """A factory ``cutting_proxy(cut_after=N)`` for proxies to the test sshd; all closed afterwards."""
-    proxies: list[CuttingProxy] = []
-
-    def make(cut_after: int | None = None, cut_connections: int = 1) -> CuttingProxy:
-        proxy = CuttingProxy(sshd_server.host, sshd_server.port, cut_after, cut_connections)
-        proxies.append(proxy)
-        return proxy
-
-    yield make  # type: ignore[misc]
-    for proxy in proxies:
-        proxy.close()

@@ -22,8 +22,6 @@ from activity_export.ledger_postgres import PostgresLedger, safe_url
 from tests.support.postgres import fresh_database, pg_connect, pg_settings
 from tests.support.project import BIN, Project, fresh_project
 
-pytestmark = pytest.mark.postgres
-
 NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
 BRANDS = [f"MERK{n}" for n in range(1, 9)]
 
