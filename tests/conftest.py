@@ -1,4 +1,6 @@
-"""Fixtures: a real PostgreSQL database per session, DuckDB warehouses, and built dbt projects.
+"""Fixtures for every folder: a real PostgreSQL database per session, DuckDB and PostgreSQL dbt
+targets (built or not), the golden warehouse and the receivers' OpenPGP keys; each a thin wrapper
+over tests/support. The folders' own conftest.py files mark their tests (and tests/sshd starts sshd).
 
 PostgreSQL is found through the usual PG* variables (default 127.0.0.1:5432, user postgres). The
 suite creates its own database and drops it afterwards. A server that does not answer fails the
