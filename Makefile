@@ -36,10 +36,10 @@ $(AIRFLOW_STAMP): $(AIRFLOW_REQS)
 	touch $@
 
 test-airflow: $(STAMP) $(AIRFLOW_STAMP)
-	$(BIN)/python -m pytest -m airflow tests/test_airflow_dag.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m airflow tests/airflow/test_airflow_dag.py $(PYTEST_ARGS)
 
 # ruff (lint and format) and mypy --strict on the package; `make test` runs these first, and
-# sqlfluff inside the suite (tests/test_models.py).
+# sqlfluff inside the suite (tests/warehouse/test_models.py).
 lint-python: $(STAMP)
 	$(BIN)/ruff check loader tests bench orchestration
 	$(BIN)/ruff format --check loader tests bench orchestration

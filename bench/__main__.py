@@ -37,14 +37,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.support.postgres import create_database, drop_database, pg_variables
+from tests.support.project import BIN, ROOT, copy_profiles, dbt_env
+from tests.support.sshd import SshServer
+from tests.support.tenants import sftp_destination, write_tenants
 
-from tests.sshd import SshServer  # noqa: E402
+from bench.common import machine
 
-from bench.common import copy_profiles, machine, project_env  # noqa: E402
-
-BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 LOAD_AT_START = " / ".join(f"{load:.1f}" for load in os.getloadavg())
 DAY = "2026-11-01"
@@ -106,20 +105,12 @@ def timed(command: list[str], env: dict[str, str], stdin: str | None = None) -> 
 
 
 def pg_env(database: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("PGHOST", "127.0.0.1")
-    env.setdefault("PGPORT", "5432")
-    env.setdefault("PGUSER", "postgres")
-    env["PGDATABASE"] = database
-    return env
+    return {**os.environ, **pg_variables(database)}
 
 
 def recreate_database(name: str) -> None:
-    env = pg_env("postgres")
-    subprocess.run(
-        ["psql", "-q", "-c", f'drop database if exists "{name}" with (force)'], env=env, check=True
-    )
-    subprocess.run(["psql", "-q", "-c", f'create database "{name}"'], env=env, check=True)
+    drop_database(name)
+    create_database(name)
 
 
 @dataclass
@@ -136,7 +127,7 @@ def workspace(work: Path, name: str, target: str, extra_env: dict[str, str]) -> 
     folder = work / name
     profiles = copy_profiles(folder)
     arguments = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", target]
-    return Workspace(folder, profiles, project_env(folder, extra_env), arguments)
+    return Workspace(folder, profiles, dbt_env(folder, extra_env), arguments)
 
 
 def cli(*args: str) -> list[str]:
@@ -151,25 +142,6 @@ def dbt_models(profiles: Path, target: str, env: dict[str, str]) -> Measurement:
     """Seeds and models, without the data tests (the suite runs those): what a nightly build costs."""
     timed(dbt("seed", "--profiles-dir", str(profiles), "--target", target), env)
     return timed(dbt("run", "--profiles-dir", str(profiles), "--target", target), env)
-
-
-def sftp_destination(server: SshServer, account, known_hosts: Path, root: str) -> dict:
-    return {
-        "type": "sftp",
-        "host": server.host,
-        "port": server.port,
-        "username": account.username,
-        "private_key": str(account.private_key),
-        "known_hosts": str(known_hosts),
-        "root": root,
-    }
-
-
-def write_tenants(path: Path, tenants: dict, **defaults: object) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump({"defaults": defaults, "tenants": tenants}))
-    return path
 
 
 # -- scenarios 1 and 2 --------------------------------------------------------------------------
@@ -300,7 +272,7 @@ def one_tenant_day(rows: int, label: str, server: SshServer, work: Path) -> list
             "BENCH": {
                 "start": DAY,
                 "timezone": "UTC",
-                "destination": sftp_destination(server, account, known_hosts, "/upload/ours"),
+                "destination": sftp_destination(server, account, known_hosts, root="/upload/ours"),
             }
         },
     )
@@ -395,11 +367,7 @@ def one_tenant_day(rows: int, label: str, server: SshServer, work: Path) -> list
     shutil.rmtree(written)
     print(f"[{label}] how much of the baseline is sorting", flush=True)
     results += sort_floor(label, env, folder, copy_a.seconds, activity_rows)
-    subprocess.run(
-        ["psql", "-q", "-c", f'drop database if exists "{database}" with (force)'],
-        env=pg_env("postgres"),
-        check=False,
-    )
+    drop_database(database)
     return results
 
 
@@ -430,10 +398,10 @@ def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
     account = server.add_account()
     known_hosts = server.write_known_hosts(folder / "known_hosts")
     tenants = {
-        brand: {"destination": sftp_destination(server, account, known_hosts, f"/upload/{brand}")}
+        brand: {"destination": sftp_destination(server, account, known_hosts, root=f"/upload/{brand}")}
         for brand in brands
     }
-    config = write_tenants(folder / "tenants.yml", tenants, start=DAY, timezone="UTC")
+    config = write_tenants(folder / "tenants.yml", tenants, {"start": DAY, "timezone": "UTC"})
     print(f"[3] run for {count} tenants", flush=True)
     first = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
     delivered = sum(1 for _ in account.upload.rglob("*.csv"))
@@ -479,7 +447,7 @@ def incremental_dbt(work: Path, out_folder: Path) -> list[Row]:
         "--out",
         str(out_folder / "dbt_incremental.md"),
     ]
-    timed([sys.executable, str(script), *arguments, "--json", str(out)], dict(os.environ))
+    timed([sys.executable, "-m", "bench.dbt_incremental", *arguments, "--json", str(out)], dict(os.environ))
     data = json.loads(out.read_text())
     rows = []
     for entry in data["runs"]:
@@ -524,8 +492,7 @@ def startup(work: Path) -> list[Row]:
     config = write_tenants(
         space.folder / "tenants.yml",
         {"BENCH": {"destination": {"type": "local", "root": str(space.folder / "out")}}},
-        timezone="UTC",
-        start=DAY,
+        {"timezone": "UTC", "start": DAY},
     )
     ledger = ["--ledger", str(space.folder / "ledger.sqlite")]
     commands = [
@@ -604,7 +571,7 @@ def compression(rows: int, work: Path) -> list[Row]:
         config = write_tenants(
             folder / f"{kind}.yml",
             {"BENCH": {"compression": kind, "destination": {"type": "local", "root": str(out)}}},
-            timezone="UTC",
+            {"timezone": "UTC"},
         )
         measured = timed(
             cli(

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -38,12 +36,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.support.postgres import create_database, drop_database, pg_connect
+from tests.support.project import BIN, ROOT, copy_profiles, dbt_env
 
-from bench.common import copy_profiles, machine, project_env  # noqa: E402
+from bench.common import machine
 
-BIN = Path(sys.executable).parent
 START = date(2026, 11, 1)
 AS_OF_HOURS = 6  # the generator's snapshot lies this far past its last day
 
@@ -89,15 +86,7 @@ def _node_seconds(target_path: Path) -> tuple[dict[str, float], float]:
 
 
 def _pg(dbname: str):
-    import psycopg2
-
-    con = psycopg2.connect(
-        dbname=dbname,
-        host=os.environ.get("PGHOST", "127.0.0.1"),
-        port=os.environ.get("PGPORT", "5432"),
-        user=os.environ.get("PGUSER", "postgres"),
-        password=os.environ.get("PGPASSWORD", ""),
-    )
+    con = pg_connect(dbname)
     con.autocommit = True
     return con
 
@@ -124,14 +113,11 @@ def measure(
     target: str, mode: str, history_days: int, brands: str, per_day: int, raw_index: bool, work: Path
 ) -> Measurement:
     tmp = Path(tempfile.mkdtemp(prefix=f"{target}_{mode}_{history_days}d_", dir=work))
-    env = project_env(tmp, {"ACTIVITY_EXPORT_DUCKDB": str(tmp / "warehouse.duckdb")})
+    env = dbt_env(tmp, {"ACTIVITY_EXPORT_DUCKDB": str(tmp / "warehouse.duckdb")})
     profiles = copy_profiles(tmp)
-    admin = None
     if target == "postgres":
         env["PGDATABASE"] = f"aexp_bench_{uuid.uuid4().hex[:8]}"
-        admin = _pg(os.environ.get("PGADMINDB", "postgres"))
-        with admin.cursor() as cursor:
-            cursor.execute(f'create database "{env["PGDATABASE"]}"')
+        create_database(env["PGDATABASE"])
     where = ["--project-dir", str(ROOT), "--profiles-dir", str(profiles), "--target", target]
     try:
         _run(
@@ -217,10 +203,8 @@ def measure(
             tests,
         )
     finally:
-        if admin is not None:
-            with admin.cursor() as cursor:
-                cursor.execute(f'drop database if exists "{env["PGDATABASE"]}" with (force)')
-            admin.close()
+        if target == "postgres":
+            drop_database(env["PGDATABASE"])
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,8 +1,8 @@
 """SFTP upload throughput: SftpServer.publish (paramiko) against OpenSSH's own ``sftp put``.
 
-    .venv/bin/python bench/sftp_throughput.py [--mb 200] [--rounds 3]
+    .venv/bin/python -m bench.sftp_throughput [--mb 200] [--rounds 3]
 
-Starts a private sshd on 127.0.0.1 (tests/sshd.py, needs root and openssh-server), writes a random
+Starts a private sshd on 127.0.0.1 (tests/support/sshd.py, needs root and openssh-server), writes a random
 file, and uploads it with both clients, alternating, ``--rounds`` times each. Each timing covers a
 whole delivery: connect, host key check, login, upload, (rename,) disconnect. Both clients use the
 same cipher (``--cipher``, default aes128-gcm@openssh.com, SftpServer's first choice), so the
@@ -25,15 +25,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import paramiko
+from tests.support.project import ROOT
+from tests.support.sshd import Account, SshServer
 
-import paramiko  # noqa: E402
-from tests.sshd import Account, SshServer  # noqa: E402
-
-from activity_export.config import SftpDestination  # noqa: E402
-from activity_export.destinations import ssh as ssh_module  # noqa: E402
-from activity_export.destinations.sftp import SftpServer  # noqa: E402
+from activity_export.config import SftpDestination
+from activity_export.destinations import ssh as ssh_module
+from activity_export.destinations.sftp import SftpServer
 
 RESULTS = ROOT / "bench" / "results" / "sftp_throughput.md"
 

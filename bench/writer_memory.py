@@ -1,6 +1,6 @@
 """Peak memory and time of ``write_period`` for a 1M- and a 10M-event tenant-day.
 
-    .venv/bin/python bench/writer_memory.py [--events 1000000,10000000] [--work /tmp/aexp-bench]
+    .venv/bin/python -m bench.writer_memory [--events 1000000,10000000] [--work /tmp/aexp-bench]
 
 For each size it generates one day of data for one brand with ``activity-export generate`` into a
 DuckDB file of its own (own profiles dir, own dbt target path), runs ``dbt build`` on it, then
@@ -31,12 +31,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.support.project import BIN, ROOT, copy_profiles, dbt_env
 
-from bench.common import copy_profiles, machine, project_env  # noqa: E402
+from bench.common import machine
 
-BIN = Path(sys.executable).parent
 BRAND = "BENCH"
 DAY = "2026-11-01"
 
@@ -50,7 +48,7 @@ SETTINGS: dict[str, list[str] | None] = {
 
 
 def _env(work: Path) -> dict[str, str]:
-    return project_env(work, {"ACTIVITY_EXPORT_DUCKDB": str(work / "warehouse.duckdb")})
+    return dbt_env(work, {"ACTIVITY_EXPORT_DUCKDB": str(work / "warehouse.duckdb")})
 
 
 def build_warehouse(work: Path, events: int) -> Path:

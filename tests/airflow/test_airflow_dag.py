@@ -1,0 +1,138 @@
+"""The example Airflow 3 DAG (orchestration/airflow), run for real with ``airflow dags test``.
+
+Airflow lives in its own virtualenv (``.venv-airflow``, made by ``make test-airflow``), because its
+pins and dbt's cannot share one environment. The DAG calls this project's ``dbt`` and
+``activity-export``; the test gives it a fresh DuckDB warehouse and local destinations and checks
+what arrived. Run by ``make test-airflow`` (``.ci/run`` calls it after ``make test``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import duckdb
+import pytest
+
+from activity_export.shards import shard_of
+from tests.support.project import BIN, ROOT, Project
+
+AIRFLOW = ROOT / ".venv-airflow" / "bin" / "airflow"
+BRANDS = ("BRANDNAAM", "MODEHUIS")
+SHARDS = 2
+
+
+def _airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    if not AIRFLOW.exists():
+        pytest.fail(f"{AIRFLOW} is missing: `make test-airflow` creates it", pytrace=False)
+    completed = subprocess.run(
+        [str(AIRFLOW), *args], env=env, capture_output=True, text=True, timeout=1200, check=False
+    )
+    if completed.returncode != 0:
+        raise AssertionError(
+            f"airflow {' '.join(args)} exited {completed.returncode}\n{completed.stdout[-8000:]}"
+            f"\n{completed.stderr[-8000:]}"
+        )
+    return completed
+
+
+def _tree(folder: Path) -> dict[str, tuple[str, int]]:
+    return {
+        str(path.relative_to(folder)): (
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+            path.stat().st_mtime_ns,
+        )
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_dag_builds_then_each_shard_delivers_and_a_rerun_delivers_nothing_twice(
+    duckdb_project: Project, tmp_path: Path
+) -> None:
+    # `dbt source freshness` compares with the real clock, so the data ends this morning (UTC).
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=3)
+    env = {**duckdb_project.env, "ACTIVITY_EXPORT_DUCKDB": str(tmp_path / "warehouse.duckdb")}
+    env["DBT_TARGET_PATH"] = str(tmp_path / "target")
+    project = Project("duckdb", duckdb_project.profiles_dir, env)
+    project.run(
+        "generate", "--brands", ",".join(BRANDS), "--days", "3", "--events-per-day", "300",
+        "--start", first.isoformat(), *project.cli_args(),
+    )  # fmt: skip
+    # `dbt source freshness` checks every source, the optional raw.erasures included: this
+    # platform erases customers too (one who never had activity, so the files stay comparable)
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
+        con.execute(
+            "create table raw.erasures "
+            "(brand varchar not null, customer_id bigint not null, erased_at timestamptz not null)"
+        )
+        con.execute("insert into raw.erasures values ('BRANDNAAM', 999999999, now())")
+    out = tmp_path / "delivered"
+    config = tmp_path / "tenants.yml"
+    config.write_text(
+        f"defaults:\n  start: {first.isoformat()}\ntenants:\n"
+        f"  BRANDNAAM:\n    destination: {{type: local, root: {out}/BRANDNAAM}}\n"
+        f"  MODEHUIS:\n    compression: gzip\n"
+        f"    destination: {{type: local, root: {out}/MODEHUIS}}\n"
+    )
+    # the two brands fall in different shards, so both mapped delivery tasks have work
+    assert shard_of("BRANDNAAM", SHARDS) != shard_of("MODEHUIS", SHARDS)
+
+    airflow_env = {
+        **env,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "orchestration" / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "ACTIVITY_EXPORT_HOME": str(ROOT),
+        "ACTIVITY_EXPORT_BIN": str(BIN),
+        "ACTIVITY_EXPORT_CONFIG": str(config),
+        "ACTIVITY_EXPORT_SHARDS": str(SHARDS),
+        "DBT_PROFILES_DIR": str(project.profiles_dir),
+        "DBT_TARGET": "duckdb",
+    }
+    airflow_env.pop("VIRTUAL_ENV", None)
+    # the scheduled run of this morning, 06:15 in Amsterdam
+    logical = datetime.combine(today, time(6, 15), ZoneInfo("Europe/Amsterdam")).isoformat()
+    _airflow(airflow_env, "db", "migrate")
+    run = _airflow(airflow_env, "dags", "test", "activity_export", logical)
+
+    log = run.stdout + run.stderr
+    assert "state=success" in log
+    for task in ("source_freshness", "dbt_build", "deliver"):
+        assert f"end task task_id={task}" in log, task
+    days = [first + timedelta(days=n) for n in range(3)]  # due by 06:15 today: up to yesterday
+    delivered = _tree(out)
+    assert sorted(delivered) == sorted(
+        f"{brand}/{kind}_{brand}_{day:%Y%m%d}.csv{'.gz' if brand == 'MODEHUIS' else ''}"
+        for brand in BRANDS
+        for kind in ("activity", "broadcast")
+        for day in days
+    )
+    _assert_same_bytes_as_export(project, config, out, days, tmp_path / "export")
+
+    # A re-run of the same DAG run (as after a retry or "clear") delivers nothing again.
+    _airflow(
+        airflow_env, "dags", "test", "activity_export", logical,
+        "--mark-success-pattern", "source_freshness|dbt_build",
+    )  # fmt: skip
+    assert _tree(out) == delivered
+
+
+def _assert_same_bytes_as_export(
+    project: Project, config: Path, out: Path, days: list[date], folder: Path
+) -> None:
+    """Every delivered file is byte for byte what `export` writes for its period."""
+    for brand in BRANDS:
+        for day in days:
+            target = folder / brand / day.isoformat()
+            project.run(
+                "export", "--brand", brand, "--period", day.isoformat(), "--out", str(target),
+                "--config", str(config), *project.cli_args(),
+            )  # fmt: skip
+            for written in target.rglob("*"):
+                if written.is_file():
+                    assert (out / brand / written.name).read_bytes() == written.read_bytes(), written.name

@@ -1,0 +1,189 @@
+"""The command line as people meet it: options, messages, machine output, and what it leaves behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from activity_export.cli import COMMAND_ORDER
+from activity_export.ledger import WebhookStatus
+from activity_export.status import TenantStatus
+from tests.support.project import BIN, ROOT, Project, own_duckdb
+from tests.support.tenants import NOW, write_config
+
+
+def test_run_and_status_describe_the_destination_alike(built_duckdb: Project, tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    run = built_duckdb.run("run", "--config", str(config), "--now", NOW, *built_duckdb.cli_args())
+    status = built_duckdb.run(
+        "status", "--json", "--config", str(config), "--now", NOW, *built_duckdb.cli_args()
+    )
+    where = f"local folder {tmp_path / 'server'}"
+    assert where in run.stdout
+    assert [entry["destination"] for entry in json.loads(status.stdout)] == [where]
+
+
+SCHEMAS = ROOT / "docs" / "schemas"
+
+
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``activity-export`` in a child process, without a warehouse (nor ACTIVITY_EXPORT_CONFIG)."""
+    return subprocess.run(
+        [str(BIN / "activity-export"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env={**{k: v for k, v in os.environ.items() if k != "ACTIVITY_EXPORT_CONFIG"}, **(env or {})},
+        check=False,
+    )
+
+
+def valid(document: object, schema: str) -> None:
+    jsonschema.validate(document, json.loads((SCHEMAS / schema).read_text()))
+
+
+def files_under(*folders: Path) -> list[str]:
+    return sorted(str(p) for folder in folders for p in folder.rglob("*"))
+
+
+def test_version_is_shown() -> None:
+    result = cli("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"activity-export {version('activity-export')}"
+
+
+def test_help_lists_commands_in_the_order_people_use_them() -> None:
+    result = cli("--help")
+    commands = result.stdout.split("Commands")[1]
+    listed = [words[0] for line in commands.splitlines() if (words := line.replace("│", " ").split())[:1]]
+    listed = [name for name in listed if name in COMMAND_ORDER]
+    assert listed == ["demo", "run", "status", "check", "export", "backfill", "prune", "generate"]
+    assert "--install-completion" in result.stdout  # shell completion is on
+
+
+def test_logging_options_work_before_and_after_the_command_name(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    for args in (
+        ["-v", "check", "--config", str(config)],
+        ["check", "-v", "--config", str(config)],
+        ["check", "-vv", "--config", str(config)],
+        ["check", "--config", str(config), "-q"],
+        ["check", "--log-format", "json", "--config", str(config)],
+    ):
+        result = cli(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert "BRANDNAAM" in result.stdout
+    for command in COMMAND_ORDER:
+        help_text = cli(command, "--help").stdout
+        assert "--verbose" in help_text and "--quiet" in help_text and "--log-format" in help_text, command
+
+
+def test_missing_configuration_says_where_it_looked_and_how_to_point_elsewhere(tmp_path: Path) -> None:
+    result = cli("check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert str(tmp_path / "tenants.yml") in result.stderr
+    assert "--config" in result.stderr and "ACTIVITY_EXPORT_CONFIG" in result.stderr
+
+    (tmp_path / "elsewhere").mkdir()
+    config = write_config(tmp_path / "elsewhere")
+    pointed = cli("check", cwd=tmp_path, env={"ACTIVITY_EXPORT_CONFIG": str(config)})
+    assert pointed.returncode == 0, pointed.stderr
+
+
+def test_prune_without_retention_anywhere_says_so(tmp_path: Path) -> None:
+    result = cli("prune", "--config", str(write_config(tmp_path)))
+    assert result.returncode == 0
+    assert "nothing to prune" in result.stdout and "retention_days" in result.stdout
+
+
+def test_run_json_and_json_logs_describe_the_run(built_duckdb: Project, tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    args = ["--config", str(config), "--now", NOW, *built_duckdb.cli_args()]
+    result = built_duckdb.run("run", "--json", "-v", "--log-format", "json", *args)
+
+    summary = json.loads(result.stdout)  # stdout holds the JSON document and nothing else
+    valid(summary, "run.schema.json")
+    [tenant] = summary["tenants"]
+    assert summary["ok"] and tenant["state"] == "ok"
+    assert [d["period"] for d in tenant["delivered"]] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    first = tenant["delivered"][0]["files"][0]
+    assert (tmp_path / "server" / first["path"]).stat().st_size == first["bytes"]
+
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    delivered = [line for line in lines if line["event"] == "file_delivered"]
+    assert len(delivered) == 6
+    assert {(line["brand"], line["kind"]) for line in delivered} == {
+        ("BRANDNAAM", "activity"),
+        ("BRANDNAAM", "broadcast"),
+    }
+    assert {line["period"] for line in delivered} == {"2026-11-01", "2026-11-02", "2026-11-03"}
+
+    status = built_duckdb.run("status", "--json", "--verify", *args)
+    valid(json.loads(status.stdout), "status.schema.json")
+    again = json.loads(built_duckdb.run("run", "--json", *args).stdout)
+    valid(again, "run.schema.json")
+    assert again["tenants"][0]["delivered"] == [] and again["tenants"][0]["already_delivered"] == 3
+
+
+def test_read_only_commands_create_no_files(built_duckdb: Project, tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    before = files_under(tmp_path)
+    common = ["--config", str(config), "--now", NOW]
+    for args in (
+        ["check", *common],
+        ["status", *common, *built_duckdb.cli_args()],
+        ["status", "--json", *common, *built_duckdb.cli_args()],
+        ["run", "--dry-run", *common, *built_duckdb.cli_args()],
+    ):
+        built_duckdb.run(*args, cwd=tmp_path)
+        assert files_under(tmp_path) == before, args
+
+    dry = json.loads(built_duckdb.run("run", "--dry-run", "--json", *common, *built_duckdb.cli_args()).stdout)
+    valid(dry, "run.schema.json")
+    assert dry["tenants"][0]["planned"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert files_under(tmp_path) == before
+
+
+def test_status_after_the_demo_shows_what_it_delivered(duckdb_project: Project, tmp_path: Path) -> None:
+    project = own_duckdb(duckdb_project, tmp_path, "demo.duckdb")
+    (tmp_path / "demo").mkdir()
+    shutil.copy(ROOT / "demo" / "tenants.yml", tmp_path / "demo" / "tenants.yml")
+    demo = project.run("demo", "--days", "3", "--events-per-day", "300", *project.cli_args(), cwd=tmp_path)
+    assert "status --config demo/tenants.yml" in demo.stdout
+    assert "Target(" not in demo.stdout  # the warehouse is named readably
+
+    common = ["--config", "demo/tenants.yml", "--now", NOW, *project.cli_args()]
+    status = json.loads(project.run("status", "--json", *common, cwd=tmp_path).stdout)
+    assert {s["brand"]: (s["delivered_periods"], s["last_delivered"]) for s in status} == {
+        "BRANDNAAM": (3, "2026-11-03"),
+        "MODEHUIS": (3, "2026-11-03"),
+    }
+    plan = json.loads(project.run("run", "--dry-run", "--json", *common, cwd=tmp_path).stdout)
+    assert [t["planned"] for t in plan["tenants"]] == [[], []]  # run would not deliver it again
+
+
+def test_status_schema_describes_a_tenant_with_a_webhook() -> None:
+    """The webhook part of status --json, built from the same objects status builds it from."""
+    heard = WebhookStatus("failed", "2026-11-03", False, "HTTP 500", "2026-11-04T06:15:00+00:00", 2)
+    status = TenantStatus("BRANDNAAM", "local folder x", "2026-11-03", 3, [], [], [], 10, 100, [])
+    status.webhook = dict(heard.__dict__)
+    valid([status.as_dict()], "status.schema.json")
+    status.webhook = {**status.webhook, "unexpected": 1}
+    with pytest.raises(jsonschema.ValidationError):
+        valid([status.as_dict()], "status.schema.json")
+
+
+def test_demo_without_its_configuration_says_where_it_looked(tmp_path: Path) -> None:
+    result = cli("demo", cwd=tmp_path)
+    assert result.returncode == 2
+    assert str(tmp_path / "demo" / "tenants.yml") in result.stderr and "--config" in result.stderr
+    assert "ACTIVITY_EXPORT_CONFIG" not in result.stderr  # the demo never reads it

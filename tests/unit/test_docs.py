@@ -1,0 +1,34 @@
+"""The docs name everything a user can set or type, so they cannot silently fall behind the code."""
+
+from __future__ import annotations
+
+import re
+
+import typer.main
+
+from activity_export.cli import app
+from activity_export.config import LocalDestination, Notify, SftpDestination, Tenant
+from tests.support.project import ROOT
+
+
+def configuration_keys() -> set[str]:
+    """Every key tenants.yml accepts: top level, tenant, destination (both types) and notify."""
+    keys = {"defaults", "tenants"}
+    for model in (Tenant, LocalDestination, SftpDestination, Notify):
+        keys |= {name for name in model.model_fields if name != "brand"}
+    return keys
+
+
+def test_every_configuration_key_is_in_the_configuration_reference() -> None:
+    reference = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`([a-z_]+)`", reference))
+    missing = sorted(configuration_keys() - documented)
+    assert not missing, f"docs/configuration.md does not mention: {', '.join(missing)}"
+
+
+def test_every_command_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+    assert len(commands) >= 8
+    missing = [name for name in commands if f"activity-export {name}" not in readme]
+    assert not missing, f"README.md does not show: {', '.join(missing)}"

@@ -1,0 +1,183 @@
+"""The writer: one period's files from the golden warehouse (tests/support/golden.py), compared with
+the golden files in ``tests/golden/``. ``UPDATE_GOLDEN=1`` rewrites them (then review the diff);
+without it every case compares byte for byte.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from activity_export.errors import ExportError
+from activity_export.periods import parse_period
+from activity_export.warehouse import Target, Warehouse, connect
+from activity_export.writer import write_period
+from tests.support.golden import (
+    GOLDEN,
+    GOLDEN_CASES,
+    TOUCHES_SQL,
+    create_export_relations,
+    decompressed,
+    tenant,
+)
+
+UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
+
+
+def _plain_name(relative: Path) -> Path:
+    for suffix in (".gz", ".zst"):
+        if relative.name.endswith(suffix):
+            return relative.with_name(relative.name.removesuffix(suffix))
+    return relative
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN_CASES))
+def test_files_match_the_golden_files(case: str, warehouse: Warehouse, tmp_path: Path) -> None:
+    settings, period_text = GOLDEN_CASES[case]
+    configured = tenant(**settings)
+    files = write_period(warehouse, configured, parse_period(configured, period_text), tmp_path)
+    written = {_plain_name(Path(*f.relative.parts)).as_posix(): decompressed(f.path) for f in files}
+    folder = GOLDEN / case
+    if UPDATE:
+        shutil.rmtree(folder, ignore_errors=True)
+        for name, content in written.items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(content)
+    expected = {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+    assert sorted(written) == sorted(expected), "files differ from tests/golden/" + case
+    for name, content in written.items():
+        assert content == expected[name], f"{name} differs from tests/golden/{case}/{name}"
+
+
+def test_default_activity_file_reads_as_the_spec_says(warehouse: Warehouse, tmp_path: Path) -> None:
+    configured = tenant()
+    files = write_period(warehouse, configured, parse_period(configured, "2026-11-25"), tmp_path)
+    activity = files[0].path.read_bytes()
+    lines = activity.split(b"\n")
+    assert lines[0] == b"broadcastid;customerid;externalid;email;activity;activitydate;description"
+    assert not activity.startswith(b"\xef\xbb\xbf") and activity.endswith(b"\n")
+    assert b";K-1;a@x.nl;BROADCAST;2026-11-25 09:00:05;\n" in activity  # tenant time, NULL empty
+    assert b';"";c@x.nl;CLICK;' in activity  # an empty string is quoted, unlike NULL
+    assert b'"K;8"' in activity and b'"K""9"' in activity
+    # rows ordered by activity date, then event id; period bounds exact: 1006 and 1007 are out
+    order = [line.split(b";")[4] for line in lines[1:] if line.count(b";") >= 6]
+    assert order[:3] == [b"HARDBOUNCE", b"OPEN", b"OPEN"]
+    assert files[0].rows == 12 and b"late.example" not in activity and b"e@x.nl" not in activity
+    with files[1].path.open(newline="", encoding="utf-8") as handle:
+        broadcast_ids = [row[0] for row in csv.reader(handle, delimiter=";")][1:]
+    assert broadcast_ids == ["101", "102", "103", "106"]  # 102: a year old, touched today
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_same_period_same_data_gives_the_same_bytes(
+    compression: str, golden_database: Path, tmp_path: Path
+) -> None:
+    configured = tenant(compression=compression, manifest=True)
+    period = parse_period(configured, "2026-11-25")
+    digests = []
+    for attempt in ("one", "two"):
+        with connect(Target("golden", "duckdb", "main", duckdb_path=golden_database)) as opened:
+            if attempt == "two":
+                opened.con.execute("set threads = 1")
+            files = write_period(opened, configured, period, tmp_path / attempt)
+        digests.append([(f.relative, f.path.read_bytes(), f.sha256, f.bytes) for f in files])
+    assert digests[0] == digests[1]
+    assert [entry[0].name for entry in digests[0]][-1] == "manifest_GOLD_20261125.json"
+
+
+def test_same_bytes_for_many_rows_across_threads(tmp_path: Path) -> None:
+    """Enough rows for DuckDB to write in several parallel batches: order and bytes stay fixed."""
+    con = duckdb.connect()
+    create_export_relations(con)
+    con.execute(
+        """
+        insert into main.export_activities
+        select i, 'GOLD', i % 7, i % 1000, 'ext' || (i % 13), 'x' || i || '@x.nl', 'OPEN',
+               timestamptz '2026-11-25 00:00:00+00' + (i % 3600) * interval 1 second,
+               timestamptz '2026-11-25 01:00:00+00', null, null, null, null, null, null, null, null
+        from range(300000) as r(i)
+        """
+    )
+    con.execute(TOUCHES_SQL)
+    warehouse = Warehouse(con, Target("memory", "duckdb", "main"), "memory")
+    digests = set()
+    for threads, compression in [(1, "zstd"), (2, "zstd"), (4, "zstd"), (4, "gzip"), (1, "gzip")]:
+        con.execute(f"set threads = {threads}")
+        configured = tenant(compression=compression)
+        period = parse_period(configured, "2026-11-25")
+        files = write_period(warehouse, configured, period, tmp_path / f"{threads}{compression}")
+        digests.add((compression, files[0].sha256))
+        assert files[0].rows == 300000
+    assert len(digests) == 2  # one per compression, whatever the thread count
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {},
+            {
+                "activity": b"broadcastid;customerid;externalid;email;activity;activitydate;description\n",
+                "broadcast": b"broadcastid;broadcasttype;description;subject;sentdate\n",
+            },
+        ),
+        ({"header": False}, {"activity": b"", "broadcast": b""}),
+        ({"header": False, "compression": "gzip"}, {"activity": b"", "broadcast": b""}),
+        ({"header": False, "compression": "zstd"}, {"activity": b"", "broadcast": b""}),
+        (
+            {"compression": "zstd", "delimiter": "\\t"},
+            {
+                "activity": b"broadcastid\tcustomerid\texternalid\temail\tactivity\tactivitydate\tdescription\n",
+                "broadcast": b"broadcastid\tbroadcasttype\tdescription\tsubject\tsentdate\n",
+            },
+        ),
+    ],
+)
+def test_empty_period_still_gives_both_files(
+    settings: dict[str, Any], expected: dict[str, bytes], warehouse: Warehouse, tmp_path: Path
+) -> None:
+    configured = tenant(**settings)
+    files = write_period(warehouse, configured, parse_period(configured, "2026-06-01"), tmp_path)
+    assert [f.kind for f in files] == ["activity", "broadcast"]
+    for written in files:
+        assert written.path.exists() and written.rows == 0
+        assert decompressed(written.path) == expected[written.kind]
+        if settings.get("compression", "none") == "none" and not settings.get("header", True):
+            assert written.bytes == 0
+
+
+def test_a_failed_write_leaves_no_file_and_no_open_transaction(warehouse: Warehouse, tmp_path: Path) -> None:
+    configured = tenant()
+    period = parse_period(configured, "2026-11-25")
+    blocker = tmp_path / "broadcast_GOLD_20261125.csv"
+    blocker.mkdir()  # the final broadcast name is taken by a folder: the rename fails ...
+    (tmp_path / ".broadcast_GOLD_20261125.csv.partial").mkdir()  # ... and so does the COPY
+    with pytest.raises(ExportError, match="tenant GOLD: writing period 2026-11-25 failed"):
+        write_period(warehouse, configured, period, tmp_path)
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == [".broadcast_GOLD_20261125.csv.partial", "broadcast_GOLD_20261125.csv"]
+    # the connection is usable again: nothing left of the failed transaction
+    (tmp_path / ".broadcast_GOLD_20261125.csv.partial").rmdir()
+    blocker.rmdir()
+    assert len(write_period(warehouse, configured, period, tmp_path)) == 2
+
+
+def test_a_stale_partial_file_is_overwritten(warehouse: Warehouse, tmp_path: Path) -> None:
+    configured = tenant()
+    (tmp_path / ".activity_GOLD_20261125.csv.partial").write_bytes(b"x" * 100000)
+    files = write_period(warehouse, configured, parse_period(configured, "2026-11-25"), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "activity_GOLD_20261125.csv",
+        "broadcast_GOLD_20261125.csv",
+    ]
+    assert files[0].bytes < 100000
