@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,78 +19,31 @@ import pytest
 import yaml
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.support.project import Project
+from tests.support.project import ROOT, Project
+from tests.support.webhooks import Hook, serve
 
 NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
 
-@dataclass
-class Hook:
-    """A loopback webhook: what it received and how it answers."""
-
-    url: str = ""
-    received: list[tuple[dict[str, str], bytes, str]] = field(default_factory=list)
-    status: int = 200
-    location: str = ""  # with a 3xx status
-    trickle: float = 0.0  # seconds between the bytes of a never-ending answer
-
-    def verified(self) -> list[dict[str, Any]]:
-        """Every received event, verified as a receiver verifies it."""
-        events = []
-        for headers, body, _ in self.received:
-            payload = Webhook(SECRET).verify(body, headers)
-            assert payload["delivery_id"] == headers["webhook-id"]
-            events.append(payload)
-        return events
-
-
-def _serve(state: Hook) -> Iterator[Hook]:
-    class Handler(BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length)
-            state.received.append(({k.lower(): v for k, v in self.headers.items()}, body, self.command))
-            if state.trickle:
-                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
-                for _ in range(120):
-                    time.sleep(state.trickle)
-                    try:
-                        self.wfile.write(b"X")
-                        self.wfile.flush()
-                    except OSError:
-                        return
-                return
-            self.send_response(state.status)
-            if state.location:
-                self.send_header("Location", state.location)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_POST = _answer
-        do_GET = _answer
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/activity-export"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+def verified(hook: Hook) -> list[dict[str, Any]]:
+    """Every event the hook received, verified as a receiver verifies it."""
+    events = []
+    for headers, body in hook.received:
+        payload = Webhook(SECRET).verify(body, headers)
+        assert payload["delivery_id"] == headers["webhook-id"]
+        events.append(payload)
+    return events
 
 
 @pytest.fixture
 def hook() -> Iterator[Hook]:
-    yield from _serve(Hook())
+    yield from serve(Hook())
 
 
 @pytest.fixture
 def elsewhere() -> Iterator[Hook]:
-    yield from _serve(Hook())
+    yield from serve(Hook())
 
 
 def _config(folder: Path, url: str, **notify: Any) -> Path:
@@ -129,13 +79,13 @@ def test_every_event_verifies_with_the_standard_webhooks_library(
 ) -> None:
     done = _run(built_duckdb, _config(tmp_path, hook.url))
     assert done.returncode == 0, done.stderr
-    events = hook.verified()
+    events = verified(hook)
     assert [(e["event"], e["period"]["label"]) for e in events] == [
         ("delivered", "2026-11-01"),
         ("delivered", "2026-11-02"),
         ("delivered", "2026-11-03"),
     ]
-    headers, body, _ = hook.received[0]
+    headers, body = hook.received[0]
     assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
     # the signature covers id and timestamp: the same body under another id does not verify
     forged = {**headers, "webhook-id": "msg_replayed"}
@@ -188,7 +138,7 @@ def test_an_event_not_accepted_is_sent_again_with_the_same_id_until_accepted(
     hook.status = 500
     config = _config(tmp_path, hook.url, retries=0)
     assert _run(built_duckdb, config).returncode == 0
-    refused = [headers["webhook-id"] for headers, _, _ in hook.received]
+    refused = [headers["webhook-id"] for headers, _ in hook.received]
     assert len(refused) == 3
     assert _status(built_duckdb, config)["pending"] == 3
 
@@ -196,8 +146,8 @@ def test_an_event_not_accepted_is_sent_again_with_the_same_id_until_accepted(
     hook.status = 200
     later = "2026-11-04T09:00:00+01:00"
     assert _run(built_duckdb, config, now=later).returncode == 0
-    assert [headers["webhook-id"] for headers, _, _ in hook.received] == refused
-    assert [e["period"]["label"] for e in hook.verified()] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert [headers["webhook-id"] for headers, _ in hook.received] == refused
+    assert [e["period"]["label"] for e in verified(hook)] == ["2026-11-01", "2026-11-02", "2026-11-03"]
     status = _status(built_duckdb, config, now=later)
     assert status["pending"] == 0 and status["ok"] is True
 
@@ -217,7 +167,7 @@ def test_an_event_older_than_a_week_is_given_up(built_duckdb: Project, hook: Hoo
     week_later = (datetime.now(UTC) + timedelta(days=8)).isoformat(timespec="seconds")
     done = _run(built_duckdb, config, now=week_later)
     assert "given up" in done.stderr
-    assert all(json.loads(body)["period"]["label"] > "2026-11-03" for _, body, _ in hook.received)
+    assert all(json.loads(body)["period"]["label"] > "2026-11-03" for _, body in hook.received)
     # what is left pending are this run's own (overdue) events, none of the three given up
     assert _status(built_duckdb, config, now=week_later)["pending"] == len(hook.received)
 
@@ -251,11 +201,11 @@ def test_a_secret_not_in_the_standard_form_is_refused_by_check(
 def test_the_receiving_page_verifies_an_event_as_printed(
     built_duckdb: Project, hook: Hook, tmp_path: Path
 ) -> None:
-    page = (Path(__file__).resolve().parent.parent / "docs" / "receiving.md").read_text()
+    page = (ROOT / "docs" / "receiving.md").read_text()
     snippet = page.split("## Notifications", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     namespace: dict[str, Any] = {}
     exec(snippet.replace('"whsec_..."', repr(SECRET)), namespace)  # noqa: S102 (our own page)
     assert _run(built_duckdb, _config(tmp_path, hook.url)).returncode == 0
-    headers, body, _ = hook.received[0]
+    headers, body = hook.received[0]
     assert namespace["event_of"](body, headers)["event"] == "delivered"
     assert namespace["event_of"](body + b" ", headers) is None

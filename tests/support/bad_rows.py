@@ -18,7 +18,8 @@ from tests.support.postgres import fresh_database
 from tests.support.project import Project, make_project
 from tests.support.warehouses import execute
 
-RAW_TABLES = [
+# The source contract's raw tables, empty, with the load time in ``ingested_at``.
+RAW_SCHEMA = [
     "create schema raw",
     """create table raw.broadcasts (
         broadcast_id bigint, brand text, broadcast_type text, channel text, description text,
@@ -28,6 +29,9 @@ RAW_TABLES = [
         event_id bigint, brand text, broadcast_id bigint, customer_id bigint, event_type text,
         occurred_at timestamptz, registered_at timestamptz, email text, url text, os text,
         device text, browser text, user_agent text, message text, ingested_at timestamptz)""",
+]
+RAW_TABLES = [
+    *RAW_SCHEMA,
     """insert into raw.broadcasts values
         (10, 'A', 'SINGLE', 'email', 'A mail', 'Hallo', '2026-11-01 08:00:00+00', null, null),
         (30, 'B', 'SINGLE', 'email', 'B mail', 'Hoi', '2026-11-01 08:00:00+00', null, null)""",

@@ -10,12 +10,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,50 +29,16 @@ from activity_export.runs import Run, deliver_one
 from activity_export.status import collect_status
 from activity_export.warehouse import Warehouse, read_watermark
 from tests.support.golden import tenant
+from tests.support.webhooks import Hook, serve
 
 SECRET = "whsec_" + base64.b64encode(b"webhook-secret-for-tests" * 2).decode()
 NOW = parse_now("2026-11-27T07:00:00+01:00")  # 2026-11-24, -25 and -26 are due
 CONFIG = "tenants.yml"  # what the ledger records the deliveries under
 
 
-@dataclass
-class Hook:
-    """A loopback webhook: what it received, and how it answers the next requests."""
-
-    url: str
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    answers: list[int] = field(default_factory=list)  # popped per request; then 200
-    pause: float = 0.0  # seconds before answering
-
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for _, body in self.received]
-
-
 @pytest.fixture
 def hook() -> Iterator[Hook]:
-    state = Hook("")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            state.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            if state.pause:
-                time.sleep(state.pause)
-            status = state.answers.pop(0) if state.answers else 200
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/activity-export"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
+    yield from serve(Hook())
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.support.bad_rows import RAW_SCHEMA
 from tests.support.project import Project
 from tests.support.warehouses import execute, schema_of, target_project, utc_text
 
@@ -23,15 +24,7 @@ ERASED_ADDRESS = "erase.me@victim.example"
 ERASED_NUMBER = "EXT-7500"
 
 RAW_TABLES = [
-    "create schema raw",
-    """create table raw.broadcasts (
-        broadcast_id bigint, brand text, broadcast_type text, channel text, description text,
-        subject text, sent_at timestamptz, campaign_id bigint, from_address text)""",
-    "create table raw.customers (brand text, customer_id bigint, external_id text, email text)",
-    """create table raw.events (
-        event_id bigint, brand text, broadcast_id bigint, customer_id bigint, event_type text,
-        occurred_at timestamptz, registered_at timestamptz, email text, url text, os text,
-        device text, browser text, user_agent text, message text, ingested_at timestamptz)""",
+    *RAW_SCHEMA,
     "create table raw.erasures (brand text, customer_id bigint, erased_at timestamptz)",
     """insert into raw.broadcasts values
         (10, 'A', 'SINGLE', 'email', 'A mail', 'Hallo', '2026-11-01 08:00:00+00', null, null),

@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from activity_export.ledger.location import safe_url
 from activity_export.ledger.postgres import PostgresLedger
 from tests.support.postgres import fresh_database, pg_connect, pg_settings
 from tests.support.project import BIN, Project, fresh_project
+from tests.support.webhooks import Hook, serve
 
 NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
 BRANDS = [f"MERK{n}" for n in range(1, 9)]
@@ -217,20 +217,8 @@ def test_four_workers_killed_at_random_deliver_every_file_exactly_once(
 def test_webhook_outcomes_are_kept_in_the_shared_ledger_without_its_password(
     built_duckdb: Project, tmp_path: Path, ledger_url: str
 ) -> None:
-    refused: list[bytes] = []
-
-    class Refusing(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            refused.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(500)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    served = serve(Hook(status=500))
+    hook = next(served)
     password = "s3cret-ledger-pw"  # trust authentication ignores it; no output may show it
     scheme, rest = ledger_url.split("://", 1)
     credentials, where = rest.split("@", 1)
@@ -244,7 +232,7 @@ def test_webhook_outcomes_are_kept_in_the_shared_ledger_without_its_password(
                         "start": "2026-11-03",
                         "destination": {"type": "local", "root": str(tmp_path / "server")},
                         "notify": {
-                            "url": f"http://127.0.0.1:{server.server_address[1]}/hook",
+                            "url": hook.url,
                             "secret_env": "BRANDNAAM_WEBHOOK_SECRET",
                             "retries": 0,
                         },
@@ -258,11 +246,10 @@ def test_webhook_outcomes_are_kept_in_the_shared_ledger_without_its_password(
     try:
         run = built_duckdb.run("run", "-v", *common, env=env)
     finally:
-        server.shutdown()
-        server.server_close()
+        served.close()
     status = built_duckdb.run("status", "--json", *common, env=env)
     table = built_duckdb.run("status", *common, env=env)
-    assert len(refused) == 1  # one period delivered, its event refused
+    assert len(hook.received) == 1  # one period delivered, its event refused
     [tenant] = json.loads(status.stdout)
     assert tenant["webhook"] is not None, status.stdout
     assert (tenant["webhook"]["ok"], tenant["webhook"]["failures"]) == (False, 1)
