@@ -49,7 +49,7 @@ lint: lint-python profiles.yml
 	$(BIN)/sqlfluff lint models macros tests/dbt
 
 # The timezone names DuckDB's ICU knows, shipped so that reading tenants.yml need not open DuckDB.
-# Run after upgrading DuckDB in constraints.txt; tests/test_config_timezones.py fails until then.
+# Run after upgrading DuckDB in constraints.txt; tests/unit/test_config_timezones.py fails until then.
 TIMEZONES := loader/activity_export/data/duckdb_timezones.txt
 
 timezones: $(STAMP)
