@@ -149,7 +149,8 @@ def test_colliding_paths_are_refused_by_every_command_that_writes(
         yaml.safe_dump(
             {
                 "defaults": {"start": "2026-11-01", "file_name": "{kind}_{period:%Y%m%d}.{extension}"},
-                "tenants": {"BRANDNAAM": {"destination": shared}, "MODEHUIS": {"destination": shared}},
+                # two copies: one object twice would be written as a YAML alias, which is refused
+                "tenants": {"BRANDNAAM": {"destination": shared}, "MODEHUIS": {"destination": dict(shared)}},
             }
         )
     )
