@@ -5,7 +5,7 @@ tenants.yml, so the list ships as package data (``data/duckdb_timezones.txt``: a
 naming the DuckDB version, then one name a line). config.writer_timezones() uses it when the
 installed DuckDB is that version and asks DuckDB otherwise. ``make timezones`` (``python -m
 activity_export.duckdb_timezones``) prints the file again from the installed DuckDB;
-tests/test_config_timezones.py keeps the shipped file equal to it.
+tests/unit/test_config_timezones.py keeps the shipped file equal to it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The dbt profile: which warehouse ``dbt build`` writes to, read the way dbt reads it, without dbt.
 
 Importing dbt costs seconds; a command that only needs the connection should not pay that. This
-module follows dbt-core 1.11 step by step (``tests/test_profile.py`` compares it with dbt's own
+module follows dbt-core 1.11 step by step (``tests/cli/test_profile.py`` compares it with dbt's own
 classes over many profile variants):
 
 - the profiles folder: ``--profiles-dir``, else ``$DBT_PROFILES_DIR``, else the working directory
@@ -246,7 +246,7 @@ def _without_env_values(text: str, template: str) -> str:
 
 # ``{{ env_var('NAME') }}`` or ``{{ env_var('NAME', 'default') | as_number }}``, the form nearly
 # every profile uses: evaluated without Jinja (importing it costs a tenth of a second). Anything
-# else goes to Jinja; tests/test_profile.py compares both with dbt.
+# else goes to Jinja; tests/cli/test_profile.py compares both with dbt.
 _SIMPLE = re.compile(
     r"""\{\{ *env_var\( *(['"])([A-Za-z0-9_.-]+)\1 *(?:, *('[^'\\]*'|"[^"\\]*"|-?[0-9]+) *)?\)"""
     r""" *(?:\| *(as_text|as_number|as_bool|as_native) *)?\}\}"""

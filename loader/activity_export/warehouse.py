@@ -121,7 +121,7 @@ def connect(target: Target, *, read_only: bool = True, threads: int = DUCKDB_THR
         con.execute("load postgres")
         # By default the extension splits a large table into ctid ranges and scans each: a read of
         # the whole table whatever indexes exist. One plain query per slice lets PostgreSQL use
-        # the (brand, registered_at) and (brand, touched_at) indexes (tests/test_models.py).
+        # the (brand, registered_at) and (brand, touched_at) indexes (tests/warehouse/test_models.py).
         con.execute("set pg_use_ctid_scan = false")
         dsn = " ".join(
             f"{key}={_libpq_quote(str(value))}"
