@@ -420,7 +420,7 @@ def plan_and_deliver(
             report = TenantReport(tenant)
             report.fail(_clock_ahead(anchor, complete_until, context.now))
             return report
-        if entry is None and complete_until is not None and not context.dry_run:
+        if entry is None and not context.dry_run:
             # the ledger may know an earlier one (rows migrated from the previous version)
             entry = ledger.ledger.register(book, anchor.start_utc)
             ledger.ledger.record_schedule(book, schedule_of(tenant))
