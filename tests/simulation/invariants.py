@@ -17,7 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from tests.simulation.world import BRANDS, LABELS, SENTINEL_IDS, SIM_END, Brand, Event, World
+from tests.simulation.world import (
+    BRANDS,
+    LABELS,
+    SENTINEL_IDS,
+    SIM_END,
+    WRONG_CLOCK_BRAND,
+    Brand,
+    Customer,
+    Event,
+    World,
+)
 from tests.support.project import Project
 
 ACTIVITY_HEADER = [
@@ -50,6 +60,7 @@ class Invariants:
 
     # the simulation's own state, read here; the record of deliveries is kept here
     world: World
+    with_loaded_at: bool
     project: Project
     config: Path
     server: Path
@@ -118,6 +129,7 @@ class Invariants:
             self.seen[relative] = digest
             kind, code, stamp = FILE_NAME.match(path.name).groups()  # type: ignore[union-attr]
             brand = BRANDS[code]
+            self.check_erased_nowhere(relative, code, content)
             if kind == "activity":
                 self.check_activity_file(relative, brand, stamp, content)
             else:
@@ -127,6 +139,24 @@ class Invariants:
             if partner in self.broadcast_files and not referenced <= self.broadcast_files[partner]:
                 missing = sorted(referenced - self.broadcast_files[partner])
                 self.fail(f"{partner} lacks broadcasts {missing} that {relative} refers to")
+
+    def erasure_known(self, customer: Customer) -> bool:
+        """Whether the warehouse the files are written from (the latest build) knows the erasure."""
+        return customer.erasure_visible_at is not None and customer.erasure_visible_at <= self.builds[-1]
+
+    def check_erased_nowhere(self, relative: str, code: str, content: bytes) -> None:
+        """Erased means erased everywhere: a file written after the erasure holds none of the
+        customer's addresses or its number, in no column (bounce messages and tracked links too)."""
+        text = content.decode("utf-8", errors="replace")
+        for customer in self.world.customers.values():
+            if customer.brand != code or not self.erasure_known(customer):
+                continue
+            found = [value for value in customer.personal() if value in text]
+            if found:
+                self.fail(
+                    f"{relative}, written after customer {customer.customer_id} of {code} was erased "
+                    f"(erasure arrived {customer.erasure_visible_at:%m-%d %H:%M}), holds {found}"
+                )
 
     def _rows(self, relative: str, content: bytes, header: list[str]) -> list[dict[str, str]]:
         text = content.decode("utf-8")
@@ -168,10 +198,11 @@ class Invariants:
                 "activitydate": event.occurred_at.astimezone(local).strftime("%Y-%m-%d %H:%M:%S"),
                 "description": event.url or event.message or "",
             }
-            if customer.erased:  # no customer row to take them from; what an erasure blanks is not ours
+            if not customer.in_customers:  # no customer row to take them from
                 expected["externalid"] = ""
-                del expected["email"]
-                del expected["description"]  # free text is blanked too once the erasure is loaded
+                expected["email"] = event.email or ""
+            if self.erasure_known(customer):  # the address, the number and every free text empty
+                expected.update(externalid="", email="", description="")
             wrong = {key: (row[key], value) for key, value in expected.items() if row[key] != value}
             registrations = {
                 d.registered_at.astimezone(local).strftime("%Y-%m-%d %H:%M:%S") for d in event.deliveries
@@ -185,6 +216,12 @@ class Invariants:
                     f"{relative}: event {event_id} registered at {event.registered_at.isoformat()}, "
                     f"after the period [{start.isoformat()}, {end.isoformat()}) ended"
                 )
+            if not self.ever_trusted(event):
+                self.fail(
+                    f"{relative}: event {event_id}, stamped by a wrong clock (registered "
+                    f"{event.registered_at.isoformat()}, loaded {event.deliveries[0].loaded_at.isoformat()}), "
+                    f"is delivered before its time came: the latest build's clock is {self.builds[-1].isoformat()}"
+                )
             on_time = self.registration_period_if_on_time(event, brand)
             if on_time is not None and on_time != stamp:
                 self.fail(
@@ -193,6 +230,74 @@ class Invariants:
                 )
             referenced.add(event.broadcast_id)
         self.activity_broadcasts[relative] = referenced
+
+    def ever_trusted(self, event: Event) -> bool:
+        """Whether a build so far trusted the event: before, its time had not come."""
+        return any(self.world.trusted_by(event, built, self.with_loaded_at) for built in self.builds)
+
+    def watermark_floors(self) -> dict[str, datetime]:
+        """Per brand, a lower bound of its watermark after the latest build, from the world alone.
+
+        Build by build: the horizon is the newest registration among the e-mail events seen so
+        far, and a brand is held at the earliest registration among its events whose broadcast or
+        customer has not arrived; a wrong clock's events count for neither until a build's clock
+        trusts them. Each event counts with the earliest registration among its rows committed by
+        then, so the bound is never above what the models may compute.
+        """
+        floors: dict[str, datetime] = {}
+        horizon: datetime | None = None
+        for built in self.builds:
+            held: dict[str, datetime] = {}
+            for event in self.world.events.values():
+                registrations = [d.registered_at for d in event.deliveries if d.visible_at <= built]
+                if event.event_type.lower() not in LABELS or not self.world.trusted_by(
+                    event, built, self.with_loaded_at
+                ):
+                    continue
+                registered = min(registrations)
+                broadcast = self.world.broadcasts[event.broadcast_id]
+                customer = self.world.customers[(event.brand, event.customer_id)]
+                if broadcast.visible_at > built or (
+                    broadcast.channel == "email" and customer.visible_at > built
+                ):
+                    held[event.brand] = min(held.get(event.brand, registered), registered)
+                if broadcast.visible_at <= built and broadcast.channel == "email":
+                    horizon = registered if horizon is None else max(horizon, registered)
+            if horizon is None:
+                continue
+            for code in BRANDS:
+                complete = min(horizon, held.get(code, horizon))
+                floors[code] = max(floors.get(code, complete), complete)
+        return floors
+
+    def check_on_time(self, now: datetime) -> None:
+        """After a run that went normally, every brand has every due period up to its watermark:
+        no brand is held back by rows of a wrong clock (its own or another brand's)."""
+        files = self.delivered_files()
+        for code, floor in self.watermark_floors().items():
+            brand = BRANDS[code]
+            stamps = [FILE_NAME.match(Path(r).name).group(3) for r in files if r.startswith(code + "/")]  # type: ignore[union-attr]
+            if brand.start is not None:
+                stamp = brand.stamp(
+                    datetime.combine(brand.start, datetime.min.time()).replace(tzinfo=brand.zone)
+                )
+            elif stamps:
+                stamp = min(stamps, key=lambda s: brand.bounds(s)[0])
+            else:
+                continue
+            latest_due = brand.bounds(brand.latest_due_stamp(now))[0]
+            undelivered = []
+            while brand.bounds(stamp)[1] <= floor and brand.bounds(stamp)[0] <= latest_due:
+                if any(
+                    f"{code}/{kind}_{code}_{stamp}.csv" not in files for kind in ("activity", "broadcast")
+                ):
+                    undelivered.append(stamp)
+                stamp = brand.next_stamp(stamp)
+            if undelivered:
+                self.fail(
+                    f"{code}: run --now {now.isoformat()} left due periods {undelivered[:5]} undelivered, "
+                    f"although its watermark is at least {floor.isoformat()}"
+                )
 
     def registration_period_if_on_time(self, event: Event, brand: Brand) -> str | None:
         """The period an event must be in when it entered the export on time, else None.
@@ -206,7 +311,8 @@ class Invariants:
         customer = self.world.customers[(event.brand, event.customer_id)]
         for index, built in enumerate(self.builds):
             visible = [d for d in event.deliveries if d.visible_at <= built]
-            if visible and broadcast.visible_at <= built and customer.visible_at <= built:
+            trusted = self.world.trusted_by(event, built, self.with_loaded_at)  # else quarantined
+            if visible and trusted and broadcast.visible_at <= built and customer.visible_at <= built:
                 registered = min(d.registered_at for d in visible)
                 if index == 0 or registered >= self.builds[index - 1]:
                     return brand.stamp(registered)
@@ -284,11 +390,45 @@ class Invariants:
                 and event.event_id < SENTINEL_IDS
                 and self.world.exportable(event)
                 and event.registered_at >= first_start
+                and self.ever_trusted(event)
                 and event.event_id not in self.delivered_in
             )
             if missing:
                 details = "\n".join(self.describe(self.world.events[event_id]) for event_id in missing[:8])
                 self.fail(f"{code}: {len(missing)} e-mail events never delivered, e.g.\n{details}")
+            never_due = [
+                event
+                for event in self.world.events.values()
+                if event.brand == code and not self.ever_trusted(event)
+            ]
+            if never_due and code != WRONG_CLOCK_BRAND:
+                self.fail(f"{code}: events of a wrong clock outside {WRONG_CLOCK_BRAND}: {never_due[:3]}")
+            for event in never_due:  # its time never came: in no file, and it held nobody back
+                if event.event_id in self.delivered_in:
+                    self.fail(
+                        f"event {event.event_id}, registered {event.registered_at.isoformat()} and loaded "
+                        f"{event.deliveries[0].loaded_at.isoformat()} (a wrong clock), was delivered in "
+                        f"{self.delivered_in[event.event_id]} although its time never came"
+                    )
+
+            listed = set().union(
+                *(ids for relative, ids in self.broadcast_files.items() if relative.startswith(code + "/"))
+            )
+            unlisted = sorted(
+                broadcast.broadcast_id
+                for broadcast in self.world.broadcasts.values()
+                if broadcast.brand == code
+                and broadcast.channel == "email"
+                and broadcast.sent_at >= first_start
+                and broadcast.broadcast_id not in listed
+            )
+            if unlisted:  # also one that arrived after its brand's watermark passed its send
+                details = "; ".join(
+                    f"{b} sent {self.world.broadcasts[b].sent_at:%m-%d %H:%M}, arrived "
+                    f"{self.world.broadcasts[b].visible_at:%m-%d %H:%M}"
+                    for b in unlisted
+                )
+                self.fail(f"{code}: e-mail broadcasts in no broadcast file: {details}")
 
         for broadcast in self.world.broadcasts.values():  # a broadcast sent in a period is in its file
             brand = BRANDS[broadcast.brand]

@@ -1,7 +1,9 @@
 """Loading the simulated world into the simulation's warehouse, and building it with dbt.
 
 Raw rows are small literal inserts, committed in random batches and order as ingestion delivers
-them; ``Loading`` is mixed into the simulation and works on its world, warehouse and clock.
+them; ``Loading`` is mixed into the simulation and works on its world, warehouse and clock. Every
+build runs with its clock fixed at the simulated moment (dbt var ``export_now``), so rows stamped
+later than that are quarantined until their time has come.
 """
 
 from __future__ import annotations
@@ -12,10 +14,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import duckdb
+import yaml
 
 from tests.simulation.world import World
 from tests.support.postgres import pg_connect
-from tests.support.project import Project
+from tests.support.project import ROOT, Project
+
+# how far before the newest load seen a build reads again (dbt var lookback_hours)
+LOOKBACK = timedelta(hours=yaml.safe_load((ROOT / "dbt_project.yml").read_text())["vars"]["lookback_hours"])
 
 RAW_TABLES = [
     "create schema raw",
@@ -53,6 +59,23 @@ class Warehouse:
     def __init__(self, project: Project) -> None:
         self.project = project
 
+    def scalar(self, query: str) -> object:
+        """The first column of the first row of ``query`` on the warehouse (``{schema}`` names the
+        schema dbt builds into)."""
+        if self.project.target == "postgres":
+            query = query.replace("{schema}", self.project.env.get("DBT_SCHEMA", "analytics"))
+            con = pg_connect(self.project.env["PGDATABASE"])
+            try:
+                with con, con.cursor() as cursor:
+                    cursor.execute(query)
+                    row = cursor.fetchone()
+            finally:
+                con.close()
+        else:
+            with duckdb.connect(self.project.env["ACTIVITY_EXPORT_DUCKDB"], read_only=True) as con:
+                row = con.execute(query.replace("{schema}", "main")).fetchone()
+        return None if row is None else row[0]
+
     def execute(self, statements: list[str]) -> None:
         if self.project.target == "postgres":
             con = pg_connect(self.project.env["PGDATABASE"])
@@ -87,16 +110,21 @@ class Loading:
         """Commit every raw row that reached the warehouse by ``until``, in random batches and order."""
         since = self.loaded_until
         statements: list[str] = []
-        customers = [c for c in self.world.customers.values() if since < c.visible_at <= until]
-        if [c for c in customers if not c.erased]:
-            rows = [(c.brand, c.customer_id, c.external_id, c.email) for c in customers if not c.erased]
+        customers = [
+            c for c in self.world.customers.values() if c.in_customers and since < c.visible_at <= until
+        ]
+        if customers:
+            rows = [(c.brand, c.customer_id, c.external_id, c.email) for c in customers]
             statements.append(
                 "insert into raw.customers (brand, customer_id, external_id, email) values " + _values(rows)
             )
-        if [c for c in customers if c.erased]:
-            rows = [
-                (c.brand, c.customer_id, c.visible_at - timedelta(hours=1)) for c in customers if c.erased
-            ]
+        erasures = [
+            c
+            for c in self.world.customers.values()
+            if c.erasure_visible_at is not None and since < c.erasure_visible_at <= until
+        ]
+        if erasures:
+            rows = [(c.brand, c.customer_id, c.erased_at) for c in erasures]
             statements.append(
                 "insert into raw.erasures (brand, customer_id, erased_at) values " + _values(rows)
             )
@@ -155,7 +183,8 @@ class Loading:
             self.warehouse.execute([statement])
         self.loaded_until = until
         self.note(
-            f"{until:%m-%d %H:%M} load: {len(customers)} customers, {len(broadcasts)} broadcasts, "
+            f"{until:%m-%d %H:%M} load: {len(customers)} customers, {len(erasures)} erasures, "
+            f"{len(broadcasts)} broadcasts, "
             f"{len(deliveries)} event rows in {sum(1 for b in batches if b)} batches"
         )
 
@@ -163,9 +192,39 @@ class Loading:
         self.load(at)
         started = time.monotonic()
         # as in production, without the unit tests (they test the SQL on fixtures, not the data)
-        args = ["build", "--exclude-resource-type", "unit_test"]
+        # its clock is the simulated moment, not the machine's: rows stamped later are quarantined
+        variables = f'export_now: "{at.isoformat()}"'
         if self.with_loaded_at:
-            args += ["--vars", "{loaded_at_column: loaded_at}"]
-        self.project.dbt(*args)
+            variables += ", loaded_at_column: loaded_at"
+        self.project.dbt("build", "--exclude-resource-type", "unit_test", "--vars", "{" + variables + "}")
         self.builds.append(at)
         self.note(f"{at:%m-%d %H:%M} dbt build ({time.monotonic() - started:.1f}s)")
+        self.commit_beyond_lookback(at)
+
+    def commit_beyond_lookback(self, built: datetime) -> None:
+        """Rows committed out of order beyond the lookback: each waits for the first build whose
+        read window (its newest load less the lookback) has passed its registration, and is
+        committed after that build with a load time before that window, within the days the
+        completeness check counts again. Only the next build can find it."""
+        pending = [
+            delivery
+            for event in self.world.events.values()
+            for delivery in event.deliveries
+            if delivery.beyond_lookback and delivery.visible_at > built
+        ]
+        if not pending:
+            return
+        loaded_until = self.warehouse.scalar("select max(loaded_until) from {schema}.export_watermark")
+        if not isinstance(loaded_until, datetime):  # nothing loaded yet
+            return
+        window = loaded_until.astimezone(UTC) - LOOKBACK
+        for delivery in pending:
+            if delivery.registered_at >= window - timedelta(hours=1):
+                continue
+            earliest = max(delivery.registered_at, window - timedelta(days=5))
+            delivery.loaded_at = earliest + (window - timedelta(hours=1) - earliest) * self.rng.random()
+            delivery.visible_at = built + timedelta(minutes=self.rng.uniform(1, 120))
+            self.note(
+                f"{built:%m-%d %H:%M} to commit after this build: a row loaded {delivery.loaded_at:%m-%d %H:%M}, "
+                f"before the read window from {window:%m-%d %H:%M}"
+            )

@@ -4,12 +4,17 @@ Three brands in three timezones and three intervals, e-mail, sms and page broadc
 and events of every type, some of them unknown; and when each raw row reaches the warehouse:
 registered seconds to days after it happened, committed minutes to hours later and out of order,
 a backlog after an outage, replays of the same event id, and broadcasts, customers and erasures of
-customers that arrive after their events.
+customers that arrive after their events. And the rows that must not stop or fool the export:
+events of one brand stamped by a wrong clock (registered days or years ahead, or loaded years
+ahead), erased customers whose address and number are in their bounce messages and tracked links,
+e-mail broadcasts without activity whose rows arrive after their brand's watermark passed their
+send, and rows committed out of order beyond the incremental read window's lookback.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -20,6 +25,11 @@ SENTINEL_AT = datetime(2026, 11, 9, 6, tzinfo=UTC)  # after New York's last week
 FINAL_BUILD = SENTINEL_AT + timedelta(minutes=30)
 FINAL_RUN = SENTINEL_AT + timedelta(hours=5, minutes=30)  # due periods past the watermark: not overdue
 SENTINEL_IDS = 9_000_000
+SPECIAL_IDS = 8_000_000  # the events of the cases below, after the random ones
+LATE_BROADCASTS = 100  # broadcast ids from brand * 1000 + 100: e-mail broadcasts nobody acts on
+CLOCK_SKEW = timedelta(minutes=5)  # dbt var clock_skew_minutes
+YEARS_AHEAD = datetime(2029, 3, 14, 9, tzinfo=UTC)  # a wrong clock: this time never comes in the month
+WRONG_CLOCK_BRAND = "AMSTEL"  # the one brand with future-dated rows
 
 LABELS = {
     "sent": "BROADCAST",
@@ -124,8 +134,24 @@ class Customer:
     customer_id: int
     external_id: str
     email: str
-    visible_at: datetime  # of its raw.customers row, or of its raw.erasures row when erased
-    erased: bool = False  # erased under the GDPR: never in raw.customers, listed in raw.erasures
+    visible_at: datetime  # when the warehouse first knows it: its raw.customers or raw.erasures row
+    erased_at: datetime | None = None  # erased under the GDPR (right to erasure)
+    erasure_visible_at: datetime | None = None  # when its raw.erasures row arrives
+    in_customers: bool = True  # has a raw.customers row (an erased one may never have had one)
+
+    @property
+    def erased(self) -> bool:
+        return self.erased_at is not None
+
+    @property
+    def work_email(self) -> str:
+        """A second address of its own that some mailings went to."""
+        local, domain = self.email.split("@")
+        return f"{local}.werk@{domain}"
+
+    def personal(self) -> list[str]:
+        """What identifies it in a file: its addresses and the brand's customer number."""
+        return [self.email, self.work_email, self.external_id]
 
 
 @dataclass
@@ -146,7 +172,10 @@ class Delivery:
 
     registered_at: datetime
     visible_at: datetime  # committed: the first build after this sees it
-    loaded_at: datetime  # the ingestion tool's stamp: at or before the commit
+    loaded_at: datetime  # the ingestion tool's stamp: at or before the commit (or a wrong clock)
+    # committed after a build with a load time older than that build's read window (its newest
+    # load less lookback_hours): the loader fixes loaded_at and visible_at at that moment
+    beyond_lookback: bool = False
 
 
 @dataclass
@@ -176,6 +205,17 @@ class World:
     def exportable(self, event: Event) -> bool:
         return self.broadcasts[event.broadcast_id].channel == "email" and event.event_type.lower() in LABELS
 
+    def trusted_by(self, event: Event, built: datetime, with_loaded_at: bool) -> bool:
+        """Whether the build with clock ``built`` trusts the event: the first of its rows committed
+        by then (earliest registration) is registered, and loaded when builds read a load time,
+        no later than the clock plus the skew. Otherwise the build quarantines it."""
+        visible = [d for d in event.deliveries if d.visible_at <= built]
+        if not visible:
+            return False
+        first = min(visible, key=lambda d: (d.registered_at, d.loaded_at))
+        stamp = max(first.registered_at, first.loaded_at) if with_loaded_at else first.registered_at
+        return stamp <= built + CLOCK_SKEW
+
 
 def between(rng: random.Random, low: timedelta, high: timedelta) -> timedelta:
     return timedelta(seconds=rng.uniform(low.total_seconds(), high.total_seconds()))
@@ -193,6 +233,177 @@ def _ingestion_delay(rng: random.Random) -> timedelta:
     return timedelta(days=60)  # stuck until the final catch-up
 
 
+def _event(
+    rng: random.Random,
+    customer: Customer,
+    broadcast_id: int,
+    event_type: str,
+    occurred: datetime,
+    delivery: Delivery,
+) -> Event:
+    """An event whose free text carries what identifies the customer, as real ones do: the
+    bounce message quotes the address, the tracked link the address and the customer number."""
+    email = None
+    if rng.random() < 0.2:  # another address than the customer's own
+        email = customer.work_email if customer.erased else f"alt{rng.randint(1, 99)}@example.org"
+    to = email or customer.email
+    return Event(
+        0,
+        customer.brand,
+        broadcast_id,
+        customer.customer_id,
+        event_type,
+        occurred,
+        email,
+        f'https://shop.example/p?id=1;x="y"&to={to}&kid={customer.external_id}'
+        if event_type == "click"
+        else None,
+        f'mailbox full;\n"550" <{to}>' if event_type in ("softbounce", "hardbounce", "complaint") else None,
+        [delivery],
+    )
+
+
+def _email_broadcast(
+    rng: random.Random, brand: Brand, broadcasts: dict[int, Broadcast], before: datetime
+) -> Broadcast | None:
+    """One of the brand's e-mail broadcasts with activity, sent before ``before``."""
+    candidates = [
+        b
+        for b in broadcasts.values()
+        if b.brand == brand.code
+        and b.channel == "email"
+        and b.sent_at < before
+        and b.broadcast_id % 1000 < 100
+    ]
+    return rng.choice(sorted(candidates, key=lambda b: b.broadcast_id)) if candidates else None
+
+
+def _after_first_send(
+    rng: random.Random, brand: Brand, broadcasts: dict[int, Broadcast], low: datetime, high: datetime
+) -> datetime:
+    """A moment in ``[low, high]``, after the brand's first e-mail broadcast went out when it can."""
+    first = min(b.sent_at for b in broadcasts.values() if b.brand == brand.code and b.channel == "email")
+    low = max(low, min(first + timedelta(minutes=10), high))
+    return low + between(rng, timedelta(0), high - low)
+
+
+def _special(
+    rng: random.Random,
+    ids: Iterator[int],
+    brand: Brand,
+    customer: Customer,
+    broadcasts: dict[int, Broadcast],
+    event_type: str,
+    occurred: datetime,
+    delivery: Delivery,
+) -> list[Event]:
+    broadcast = _email_broadcast(rng, brand, broadcasts, occurred)
+    if broadcast is None:
+        return []
+    event = _event(rng, customer, broadcast.broadcast_id, event_type, occurred, delivery)
+    event.event_id = next(ids)
+    return [event]
+
+
+def _erased_customers_text(
+    rng: random.Random,
+    brand: Brand,
+    customers: dict[tuple[str, int], Customer],
+    broadcasts: dict[int, Broadcast],
+    ids: Iterator[int],
+) -> list[Event]:
+    """A click and a bounce of each erased customer: customer 11's arrive before its erasure,
+    customer 12's are committed after its erasure arrived (written to files after it)."""
+    events: list[Event] = []
+    for number in (11, 12):
+        customer = customers[(brand.code, number)]
+        assert customer.erased_at is not None and customer.erasure_visible_at is not None
+        for event_type in ("click", "hardbounce"):
+            occurred = customer.erased_at - between(rng, timedelta(hours=2), timedelta(hours=20))
+            registered = occurred + between(rng, timedelta(0), timedelta(minutes=30))
+            visible = registered + between(rng, timedelta(minutes=1), timedelta(minutes=30))
+            if number == 12:
+                visible = customer.erasure_visible_at + between(rng, timedelta(hours=1), timedelta(days=2))
+            delivery = Delivery(registered, min(visible, FINAL_BUILD), min(visible, FINAL_BUILD))
+            events += _special(rng, ids, brand, customer, broadcasts, event_type, occurred, delivery)
+    return events
+
+
+def _wrong_clock(
+    rng: random.Random,
+    brand: Brand,
+    customers: dict[tuple[str, int], Customer],
+    broadcasts: dict[int, Broadcast],
+    ids: Iterator[int],
+) -> list[Event]:
+    """Events of one brand stamped by a wrong clock upstream: two registered days after they
+    reached the warehouse (their time comes during the month), one registered years ahead and one
+    loaded years ahead (their time never comes)."""
+    events: list[Event] = []
+    for ahead in ("days", "days", "registered years", "loaded years"):
+        occurred = _after_first_send(
+            rng, brand, broadcasts, brand.active_from + timedelta(days=2), SIM_END - timedelta(days=9)
+        )
+        visible = occurred + between(rng, timedelta(minutes=1), timedelta(hours=1))
+        delivery = Delivery(occurred + between(rng, timedelta(0), timedelta(minutes=1)), visible, visible)
+        if ahead == "days":
+            delivery.registered_at = visible + between(rng, timedelta(days=2), timedelta(days=5))
+        elif ahead == "registered years":
+            delivery.registered_at = YEARS_AHEAD + between(rng, timedelta(0), timedelta(days=30))
+        else:
+            delivery.loaded_at = YEARS_AHEAD + between(rng, timedelta(0), timedelta(days=30))
+        customer = customers[(brand.code, rng.randint(1, 9))]
+        event_type = rng.choice(["open", "click", "softbounce", "unsubscribe"])
+        events += _special(rng, ids, brand, customer, broadcasts, event_type, occurred, delivery)
+    return events
+
+
+def _beyond_lookback(
+    rng: random.Random,
+    brand: Brand,
+    customers: dict[tuple[str, int], Customer],
+    broadcasts: dict[int, Broadcast],
+    ids: Iterator[int],
+) -> list[Event]:
+    """Two events per brand active long enough whose rows are committed after a build, with a
+    load time older than that build's newest load less the lookback (loading.py picks the build)."""
+    events: list[Event] = []
+    if SIM_END - brand.active_from < timedelta(days=14):
+        return events
+    for _ in range(2):
+        occurred = _after_first_send(
+            rng, brand, broadcasts, brand.active_from + timedelta(days=1), SIM_END - timedelta(days=12)
+        )
+        registered = occurred + between(rng, timedelta(0), timedelta(minutes=10))
+        loaded = registered + between(rng, timedelta(minutes=1), timedelta(minutes=20))
+        delivery = Delivery(registered, FINAL_BUILD, loaded, beyond_lookback=True)
+        customer = customers[(brand.code, rng.randint(1, 9))]
+        events += _special(rng, ids, brand, customer, broadcasts, "open", occurred, delivery)
+    return events
+
+
+def _late_broadcasts(rng: random.Random, brand: Brand, broadcasts: dict[int, Broadcast]) -> None:
+    """Two e-mail broadcasts per brand active long enough that nobody acts on, whose rows arrive
+    12 to 13 days after their send: longer than any stretch without a build, so the brand's
+    watermark has passed the send when they arrive."""
+    if SIM_END - brand.active_from < timedelta(days=16):
+        return
+    index = list(BRANDS).index(brand.code)
+    for number in (1, 2):
+        sent_at = brand.active_from + between(rng, timedelta(days=1), timedelta(days=11))
+        broadcast_id = (index + 1) * 1000 + LATE_BROADCASTS + number
+        broadcasts[broadcast_id] = Broadcast(
+            broadcast_id,
+            brand.code,
+            rng.choice(["SINGLE", "CAMPAIGN", "QUICKMAIL", "SPLITRUN"]),
+            "email",
+            f"Laat {number}",
+            f"Te laat {number}",
+            sent_at,
+            sent_at + between(rng, timedelta(days=12), timedelta(days=13)),
+        )
+
+
 def make_world(rng: random.Random) -> World:
     customers: dict[tuple[str, int], Customer] = {}
     broadcasts: dict[int, Broadcast] = {}
@@ -201,18 +412,30 @@ def make_world(rng: random.Random) -> World:
         span = SIM_END - timedelta(hours=6) - brand.active_from
         # customer 10 signs up during the month and its row arrives hours to a day after its
         # first events; customer 11 is erased, and its erasure arrives after its last events
+        # (it never had a raw.customers row); customer 12 is known from the start and erased
+        # during the month, its row stays in raw.customers and some of its events arrive after
         signed_up = brand.active_from + between(rng, span * 0.2, span * 0.7)
         erased = brand.active_from + between(rng, span * 0.2, span * 0.7)
-        for number in range(1, 12):  # the same customer ids in every brand
+        erased_12 = brand.active_from + between(rng, span * 0.3, span * 0.7)
+        for number in range(1, 13):  # the same customer ids in every brand
             known = {10: signed_up + between(rng, timedelta(hours=2), timedelta(hours=30)), 11: erased}
-            customers[(brand.code, number)] = Customer(
+            customer = Customer(
                 brand.code,
                 number,
                 f"{brand.code[:2]}-{number:05d}",
                 f"klant{number}@{brand.code.lower()}.example",
                 known.get(number, SIM_START),
-                erased=number == 11,
             )
+            if number == 11:
+                customer.erased_at = erased - timedelta(hours=1)
+                customer.erasure_visible_at = erased
+                customer.in_customers = False
+            if number == 12:
+                customer.erased_at = erased_12
+                customer.erasure_visible_at = erased_12 + between(
+                    rng, timedelta(minutes=20), timedelta(hours=8)
+                )
+            customers[(brand.code, number)] = customer
         channels = ["email"] * brand.broadcasts + ["sms", "sms", "page"]
         for number, channel in enumerate(channels, start=1):
             broadcast_id = (index + 1) * 1000 + number
@@ -250,24 +473,25 @@ def make_world(rng: random.Random) -> World:
                 registered = occurred + lag
                 if registered >= SIM_END:
                     continue
-                events.append(
-                    Event(
-                        0,
+                customer = customers[
+                    (
                         brand.code,
-                        broadcast_id,
                         rng.choice(
                             [*range(1, 10)]
                             + ([10] if occurred >= signed_up else [])
                             + ([11] if erased - timedelta(days=2) <= occurred < erased else [])
+                            + ([12] if occurred < erased_12 else [])
                         ),
+                    )
+                ]
+                events.append(
+                    _event(
+                        rng,
+                        customer,
+                        broadcast_id,
                         event_type,
                         occurred,
-                        f"alt{rng.randint(1, 99)}@example.org" if rng.random() < 0.2 else None,
-                        'https://shop.example/p?id=1;x="y"' if event_type == "click" else None,
-                        'mailbox full;\n"550"'
-                        if event_type in ("softbounce", "hardbounce", "complaint")
-                        else None,
-                        [Delivery(registered, registered, registered)],
+                        Delivery(registered, registered, registered),
                     )
                 )
 
@@ -293,6 +517,13 @@ def make_world(rng: random.Random) -> World:
             if rng.random() < 0.3:  # stamped when the batch began, committed later
                 loaded = max(registered, visible - between(rng, timedelta(0), timedelta(hours=2)))
             event.deliveries.append(Delivery(registered, visible, loaded))
+
+    special = iter(range(SPECIAL_IDS, SENTINEL_IDS))
+    for brand in BRANDS.values():
+        events += _erased_customers_text(rng, brand, customers, broadcasts, special)
+        events += _beyond_lookback(rng, brand, customers, broadcasts, special)
+        _late_broadcasts(rng, brand, broadcasts)
+    events += _wrong_clock(rng, BRANDS[WRONG_CLOCK_BRAND], customers, broadcasts, special)
 
     # one event per brand far after the month, so the final watermark passes every period of it
     for index, brand in enumerate(BRANDS.values()):
