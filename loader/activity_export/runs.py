@@ -155,7 +155,7 @@ def deliver_one(
             )
     with tenant_lock(run.location, tenant.brand) as acquired:
         if not acquired:
-            holder = lock_holder(run.location, tenant.brand, run.context.now)
+            holder = lock_holder(run.location, tenant.brand)
             skipped = f"another run ({holder}) is delivering this tenant; skipped"
             log.warning("tenant %s: %s", tenant.brand, skipped)
             with open_ledger(run.location, read_only=True) as ledger:

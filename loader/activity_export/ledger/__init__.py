@@ -95,14 +95,15 @@ def tenant_lock(location: Location, brand: str) -> Iterator[bool]:
         yield locked
 
 
-def lock_holder(location: Location, brand: str, now: datetime) -> str:
-    """Who holds a tenant's lock, and for how long, as far as can be told."""
+def lock_holder(location: Location, brand: str) -> str:
+    """Who holds a tenant's lock, and for how long (wall-clock time, whatever ``--now`` says), as
+    far as can be told."""
     if isinstance(location, PostgresUrl):
         return "a worker sharing the ledger"
     try:
         path = lock_file(location, brand)
         pid = path.read_text().strip() or "?"
-        held = now - datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        held = datetime.now(UTC) - datetime.fromtimestamp(path.stat().st_mtime, UTC)
     except (OSError, ValueError):
         return "another process"
     return f"pid {pid}, for {held.total_seconds() / 3600:.1f}h"
