@@ -193,7 +193,8 @@ def deliver_period(
                 continue
             if (
                 record
-                and record.status == "uploading"
+                and _began_publishing(record)
+                and record.status != "delivered"
                 and record.sha256 == written.sha256
                 and destination.sha256(written.relative) == written.sha256
             ):
@@ -507,10 +508,11 @@ def _refuse_files_already_there(
 ) -> None:
     """Stop a tenant this ledger has delivered nothing for when the destination already holds the
     files of its first period: the ledger was lost, emptied or is new beside an old one. A file the
-    ledger saw being published (an interrupted run) is its own, and resumed as usual."""
+    ledger began to publish (a run killed, or failed later, after the upload) is its own, and
+    resumed as usual."""
     known = ledger.period_records(period.start_utc)
     for kind in tenant.delivered_kinds():
-        if kind in known and known[kind].status in ("uploading", "delivered"):
+        if kind in known and _began_publishing(known[kind]):
             continue
         relative = tenant.relative_path(kind, period)
         if destination.exists(relative):
@@ -521,6 +523,12 @@ def _refuse_files_already_there(
                 "record the files already there as delivered where their bytes match, or set "
                 "`start:` to the first period the receiver does not have yet"
             )
+
+
+def _began_publishing(record: Record) -> bool:
+    """Whether this ledger began to publish the record's file: it holds the file's SHA-256, which a
+    later failure of the period (``failed``) keeps."""
+    return record.status in ("uploading", "delivered") or bool(record.sha256)
 
 
 def _clock_ahead(anchor: Period, complete_until: datetime, now: datetime) -> str:

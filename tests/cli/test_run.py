@@ -137,7 +137,6 @@ def test_killed_run_is_finished_by_the_next_without_duplicates(
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="a failed run makes the ledger forget the file it published")
 def test_a_file_published_before_a_kill_stays_ours_after_a_failed_run(
     built_duckdb: Project, tmp_path: Path
 ) -> None:
