@@ -19,8 +19,13 @@ profiles.yml:
 demo: $(STAMP) profiles.yml
 	$(BIN)/activity-export demo
 
+# Two workers, a test file each at a time (so a module's fixtures are built once): the suite waits
+# on dbt, PostgreSQL and sshd in child processes as much as it computes. PYTEST_WORKERS=0 runs it
+# in one process.
+PYTEST_WORKERS ?= 2
+
 test: lint-python
-	$(BIN)/python -m pytest -m "not airflow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not airflow" -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Airflow gets a virtualenv of its own: its pins and dbt's cannot share one. About two minutes to
 # create once; the test then runs the example DAG with `airflow dags test` (a few minutes).

@@ -282,7 +282,7 @@ def test_held_brand_waits_says_what_holds_it_and_late_rows_are_counted(
     config = write_config(tmp_path, extra_fields={"activity": ["eventid"]})
     with duckdb.connect(project.env["ACTIVITY_EXPORT_DUCKDB"]) as con:
         con.execute(HELD_EVENT)  # 999000077's broadcast has not arrived; later events have
-    project.dbt("build")
+    project.build()
 
     def at_later(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return project.run(*args, "--config", str(config), "--now", LATER, *project.cli_args(), check=check)
@@ -302,7 +302,7 @@ def test_held_brand_waits_says_what_holds_it_and_late_rows_are_counted(
 
     with duckdb.connect(project.env["ACTIVITY_EXPORT_DUCKDB"]) as con:
         con.execute(RELEASE_AND_LATE)  # the broadcast arrives, and an event for the shipped 2 November
-    project.dbt("build")
+    project.build()
     at_later("run")  # 4 November goes; 5 November is due only 1 hour: waiting, not overdue
     day_four = (tmp_path / "server" / "activity_BRANDNAAM_20261104.csv").read_text()
     assert "999000077" in day_four and "999000078" in day_four

@@ -196,7 +196,7 @@ class Loading:
         variables = f'export_now: "{at.isoformat()}"'
         if self.with_loaded_at:
             variables += ", loaded_at_column: loaded_at"
-        self.project.dbt("build", "--exclude-resource-type", "unit_test", "--vars", "{" + variables + "}")
+        self.project.build("--vars", "{" + variables + "}")
         self.builds.append(at)
         self.note(f"{at:%m-%d %H:%M} dbt build ({time.monotonic() - started:.1f}s)")
         self.commit_beyond_lookback(at)

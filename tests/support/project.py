@@ -70,6 +70,12 @@ class Project:
             raise AssertionError(f"dbt {' '.join(args)} failed:\n{completed.stdout[-6000:]}")
         return completed
 
+    def build(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``dbt build`` of the models, seeds and data tests. The dbt unit tests, which read no
+        warehouse data, run once per adapter in the session's ``built_duckdb`` and ``built_postgres``
+        fixtures rather than in every test's build."""
+        return self.dbt("build", "--exclude-resource-type", "unit_test", *args)
+
 
 def dbt_env(folder: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for the CLI and dbt: this one and ``extra``, dbt's target and logs in ``folder``."""
@@ -116,5 +122,5 @@ def fresh_project(base: Project, folder: Path, *generate_args: str) -> Project:
     """A DuckDB target of its own, generated and built, for tests that change or shape the data."""
     project = own_duckdb(base, folder)
     project.run("generate", *generate_args, *project.cli_args())
-    project.dbt("build")
+    project.build()
     return project

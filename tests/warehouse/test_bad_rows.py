@@ -171,7 +171,7 @@ def bad_day(
     project.dbt("run", *_variables(CLOCKS["three"]))
     states["three"] = _state(project)
     execute(project, ["insert into raw.events values " + ", ".join(BUILD_FOUR)])
-    project.dbt("build", *_variables(CLOCKS["four"]))
+    project.build(*_variables(CLOCKS["four"]))
     states["four"] = _state(project)
     return states
 
@@ -307,7 +307,7 @@ def repaired(bad_day: dict[str, object]) -> dict[str, object]:
     project.dbt("run", *_variables(REPAIR_CLOCK))
     states["stalled"] = _state(project)
     project.dbt("run-operation", "repair_future_watermarks", *_variables(REPAIR_CLOCK))
-    project.dbt("build", *_variables(REPAIR_CLOCK))
+    project.build(*_variables(REPAIR_CLOCK))
     states["repaired"] = _state(project)
     return states
 

@@ -106,7 +106,7 @@ def erased(built_duckdb: Project, tmp_path_factory: pytest.TempPathFactory) -> t
         built_duckdb, folder, "--brands", "BRANDNAAM", "--days", "3", "--events-per-day", "400"
     )
     customer, email, number = _erase_a_customer(project)
-    project.dbt("build")
+    project.build()
     return project, customer, email, number
 
 

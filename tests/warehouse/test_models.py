@@ -51,16 +51,16 @@ def test_incremental_run_adding_a_day_equals_a_fresh_build(
     incremental = target_project(target, tmp_path / "incremental", new_database)
     incremental.run("generate", *GENERATE, *incremental.cli_args())
     execute(incremental, AS_OF_VIEWS)
-    incremental.dbt("build", "--vars", "{raw_schema: raw_asof}")
+    incremental.build("--vars", "{raw_schema: raw_asof}")
     before = _rows(incremental, "export_activities", "event_id")
-    incremental.dbt("build")
+    incremental.build()
 
     if target == "postgres":  # same raw data, another schema for the fresh build
         fresh = make_project(tmp_path / "fresh", target, incremental.env["PGDATABASE"], "analytics_fresh")
     else:
         fresh = make_project(tmp_path / "fresh", target)
         fresh.run("generate", *GENERATE, *fresh.cli_args())
-    fresh.dbt("build")
+    fresh.build()
 
     assert 0 < len(before) < len(_rows(fresh, "export_activities", "event_id"))
     for relation, order in RELATIONS.items():
@@ -120,9 +120,9 @@ def two_runs(
     if project.target == "duckdb":
         duckdb.connect(project.env["ACTIVITY_EXPORT_DUCKDB"]).close()
     execute(project, [*RAW_TABLES, "insert into raw.events values " + ", ".join(FIRST_RUN)])
-    project.dbt("build")
+    project.build()
     execute(project, ["insert into raw.events values " + ", ".join(SECOND_RUN)])
-    project.dbt("build")
+    project.build()
     return project
 
 
@@ -340,7 +340,7 @@ def three_nights(
     states["two"] = (_watermarks(project), _placed(project), _held(project))
     states["readers_two"] = _loader_readers(project)
     execute(project, [*NIGHT_THREE_ROWS, "insert into raw.events values " + ", ".join(NIGHT_THREE)])
-    project.dbt("build", *variables)
+    project.build(*variables)
     states["three"] = (_watermarks(project), _placed(project), _held(project))
     return states
 
@@ -522,7 +522,7 @@ def indexed_postgres(tmp_path_factory: pytest.TempPathFactory, new_database: Cal
         "4000",
         *project.cli_args(),
     )
-    project.dbt("build")
+    project.build()
     execute(project, ["analyze"])
     return project
 
