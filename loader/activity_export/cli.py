@@ -78,7 +78,10 @@ LedgerOption = Annotated[
         envvar="ACTIVITY_EXPORT_LEDGER",
     ),
 ]
-BrandOption = Annotated[list[str] | None, typer.Option("--brand", help="Only this tenant (repeatable).")]
+# an explicit metavar: typer would name the Python type (<list[str]>)
+BrandOption = Annotated[
+    list[str] | None, typer.Option("--brand", metavar="<brand>", help="Only this tenant (repeatable).")
+]
 DryRunOption = Annotated[bool, typer.Option(help="Say what would be done; do nothing.")]
 NowOption = Annotated[
     str | None,
@@ -97,14 +100,15 @@ VerboseOption = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="Log every step (-v); debugging detail (-vv).")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only.")]
-LogFormatOption = Annotated[
-    LogFormat,
-    typer.Option(
-        "--log-format",
-        help="json: one object per line (time, level, event, brand, period, kind, message).",
-        envvar="ACTIVITY_EXPORT_LOG_FORMAT",
-    ),
-]
+_LOG_FORMAT = typer.Option(
+    "--log-format",
+    help="json: one object per line (time, level, event, brand, period, kind, message).",
+    envvar="ACTIVITY_EXPORT_LOG_FORMAT",
+)
+LogFormatOption = Annotated[LogFormat, _LOG_FORMAT]
+# after the command name the default is "as given before it"; `LogFormatOption | None` would wrap
+# the Annotated in a union that typer does not look into, and print its repr as the metavar
+CommandLogFormatOption = Annotated[LogFormat | None, _LOG_FORMAT]
 
 # What was given before the command name (`activity-export -v run`); the command's own -v adds to it.
 _before_command: dict[str, Any] = {"verbose": 0, "quiet": False, "log_format": LogFormat.text}
@@ -114,7 +118,7 @@ _LOGGING_PARAMETERS = [
     inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=VerboseOption),
     inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOption),
     inspect.Parameter(
-        "log_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=LogFormatOption | None
+        "log_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=CommandLogFormatOption
     ),
 ]
 
