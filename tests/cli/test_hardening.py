@@ -120,6 +120,41 @@ def test_a_yaml_syntax_error_shows_line_and_column_not_the_text(tmp_path: Path) 
     assert SECRET not in output
 
 
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (  # a flow mapping never closed: what was expected, and where the mapping began
+            f"tenants:\n  BRANDNAAM:\n    destination: {{type: sftp, password: {SECRET}\n",
+            ["line 4, column 1", "expected ',' or '}'", "flow mapping", "line 3, column 18"],
+        ),
+        (  # a key indented one space short
+            "tenants:\n  BRANDNAAM:\n    destination:\n      type: local\n     root: /srv\n",
+            ["line 5, column 6", "indent"],
+        ),
+        (  # a tab where YAML wants spaces
+            "tenants:\n  BRANDNAAM:\n\tdestination: {}\n",
+            ["line 3, column 1", "tab"],
+        ),
+        (  # a value holding ": " without quotes
+            f"tenants:\n  BRANDNAAM:\n    file_name: {SECRET}: x\n",
+            ["line 3, column", "quote"],
+        ),
+        (  # an alias whose name is the secret
+            f"tenants:\n  BRANDNAAM:\n    file_name: *{SECRET}\n",
+            ["line 3, column 16", "alias"],
+        ),
+    ],
+)
+def test_a_yaml_syntax_error_says_where_and_what_was_expected(
+    tmp_path: Path, text: str, words: list[str]
+) -> None:
+    path = tmp_path / "tenants.yml"
+    path.write_text(text, encoding="utf-8")
+    output = assert_refused(check(path), f"{path}: not valid YAML at ", *words)
+    assert SECRET not in output
+    assert "a character" not in output  # the text that was blanked out, garbling the sentence
+
+
 def test_a_configuration_that_is_not_text_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tenants.yml"
     path.write_bytes(b"tenants:\n  \xff\xfe: {}\n")
