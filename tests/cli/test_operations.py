@@ -191,6 +191,33 @@ def test_colliding_paths_are_refused_by_every_command_that_writes(
     assert built_duckdb.run("check", "--config", str(config)).returncode == 0
 
 
+def test_a_collision_is_reported_once_though_it_concerns_two_tenants(tmp_path: Path) -> None:
+    shared = {"type": "local", "root": str(tmp_path / "server")}
+    config = tmp_path / "tenants.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"file_name": "{kind}_{period:%Y%m%d}.{extension}"},
+                "tenants": {"BRANDNAAM": {"destination": shared}, "MODEHUIS": {"destination": dict(shared)}},
+            }
+        )
+    )
+    checked = subprocess.run(
+        [str(BIN / "activity-export"), "check", "--config", str(config), "--now", NOW],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert checked.returncode == 2
+    assert checked.stdout.count("both write") == 1, checked.stdout
+    assert "1 problem(s)" in checked.stdout
+    # the second tenant's block points at the first's, where the problem stands in full
+    second = checked.stdout.split("\nMODEHUIS\n", 1)[1].split("\n\n")[0]
+    assert "PROBLEM" in second and "BRANDNAAM" in second, second
+    assert checked.stderr.count("both write") == 1, checked.stderr
+
+
 def _sftp(username: str, port: int = 22, root: str = "/upload") -> dict[str, object]:
     return {
         "type": "sftp",
