@@ -260,7 +260,7 @@ def demo(
     from activity_export.config import load_config
     from activity_export.ledger import default_ledger_path
     from activity_export.report import run_summary
-    from activity_export.runs import deliver_tenants, start_run
+    from activity_export.runs import deliver_tenants, problems, start_run
     from activity_export.warehouse import connect, resolve_target
 
     if not config.exists():  # the generic message would suggest ACTIVITY_EXPORT_CONFIG, which demo ignores
@@ -294,6 +294,8 @@ def demo(
     reports = deliver_tenants(start_run(config, now=plan.as_of, force=True), warehouse_target)
     typer.echo("")
     typer.echo(run_summary(reports))
+    for problem in problems(reports):
+        typer.echo(f"error: {problem}", err=True)
     folders = sorted({str(t.destination.root) for t in tenants if hasattr(t.destination, "root")})
     typer.echo(f"\nfiles are in: {', '.join(folders)}")
     typer.echo(f"what was delivered: activity-export status --config {config}")
