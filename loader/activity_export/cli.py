@@ -52,6 +52,7 @@ app = typer.Typer(
 )
 
 DEMO_START = date(2026, 11, 1)
+DEMO_CONFIG = Path("demo/tenants.yml")  # the demo's own configuration, in the project folder
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", help="Tenant configuration file.", envvar="ACTIVITY_EXPORT_CONFIG")
@@ -242,7 +243,7 @@ def export(
 @app.command()
 @reports_errors
 def demo(
-    config: DemoConfigOption = Path("demo/tenants.yml"),
+    config: DemoConfigOption = DEMO_CONFIG,
     days: Annotated[int, typer.Option(min=1, help="Days of demo data.")] = 7,
     events_per_day: Annotated[int, typer.Option(min=1, help="Events per brand per day.")] = 2000,
     project_dir: ProjectDirOption = Path(),
@@ -269,7 +270,7 @@ def demo(
             "run the demo from the project folder, or give its place with --config PATH"
         )
     settings = load_config(config)
-    demo_job.check_config_is_the_demos(settings, force=force)
+    demo_job.check_config_is_the_demos(settings, own=DEMO_CONFIG, force=force)
     tenants = settings.selected(None)
     plan = _plan(",".join(t.brand for t in tenants), days, events_per_day, DEMO_START.isoformat(), 42)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)

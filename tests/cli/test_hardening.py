@@ -505,3 +505,29 @@ def test_demo_refuses_a_configuration_that_is_not_its_own(
     assert result.returncode == 2, result.stdout + result.stderr
     assert "is not a demo configuration" in result.stderr
     assert not (tmp_path / "demo.duckdb").exists() and not (workdir / "exports").exists()
+    # it is the demo's own file, edited: the way out is to undo the edit, not to "use" that file
+    assert "Use demo/tenants.yml" not in result.stderr
+    if change == "no marker":
+        assert "put back the line '# activity-export: demo configuration'" in result.stderr
+    else:
+        assert "tenant REAL" in result.stderr and "type: local" in result.stderr
+    assert "git checkout demo/tenants.yml" in result.stderr and "--force" in result.stderr
+
+
+@pytest.mark.parametrize("demos_own_edited", [False, True])
+def test_demo_given_another_configuration_points_at_its_own_only_while_that_one_is_usable(
+    duckdb_project: Project, tmp_path: Path, demos_own_edited: bool
+) -> None:
+    own = (ROOT / "demo" / "tenants.yml").read_text(encoding="utf-8")
+    workdir = demo_workdir(
+        tmp_path, own.replace("# activity-export: demo configuration\n", "") if demos_own_edited else own
+    )
+    other = workdir / "tenants.yml"
+    other.write_text(own.replace("# activity-export: demo configuration\n", ""), encoding="utf-8")
+    env = dict(duckdb_project.env, ACTIVITY_EXPORT_DUCKDB=str(tmp_path / "demo.duckdb"))
+    result = duckdb_project.run(
+        "demo", "--config", str(other), *duckdb_project.cli_args(), check=False, env=env, cwd=workdir
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{other} is not a demo configuration" in result.stderr
+    assert ("demo/tenants.yml" in result.stderr) is not demos_own_edited, result.stderr
