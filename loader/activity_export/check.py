@@ -236,8 +236,9 @@ def changed_since_delivery(config: Config, location: Location, brands: list[str]
 
 
 def config_problems(summaries: list[TenantSummary]) -> list[str]:
-    """Every problem found, one line each; empty when the configuration is usable here."""
-    return [problem for summary in summaries for problem in summary.problems]
+    """Every problem found, one line each (a collision concerns two tenants, but is one problem);
+    empty when the configuration is usable here."""
+    return list(dict.fromkeys(problem for summary in summaries for problem in summary.problems))
 
 
 def raise_on_problems(summaries: list[TenantSummary]) -> None:
@@ -250,6 +251,7 @@ def raise_on_problems(summaries: list[TenantSummary]) -> None:
 def render_summary(summaries: list[TenantSummary]) -> str:
     """The text ``check`` prints: one block per tenant."""
     blocks = []
+    shown: dict[str, str] = {}  # a problem of two tenants stands in full under the first
     for summary in summaries:
         period = summary.next_period
         lines = [
@@ -270,7 +272,9 @@ def render_summary(summaries: list[TenantSummary]) -> str:
             _line("files" if number == 0 else "", str(path)) for number, path in enumerate(summary.files)
         )
         lines.append(_line("destination", summary.destination))
-        lines.extend(_line("PROBLEM", problem) for problem in summary.problems)
+        for problem in summary.problems:
+            first = shown.setdefault(problem, summary.brand)
+            lines.append(_line("PROBLEM", problem if first == summary.brand else f"see {first} above"))
         blocks.append("\n".join(lines))
     problems = config_problems(summaries)
     verdict = (

@@ -52,6 +52,7 @@ app = typer.Typer(
 )
 
 DEMO_START = date(2026, 11, 1)
+DEMO_CONFIG = Path("demo/tenants.yml")  # the demo's own configuration, in the project folder
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", help="Tenant configuration file.", envvar="ACTIVITY_EXPORT_CONFIG")
@@ -78,7 +79,10 @@ LedgerOption = Annotated[
         envvar="ACTIVITY_EXPORT_LEDGER",
     ),
 ]
-BrandOption = Annotated[list[str] | None, typer.Option("--brand", help="Only this tenant (repeatable).")]
+# an explicit metavar: typer would name the Python type (<list[str]>)
+BrandOption = Annotated[
+    list[str] | None, typer.Option("--brand", metavar="<brand>", help="Only this tenant (repeatable).")
+]
 DryRunOption = Annotated[bool, typer.Option(help="Say what would be done; do nothing.")]
 NowOption = Annotated[
     str | None,
@@ -97,14 +101,15 @@ VerboseOption = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="Log every step (-v); debugging detail (-vv).")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only.")]
-LogFormatOption = Annotated[
-    LogFormat,
-    typer.Option(
-        "--log-format",
-        help="json: one object per line (time, level, event, brand, period, kind, message).",
-        envvar="ACTIVITY_EXPORT_LOG_FORMAT",
-    ),
-]
+_LOG_FORMAT = typer.Option(
+    "--log-format",
+    help="json: one object per line (time, level, event, brand, period, kind, message).",
+    envvar="ACTIVITY_EXPORT_LOG_FORMAT",
+)
+LogFormatOption = Annotated[LogFormat, _LOG_FORMAT]
+# after the command name the default is "as given before it"; `LogFormatOption | None` would wrap
+# the Annotated in a union that typer does not look into, and print its repr as the metavar
+CommandLogFormatOption = Annotated[LogFormat | None, _LOG_FORMAT]
 
 # What was given before the command name (`activity-export -v run`); the command's own -v adds to it.
 _before_command: dict[str, Any] = {"verbose": 0, "quiet": False, "log_format": LogFormat.text}
@@ -114,7 +119,7 @@ _LOGGING_PARAMETERS = [
     inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=VerboseOption),
     inspect.Parameter("quiet", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=QuietOption),
     inspect.Parameter(
-        "log_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=LogFormatOption | None
+        "log_format", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=CommandLogFormatOption
     ),
 ]
 
@@ -238,7 +243,7 @@ def export(
 @app.command()
 @reports_errors
 def demo(
-    config: DemoConfigOption = Path("demo/tenants.yml"),
+    config: DemoConfigOption = DEMO_CONFIG,
     days: Annotated[int, typer.Option(min=1, help="Days of demo data.")] = 7,
     events_per_day: Annotated[int, typer.Option(min=1, help="Events per brand per day.")] = 2000,
     project_dir: ProjectDirOption = Path(),
@@ -256,7 +261,7 @@ def demo(
     from activity_export.config import load_config
     from activity_export.ledger import default_ledger_path
     from activity_export.report import run_summary
-    from activity_export.runs import deliver_tenants, start_run
+    from activity_export.runs import deliver_tenants, problems, start_run
     from activity_export.warehouse import connect, resolve_target
 
     if not config.exists():  # the generic message would suggest ACTIVITY_EXPORT_CONFIG, which demo ignores
@@ -265,7 +270,7 @@ def demo(
             "run the demo from the project folder, or give its place with --config PATH"
         )
     settings = load_config(config)
-    demo_job.check_config_is_the_demos(settings, force=force)
+    demo_job.check_config_is_the_demos(settings, own=DEMO_CONFIG, force=force)
     tenants = settings.selected(None)
     plan = _plan(",".join(t.brand for t in tenants), days, events_per_day, DEMO_START.isoformat(), 42)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
@@ -290,6 +295,8 @@ def demo(
     reports = deliver_tenants(start_run(config, now=plan.as_of, force=True), warehouse_target)
     typer.echo("")
     typer.echo(run_summary(reports))
+    for problem in problems(reports):
+        typer.echo(f"error: {problem}", err=True)
     folders = sorted({str(t.destination.root) for t in tenants if hasattr(t.destination, "root")})
     typer.echo(f"\nfiles are in: {', '.join(folders)}")
     typer.echo(f"what was delivered: activity-export status --config {config}")

@@ -594,19 +594,51 @@ def load_config(path: Path) -> Config:
     except DuplicateKeyError as exc:
         raise ConfigError(f"{path}: {exc}; give every key once") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML{_yaml_position(exc)}") from None
+        raise ConfigError(f"{path}: not valid YAML{_yaml_position(exc, text)}") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     return parse_config(raw, path)
 
 
-def _yaml_position(exc: yaml.YAMLError) -> str:
-    """Where the YAML error is and what kind it is, never the text there (it may be a secret)."""
+# What PyYAML quotes in a message that is YAML's own syntax (an indicator, a token name such as
+# '<block end>'), and so may be shown; any other quoted text was read from the file
+_YAML_SYNTAX = re.compile(r"[-,:?\[\]{}!&*|>#%@`]|<[a-z ]+>")
+
+# A word of advice for the syntax errors people make most, by a phrase of PyYAML's (or libyaml's)
+_YAML_HINTS = {
+    "expected key": "is this line indented like the keys above it?",
+    "expected <block end>": "is this line indented like the keys above it?",
+    "mapping values are not allowed": 'a value holding ": " must be quoted',
+    "expected '-' indicator": "a list (- item) and keys (key: value) cannot share one level",
+}
+
+
+def _yaml_position(exc: yaml.YAMLError, text: str) -> str:
+    """Where the YAML error is, what was expected there and where the enclosing block began;
+    never the text of the file (it may be a secret), only YAML's own syntax."""
+
+    def syntax_only(message: str) -> str:
+        # "found unknown escape character 'q'": the 'q' came from the file
+        shown = re.sub(
+            r"'([^']*)'",
+            lambda quoted: quoted[0] if _YAML_SYNTAX.fullmatch(quoted[1]) else "",
+            message,
+        )
+        return re.sub(r" {2,}", " ", shown).strip()
+
     mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or ""
-    problem = re.sub(r"'[^']*'|\"[^\"]*\"", "a character", problem)  # "found character '\t' ..."
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return where + (f": {problem}" if problem else "")
+    problem = syntax_only(getattr(exc, "problem", None) or "")
+    if mark is None:
+        return f": {problem}" if problem else ""
+    found = f" at line {mark.line + 1}, column {mark.column + 1}" + (f": {problem}" if problem else "")
+    context, begun = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and begun is not None and (begun.line, begun.column) != (mark.line, mark.column):
+        found += f" ({syntax_only(context)} that began at line {begun.line + 1}, column {begun.column + 1})"
+    lines = text.splitlines()
+    if mark.line < len(lines) and lines[mark.line][mark.column : mark.column + 1] == "\t":
+        return found + "; a tab: YAML indents with spaces only"
+    hint = next((advice for phrase, advice in _YAML_HINTS.items() if phrase in problem), None)
+    return found + (f"; {hint}" if hint else "")
 
 
 def _label(name: Any) -> str:

@@ -108,6 +108,8 @@ class TenantReport:
     error: str | None = None
     exit_code: int = 0  # 1 failed or overdue, 2 configuration
     interrupted: bool = False
+    # failed with every tenant of the run, before any began: the warehouse could not be read
+    with_the_run: bool = False
 
     @property
     def failed(self) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from activity_export.config import Config, LocalDestination
+from activity_export.config import Config, LocalDestination, load_config
 from activity_export.errors import ConfigError
 from activity_export.warehouse import Warehouse
 
@@ -21,21 +21,50 @@ MARKER_TABLE = "activity_export_demo"
 CONFIG_MARKER = "# activity-export: demo configuration"
 
 
-def check_config_is_the_demos(config: Config, *, force: bool) -> None:
-    """Refuse a configuration that is not the demo's own (unless ``force``)."""
+def check_config_is_the_demos(config: Config, *, own: Path, force: bool) -> None:
+    """Refuse a configuration that is not a demo configuration (unless ``force``), saying how to
+    mend the demo's ``own`` file when that is the one edited, and pointing at it only while it is
+    usable itself."""
     if force:
         return
+    found = _not_a_demo(config)
+    if found is None:
+        return
+    why, mend = found
+    refused = f"{config.path} is not a demo configuration ({why})"
+    if config.path.resolve() == own.resolve():
+        raise ConfigError(
+            f"{refused}; the demo delivers synthetic data only to a configuration written for it, to "
+            f"local folders. To run the demo, {mend} (`git checkout {own}` restores the original), "
+            "or pass --force if this really is a demo"
+        )
+    instead = f"Use the demo's own {own}, or pass" if _usable(own) else "Pass"
+    raise ConfigError(
+        f"{refused}; the demo delivers synthetic data and would send it to these tenants. "
+        f"{instead} --force if this really is a demo"
+    )
+
+
+def _not_a_demo(config: Config) -> tuple[str, str] | None:
+    """Why ``config`` is not a demo configuration and how to make it one; None when it is one."""
     text = config.path.read_text(encoding="utf-8")
     foreign = [t.brand for t in config.tenants.values() if not isinstance(t.destination, LocalDestination)]
-    if CONFIG_MARKER not in text.splitlines() or foreign:
-        why = (
-            f"tenant {foreign[0]} delivers to a server" if foreign else f"it lacks the line {CONFIG_MARKER!r}"
+    if foreign:
+        return (
+            f"tenant {foreign[0]} delivers to a server",
+            f"give tenant {foreign[0]} a local destination (type: local, root: a folder) or remove it",
         )
-        raise ConfigError(
-            f"{config.path} is not a demo configuration ({why}); the demo delivers synthetic data "
-            "and would send it to these tenants. Use demo/tenants.yml, or pass --force if this "
-            "really is a demo"
-        )
+    if CONFIG_MARKER not in text.splitlines():
+        return f"it lacks the line {CONFIG_MARKER!r}", f"put back the line {CONFIG_MARKER!r} at its top"
+    return None
+
+
+def _usable(path: Path) -> bool:
+    """Whether ``path`` is a valid demo configuration, so that a message may send people to it."""
+    try:
+        return _not_a_demo(load_config(path)) is None
+    except ConfigError:
+        return False
 
 
 def is_demo_warehouse(path: Path) -> bool:

@@ -166,7 +166,11 @@ def _types_case(roll: str) -> str:
 
 
 def generate(warehouse: Warehouse, plan: Plan, schema: str = "raw") -> dict[str, int]:
-    """Replace the raw tables in ``schema`` with the plan's data; return row counts per table."""
+    """Replace the raw tables in ``schema`` with the plan's data; return row counts per table.
+
+    The optional ``erasures`` table is made too, without rows (nobody is erased), so that every
+    source of the contract exists and ``dbt source freshness`` checks them all, as in production.
+    """
     checked_schema(schema)
     for brand in plan.brands:
         if not BRAND_CODE.fullmatch(brand):
@@ -179,6 +183,7 @@ def generate(warehouse: Warehouse, plan: Plan, schema: str = "raw") -> dict[str,
         ("broadcasts", _broadcasts_sql(plan)),
         ("customers", _customers_sql(plan)),
         ("events", _events_sql(plan)),
+        ("erasures", ERASURES_SQL),
     ):
         target = warehouse.relation(table, schema)
         con.execute(f"drop table if exists {target}")
@@ -186,6 +191,13 @@ def generate(warehouse: Warehouse, plan: Plan, schema: str = "raw") -> dict[str,
         counts[table] = one_value(con.execute(f"select count(*) from {target}").fetchone())
         log.info("generated %s: %d rows", target, counts[table])
     return counts
+
+
+# raw.erasures as the source contract has it, empty
+ERASURES_SQL = (
+    "select cast(null as varchar) as brand, cast(null as bigint) as customer_id, "
+    "cast(null as timestamptz) as erased_at where false"
+)
 
 
 def _brands_sql(plan: Plan) -> str:

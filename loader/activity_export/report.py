@@ -22,6 +22,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+def _first_words(text: str, limit: int) -> str:
+    """The first line of ``text``, cut at a word to at most ``limit`` characters."""
+    line = text.splitlines()[0] if text.strip() else text
+    if len(line) <= limit:
+        return line
+    return line[: limit - 3].rsplit(" ", 1)[0] + "..."
+
+
 def delivered_line(brand: str, delivered: Delivered) -> str:
     return (
         f"{brand} {delivered.period.label}: "
@@ -34,10 +42,12 @@ def run_summary(reports: list[TenantReport]) -> str:
     """The table printed at the end of ``run``, ``backfill`` and ``demo``."""
     rows = []
     for report in reports:
-        if report.error:
-            state = ("INTERRUPTED: " if report.interrupted else "FAILED: ") + report.error.splitlines()[0][
-                :120
-            ]
+        if report.error and report.with_the_run:  # the whole reason is printed once, below the table
+            state = (
+                "INTERRUPTED before it began" if report.interrupted else "FAILED: warehouse not read (below)"
+            )
+        elif report.error:
+            state = ("INTERRUPTED: " if report.interrupted else "FAILED: ") + _first_words(report.error, 120)
         elif report.skipped:
             state = report.skipped
         elif report.planned:

@@ -128,7 +128,7 @@ def deliver_tenants(
     except ExportError as exc:
         reports = []
         for tenant in run.tenants:
-            report = TenantReport(tenant, interrupted=isinstance(exc, Interrupted))
+            report = TenantReport(tenant, interrupted=isinstance(exc, Interrupted), with_the_run=True)
             report.fail(str(exc), exc.exit_code)
             reports.append(report)
         return reports
@@ -200,10 +200,17 @@ def each_tenant(target: Target, tenants: list[Tenant], parallel: int, job: Job) 
 
 
 def problems(reports: list[TenantReport]) -> list[str]:
-    """One line per failed tenant and per overdue period, for stderr."""
+    """One line per failed tenant and per overdue period, for stderr; a failure of the whole run
+    (the warehouse could not be read) is one line naming the tenants it stopped."""
     lines = []
+    together = [report for report in reports if report.failed and report.with_the_run]
+    if together:
+        brands = ", ".join(report.tenant.brand for report in together[:10])
+        brands += f" and {len(together) - 10} more" if len(together) > 10 else ""
+        what = "stopped" if together[0].interrupted else "warehouse not read"
+        lines.append(f"{what}, no tenant delivered ({brands}): {together[0].error}")
     for report in reports:
-        if report.failed:
+        if report.failed and not report.with_the_run:
             lines.append(f"tenant {report.tenant.brand}: {report.error}")
         for overdue in report.overdue:
             lines.append(

@@ -9,6 +9,7 @@ DuckDB's ``COPY ... TO``.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,7 +150,7 @@ def connect(target: Target, *, read_only: bool = True, threads: int = DUCKDB_THR
             con.execute(f"attach {sql_string(dsn)} as {ATTACHED} ({options})")
         except duckdb.Error as exc:
             con.close()
-            raise ExportError(f"cannot connect to PostgreSQL for {target}: {exc}") from None
+            raise ExportError(f"cannot connect to PostgreSQL for {target}: {_libpq_reason(exc)}") from None
         catalog = ATTACHED
     con.execute("set timezone = 'UTC'")
     # The stable row order needs a sort of the whole slice. Under a small memory limit DuckDB
@@ -165,6 +166,16 @@ def connect(target: Target, *, read_only: bool = True, threads: int = DUCKDB_THR
     finally:
         warehouse.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _libpq_reason(exc: duckdb.Error) -> str:
+    """Why PostgreSQL could not be reached, as libpq says it, on one line: without DuckDB's
+    preamble and the connection string it repeats (the target already says where)."""
+    text = re.sub(r'^.*?Unable to connect to Postgres at ".*?": ', "", str(exc), count=1, flags=re.S)
+    lines = [line.strip() for line in text.splitlines() if line.strip()] or [str(exc).strip()]
+    # "Connection refused" / "Is the server running ...?": a full stop between libpq's lines
+    sentences = [line if line[-1] in ".?!:" else line + "." for line in lines[:-1]]
+    return " ".join([*sentences, lines[-1]])
 
 
 def sql_string(value: str) -> str:

@@ -63,13 +63,10 @@ def test_dag_builds_then_each_shard_delivers_and_a_rerun_delivers_nothing_twice(
         "generate", "--brands", ",".join(BRANDS), "--days", "3", "--events-per-day", "300",
         "--start", first.isoformat(), *project.cli_args(),
     )  # fmt: skip
-    # `dbt source freshness` checks every source, the optional raw.erasures included: this
-    # platform erases customers too (one who never had activity, so the files stay comparable)
+    # `dbt source freshness` checks every source, the optional raw.erasures included (`generate`
+    # makes it empty): this platform erases customers too, one who never had activity, so the
+    # files stay comparable and the erasures are fresh
     with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as con:
-        con.execute(
-            "create table raw.erasures "
-            "(brand varchar not null, customer_id bigint not null, erased_at timestamptz not null)"
-        )
         con.execute("insert into raw.erasures values ('BRANDNAAM', 999999999, now())")
     out = tmp_path / "delivered"
     config = tmp_path / "tenants.yml"

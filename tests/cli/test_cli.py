@@ -87,6 +87,18 @@ def test_logging_options_work_before_and_after_the_command_name(tmp_path: Path) 
         assert "--verbose" in help_text and "--quiet" in help_text and "--log-format" in help_text, command
 
 
+def test_every_commands_help_names_its_values_plainly() -> None:
+    """A metavar is a word a reader understands, never a Python type or object address."""
+    for command in ("", *COMMAND_ORDER):
+        result = cli(*command.split(), "--help")
+        assert result.returncode == 0, (command, result.stderr)
+        for leak in ("typing.", "OptionInfo", "<list[", "0x", "Annotated"):
+            assert leak not in result.stdout, (command, leak, result.stdout)
+        assert "--log-format <text|json>" in result.stdout, command
+    for command in ("run", "status", "check", "prune"):
+        assert "--brand <brand>" in cli(command, "--help").stdout, command
+
+
 def test_missing_configuration_says_where_it_looked_and_how_to_point_elsewhere(tmp_path: Path) -> None:
     result = cli("check", cwd=tmp_path)
     assert result.returncode == 2

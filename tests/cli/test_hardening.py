@@ -120,6 +120,41 @@ def test_a_yaml_syntax_error_shows_line_and_column_not_the_text(tmp_path: Path) 
     assert SECRET not in output
 
 
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (  # a flow mapping never closed: what was expected, and where the mapping began
+            f"tenants:\n  BRANDNAAM:\n    destination: {{type: sftp, password: {SECRET}\n",
+            ["line 4, column 1", "expected ',' or '}'", "flow mapping", "line 3, column 18"],
+        ),
+        (  # a key indented one space short
+            "tenants:\n  BRANDNAAM:\n    destination:\n      type: local\n     root: /srv\n",
+            ["line 5, column 6", "indent"],
+        ),
+        (  # a tab where YAML wants spaces
+            "tenants:\n  BRANDNAAM:\n\tdestination: {}\n",
+            ["line 3, column 1", "tab"],
+        ),
+        (  # a value holding ": " without quotes
+            f"tenants:\n  BRANDNAAM:\n    file_name: {SECRET}: x\n",
+            ["line 3, column", "quote"],
+        ),
+        (  # an alias whose name is the secret
+            f"tenants:\n  BRANDNAAM:\n    file_name: *{SECRET}\n",
+            ["line 3, column 16", "alias"],
+        ),
+    ],
+)
+def test_a_yaml_syntax_error_says_where_and_what_was_expected(
+    tmp_path: Path, text: str, words: list[str]
+) -> None:
+    path = tmp_path / "tenants.yml"
+    path.write_text(text, encoding="utf-8")
+    output = assert_refused(check(path), f"{path}: not valid YAML at ", *words)
+    assert SECRET not in output
+    assert "a character" not in output  # the text that was blanked out, garbling the sentence
+
+
 def test_a_configuration_that_is_not_text_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "tenants.yml"
     path.write_bytes(b"tenants:\n  \xff\xfe: {}\n")
@@ -470,3 +505,29 @@ def test_demo_refuses_a_configuration_that_is_not_its_own(
     assert result.returncode == 2, result.stdout + result.stderr
     assert "is not a demo configuration" in result.stderr
     assert not (tmp_path / "demo.duckdb").exists() and not (workdir / "exports").exists()
+    # it is the demo's own file, edited: the way out is to undo the edit, not to "use" that file
+    assert "Use demo/tenants.yml" not in result.stderr
+    if change == "no marker":
+        assert "put back the line '# activity-export: demo configuration'" in result.stderr
+    else:
+        assert "tenant REAL" in result.stderr and "type: local" in result.stderr
+    assert "git checkout demo/tenants.yml" in result.stderr and "--force" in result.stderr
+
+
+@pytest.mark.parametrize("demos_own_edited", [False, True])
+def test_demo_given_another_configuration_points_at_its_own_only_while_that_one_is_usable(
+    duckdb_project: Project, tmp_path: Path, demos_own_edited: bool
+) -> None:
+    own = (ROOT / "demo" / "tenants.yml").read_text(encoding="utf-8")
+    workdir = demo_workdir(
+        tmp_path, own.replace("# activity-export: demo configuration\n", "") if demos_own_edited else own
+    )
+    other = workdir / "tenants.yml"
+    other.write_text(own.replace("# activity-export: demo configuration\n", ""), encoding="utf-8")
+    env = dict(duckdb_project.env, ACTIVITY_EXPORT_DUCKDB=str(tmp_path / "demo.duckdb"))
+    result = duckdb_project.run(
+        "demo", "--config", str(other), *duckdb_project.cli_args(), check=False, env=env, cwd=workdir
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{other} is not a demo configuration" in result.stderr
+    assert ("demo/tenants.yml" in result.stderr) is not demos_own_edited, result.stderr

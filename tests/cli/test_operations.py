@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -14,9 +15,9 @@ import yaml
 
 from activity_export.check import _sharing_a_tree, path_collisions
 from activity_export.config import parse_config
-from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project
+from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project, make_project
 from tests.support.sshd import generate_key, public_key_line
-from tests.support.tenants import EXPECTED, NOW, run, server_files, write_config
+from tests.support.tenants import EXPECTED, NOW, run, server_files, write_config, write_tenants
 
 
 def ledger_rows(folder: Path, sql: str) -> list[tuple[object, ...]]:
@@ -140,6 +141,41 @@ def test_a_ledger_that_cannot_be_read_is_one_clear_error(
     assert not (tmp_path / "server").exists()
 
 
+def test_a_warehouse_that_is_down_is_one_whole_line_not_a_cut_reason_per_tenant(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    project = make_project(tmp_path, "postgres", "activity_export")
+    secret = "hunter2-Sup3r-s3cret"
+    down = {"PGHOST": "127.0.0.1", "PGPORT": str(closed), "PGPASSWORD": secret}
+    config = write_tenants(
+        tmp_path / "tenants.yml",
+        {
+            brand: {
+                "start": "2026-11-01",
+                "destination": {"type": "local", "root": str(tmp_path / "server" / brand)},
+            }
+            for brand in ("BRANDNAAM", "MODEHUIS")
+        },
+    )
+    result = project.run(
+        "run", "--config", str(config), "--now", NOW, *project.cli_args(), check=False, env=down
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert secret not in result.stdout + result.stderr
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    # the whole reason on one line: where, and libpq's words to its end
+    assert f"127.0.0.1:{closed}" in error and "Connection refused" in error, result.stderr
+    assert error.rstrip().endswith("accepting TCP/IP connections?"), result.stderr
+    assert "BRANDNAAM" in error and "MODEHUIS" in error
+    rows = [line for line in result.stdout.splitlines() if line.startswith(("BRANDNAAM", "MODEHUIS"))]
+    assert len(rows) == 2
+    for row in rows:  # each tenant's row says it failed and why, in words that are not cut
+        assert "FAILED: warehouse not read" in row and "IO Erro" not in row, result.stdout
+    assert not (tmp_path / "server").exists()
+
+
 def test_colliding_paths_are_refused_by_every_command_that_writes(
     built_duckdb: Project, tmp_path: Path
 ) -> None:
@@ -189,6 +225,33 @@ def test_colliding_paths_are_refused_by_every_command_that_writes(
         )
     )
     assert built_duckdb.run("check", "--config", str(config)).returncode == 0
+
+
+def test_a_collision_is_reported_once_though_it_concerns_two_tenants(tmp_path: Path) -> None:
+    shared = {"type": "local", "root": str(tmp_path / "server")}
+    config = tmp_path / "tenants.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"file_name": "{kind}_{period:%Y%m%d}.{extension}"},
+                "tenants": {"BRANDNAAM": {"destination": shared}, "MODEHUIS": {"destination": dict(shared)}},
+            }
+        )
+    )
+    checked = subprocess.run(
+        [str(BIN / "activity-export"), "check", "--config", str(config), "--now", NOW],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    assert checked.returncode == 2
+    assert checked.stdout.count("both write") == 1, checked.stdout
+    assert "1 problem(s)" in checked.stdout
+    # the second tenant's block points at the first's, where the problem stands in full
+    second = checked.stdout.split("\nMODEHUIS\n", 1)[1].split("\n\n")[0]
+    assert "PROBLEM" in second and "BRANDNAAM" in second, second
+    assert checked.stderr.count("both write") == 1, checked.stderr
 
 
 def _sftp(username: str, port: int = 22, root: str = "/upload") -> dict[str, object]:

@@ -24,7 +24,7 @@ from activity_export.warehouse import Target, connect
 from activity_export.writer import write_period
 from tests.support.golden import GOLDEN, GOLDEN_CASES, tenant
 from tests.support.postgres import pg_connect, pg_settings
-from tests.support.project import Project, fresh_project
+from tests.support.project import Project, fresh_project, own_duckdb
 from tests.support.tenants import write_config
 
 
@@ -92,7 +92,7 @@ def _erase_a_customer(project: Project) -> tuple[int, str, str]:
             """
         ).fetchone()
         assert row is not None, "the generated data has no customer active on all three days"
-        con.execute("create table raw.erasures (brand text, customer_id bigint, erased_at timestamptz)")
+        # `generate` made raw.erasures, without rows
         con.execute(
             "insert into raw.erasures values ('BRANDNAAM', ?, timestamptz '2026-11-02 12:00:00+00')", [row[0]]
         )
@@ -181,10 +181,18 @@ def test_run_backfill_and_export_never_write_an_erased_customer(
 
 
 def test_without_raw_erasures_nobody_is_erased(built_duckdb: Project, tmp_path: Path) -> None:
+    """A platform without the optional raw.erasures: the models build and nobody is erased."""
+    project = own_duckdb(built_duckdb, tmp_path)
+    project.run(
+        "generate", "--brands", "BRANDNAAM", "--days", "3", "--events-per-day", "400", *project.cli_args()
+    )
+    with duckdb.connect(project.env["ACTIVITY_EXPORT_DUCKDB"]) as con:
+        con.execute("drop table raw.erasures")
+    project.dbt("build")
     config = _config(tmp_path)
     out = tmp_path / "export"
-    built_duckdb.run(
+    project.run(
         "export", "--config", str(config), "--brand", "BRANDNAAM", "--period", "2026-11-02", "--out", str(out),
-        *built_duckdb.cli_args(),
+        *project.cli_args(),
     )  # fmt: skip
     assert (out / "erasure_BRANDNAAM_20261102.csv").read_text(encoding="utf-8") == "customerid;erasuredate\n"

@@ -9,13 +9,14 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from tests.support.bad_rows import RAW_SCHEMA
-from tests.support.project import BIN, ROOT, Project, make_project
+from tests.support.project import BIN, ROOT, Project, make_project, own_duckdb
 from tests.support.warehouses import execute, schema_of, target_project, utc_text
 
 RELATIONS = {
@@ -651,6 +652,23 @@ def test_project_governance_as_documented(built_duckdb: Project) -> None:
     package = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert project["version"] == package
     assert project["require-dbt-version"]
+
+
+def test_source_freshness_passes_on_generated_data(duckdb_project: Project, tmp_path: Path) -> None:
+    """Generated data holds every source table of the contract, the optional raw.erasures too
+    (empty), so `dbt source freshness` checks all four and passes, a warning at most."""
+    # freshness compares with the real clock: the data ends this morning (UTC)
+    first = datetime.now(UTC).date() - timedelta(days=3)
+    project = own_duckdb(duckdb_project, tmp_path)
+    project.run(
+        "generate", "--brands", "BRANDNAAM,MODEHUIS", "--days", "3", "--events-per-day", "300",
+        "--start", first.isoformat(), *project.cli_args(),
+    )  # fmt: skip
+    project.dbt("build")
+    freshness = project.dbt("source", "freshness")  # fails the test unless it exits 0
+    for table in ("broadcasts", "customers", "events", "erasures"):
+        assert f"freshness of platform.{table}" in freshness.stdout, table
+    assert "ERROR" not in freshness.stdout, freshness.stdout
 
 
 def test_dbt_docs_generate_succeeds(built_duckdb: Project) -> None:
