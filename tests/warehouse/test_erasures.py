@@ -188,7 +188,7 @@ def test_without_raw_erasures_nobody_is_erased(built_duckdb: Project, tmp_path: 
     )
     with duckdb.connect(project.env["ACTIVITY_EXPORT_DUCKDB"]) as con:
         con.execute("drop table raw.erasures")
-    project.dbt("build")
+    project.build()
     config = _config(tmp_path)
     out = tmp_path / "export"
     project.run(

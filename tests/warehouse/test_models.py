@@ -664,7 +664,7 @@ def test_source_freshness_passes_on_generated_data(duckdb_project: Project, tmp_
         "generate", "--brands", "BRANDNAAM,MODEHUIS", "--days", "3", "--events-per-day", "300",
         "--start", first.isoformat(), *project.cli_args(),
     )  # fmt: skip
-    project.dbt("build")
+    project.build()
     freshness = project.dbt("source", "freshness")  # fails the test unless it exits 0
     for table in ("broadcasts", "customers", "events", "erasures"):
         assert f"freshness of platform.{table}" in freshness.stdout, table
