@@ -60,21 +60,23 @@ class Project:
             )
         return completed
 
-    def dbt(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def dbt(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         # a dbt deprecation fails the suite, so CI finds it before a dbt upgrade removes the feature
         command = [str(BIN / "dbt"), "--warn-error-options", '{"error": ["Deprecations"]}', *args]
         command += ["--project-dir", str(ROOT)]
         command += ["--profiles-dir", str(self.profiles_dir), "--target", self.target]
-        completed = subprocess.run(command, env=self.env, cwd=ROOT, capture_output=True, text=True)
+        completed = subprocess.run(
+            command, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+        )
         if completed.returncode != 0:
             raise AssertionError(f"dbt {' '.join(args)} failed:\n{completed.stdout[-6000:]}")
         return completed
 
-    def build(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def build(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         """``dbt build`` of the models, seeds and data tests. The dbt unit tests, which read no
         warehouse data, run once per adapter in the session's ``built_duckdb`` and ``built_postgres``
         fixtures rather than in every test's build."""
-        return self.dbt("build", "--exclude-resource-type", "unit_test", *args)
+        return self.dbt("build", "--exclude-resource-type", "unit_test", *args, timeout=timeout)
 
 
 def dbt_env(folder: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
