@@ -208,6 +208,7 @@ def deliver_period(
                 ledger.delivered(written.kind, period.start_utc, record.remote_path or "")
                 locations.append(record.remote_path or "")
                 continue
+            ledger.claim.check()  # a run that lost the tenant to another publishes nothing more
             ledger.uploading(
                 written.kind,
                 period.start_utc,

@@ -153,8 +153,8 @@ def deliver_one(
             return plan_and_deliver(
                 warehouse, tenant, complete_until, chosen, run.context, TenantLedger(ledger, book)
             )
-    with tenant_lock(run.location, tenant.brand) as acquired:
-        if not acquired:
+    with tenant_lock(run.location, tenant.brand) as claim:
+        if claim is None:
             holder = lock_holder(run.location, tenant.brand)
             skipped = f"another run ({holder}) is delivering this tenant; skipped"
             log.warning("tenant %s: %s", tenant.brand, skipped)
@@ -166,7 +166,7 @@ def deliver_one(
                 )  # fmt: skip
         with run.ledgers.open() as ledger:
             return plan_and_deliver(
-                warehouse, tenant, complete_until, chosen, run.context, TenantLedger(ledger, book)
+                warehouse, tenant, complete_until, chosen, run.context, TenantLedger(ledger, book, claim)
             )
 
 

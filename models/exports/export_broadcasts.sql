@@ -1,5 +1,9 @@
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='append_new_columns',
+        pre_hook=["{{ replace_rows() }}"],
         post_hook=[
             "{{ export_index(['broadcast_id'], unique=true) }}",
         ],

@@ -1,5 +1,9 @@
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='append_new_columns',
+        pre_hook=["{{ replace_rows() }}"],
         post_hook=[
             "{{ export_index(['event_id'], unique=true) }}",
         ],
@@ -12,8 +16,8 @@
     its brand's watermark at its registration (export_watermark); the next build reads this
     table again and places the event once the row is there. `missing` says which row: the
     broadcast (the channel is unknown until it arrives, so it may yet turn out not to be e-mail)
-    or the customer (a customer in raw.erasures is not missing). Small: a table, rebuilt on
-    every build. -#}
+    or the customer (a customer in raw.erasures is not missing). Small: its rows are
+    replaced whole on every build (replace_rows). -#}
 
 -- depends_on: {{ ref('export_activities') }}
 

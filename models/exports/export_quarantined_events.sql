@@ -1,5 +1,9 @@
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='append_new_columns',
+        pre_hook=["{{ replace_rows() }}"],
         post_hook=[
             "{{ export_index(['event_id'], unique=true) }}",
         ],
@@ -10,7 +14,7 @@
     of the build that read them, beyond var('clock_skew_minutes'): a wrong clock upstream. They
     move no watermark and hold no brand; the next build reads this table again and places each
     one once its time has come, in the first period still open then. `status` counts them per
-    brand. Small: a table, rebuilt on every build. -#}
+    brand. Small: its rows are replaced whole on every build (replace_rows). -#}
 
 -- depends_on: {{ ref('export_activities') }}
 

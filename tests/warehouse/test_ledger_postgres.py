@@ -22,6 +22,7 @@ from activity_export.ledger.location import safe_url
 from activity_export.ledger.postgres import PostgresLedger
 from tests.support.postgres import fresh_database, pg_connect, pg_settings
 from tests.support.project import BIN, Project, fresh_project
+from tests.support.tenants import EXPECTED, server_files, write_config
 from tests.support.webhooks import Hook, serve
 
 NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
@@ -82,9 +83,9 @@ def test_a_claim_excludes_every_other_worker_until_its_connection_ends(ledger_ur
     with tenant_lock(location, "BRANDNAAM") as first:
         with tenant_lock(location, "BRANDNAAM") as second:
             with tenant_lock(location, "MODEHUIS") as other:
-                assert (first, second, other) == (True, False, True)
+                assert (first is not None, second is None, other is not None) == (True, True, True)
     with tenant_lock(location, "BRANDNAAM") as after:
-        assert after
+        assert after is not None
 
 
 def test_an_unreachable_ledger_is_one_error_without_the_password() -> None:
@@ -256,3 +257,53 @@ def test_webhook_outcomes_are_kept_in_the_shared_ledger_without_its_password(
     assert tenant["webhook"]["detail"] == "HTTP 500"
     for output in (run.stdout, run.stderr, status.stdout, status.stderr, table.stdout, table.stderr):
         assert password not in output
+
+
+def test_a_worker_whose_claim_ends_publishes_nothing_more_and_records_why(
+    built_duckdb: Project, tmp_path: Path, ledger_url: str
+) -> None:
+    """The ledger's server restarts (every connection to it ends) while a worker has written a
+    period and not yet published it: its claim is gone, and another worker may already hold the
+    tenant. It publishes nothing more, says why, and the failure is in the ledger; the next run
+    delivers every period once."""
+    config = write_config(tmp_path)
+    common = ["--config", str(config), "--ledger", ledger_url, "--now", NOW, *built_duckdb.cli_args()]
+    worker = subprocess.Popen(
+        [str(BIN / "activity-export"), "run", *common],
+        env={**built_duckdb.env, "ACTIVITY_EXPORT_FAILPOINT": "after-write:wait"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stderr is not None and worker.stdin is not None
+    try:
+        line = worker.stderr.readline()
+        assert line == "waiting at after-write\n", line + worker.stderr.read()
+        database = ledger_url.rsplit("/", 1)[1]
+        admin = pg_connect("postgres")
+        admin.autocommit = True
+        with admin.cursor() as cursor:  # what a restart of the ledger's server does to the worker
+            cursor.execute(
+                "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+                "where datname = %s and pid <> pg_backend_pid()",
+                (database,),
+            )
+            assert cursor.fetchone()[0] >= 2  # the ledger's connection and the claim's
+        admin.close()
+        worker.stdin.write("\n")
+        worker.stdin.flush()
+        _, err = worker.communicate(timeout=120)
+    finally:
+        worker.kill()
+    assert worker.returncode == 1, err
+    assert "lost its claim" in err and "unexpected" not in err and "InterfaceError" not in err, err
+    assert server_files(tmp_path) == {}  # nothing published after the claim ended
+    with open_ledger(parse_location(ledger_url)) as ledger:
+        book = Book(
+            config_key(config), "BRANDNAAM", LocalDestination(type="local", root=tmp_path / "server").key
+        )
+        assert ledger.attempts(book) == [("2026-11-01", "failed")]
+
+    built_duckdb.run("run", *common)  # exit 0, or it raises
+    assert sorted(server_files(tmp_path)) == sorted(EXPECTED)

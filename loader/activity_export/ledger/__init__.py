@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from activity_export.ledger.base import (
     Book,
+    Claim,
     DestinationChanged,
     Ledger,
     PeriodCounts,
@@ -39,6 +40,7 @@ from activity_export.ledger.sqlite import SqliteLedger, file_lock, lock_file
 
 __all__ = [
     "Book",
+    "Claim",
     "DestinationChanged",
     "Ledger",
     "Location",
@@ -77,8 +79,9 @@ def ledger_exists(location: Location) -> bool:
 
 
 @contextmanager
-def tenant_lock(location: Location, brand: str) -> Iterator[bool]:
-    """An exclusive, non-blocking lock per tenant; yields False when another run holds it.
+def tenant_lock(location: Location, brand: str) -> Iterator[Claim | None]:
+    """An exclusive, non-blocking lock per tenant: the run's ``Claim``, or None when another run
+    holds it.
 
     Two runs started at once therefore never deliver the same tenant-period twice: the second one
     skips the tenant and says so. With a SQLite ledger it is a lock file beside it, released when
@@ -88,11 +91,11 @@ def tenant_lock(location: Location, brand: str) -> Iterator[bool]:
     if isinstance(location, PostgresUrl):
         from activity_export.ledger.postgres import tenant_claim
 
-        with tenant_claim(location, brand) as claimed:
-            yield claimed
+        with tenant_claim(location, brand) as claim:
+            yield claim
         return
     with file_lock(location, brand) as locked:
-        yield locked
+        yield Claim() if locked else None
 
 
 def lock_holder(location: Location, brand: str) -> str:

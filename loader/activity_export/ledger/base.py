@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -486,13 +486,23 @@ class Ledger(ABC):
         )
 
 
+class Claim:
+    """A tenant held by this run (``tenant_lock``). A lock file held open cannot be lost, so
+    ``check`` passes; a claim in the shared ledger ends with its connection (``PostgresClaim``)."""
+
+    def check(self) -> None:
+        """Raise ``ExportError`` when the tenant is no longer this run's to publish."""
+
+
 @dataclass(frozen=True)
 class TenantLedger:
     """One tenant's rows of a ledger: the ledger and the tenant's ``Book``, which always travel
-    together through a delivery."""
+    together through a delivery, and the run's claim on the tenant (checked before each file is
+    published)."""
 
     ledger: Ledger
     book: Book
+    claim: Claim = field(default_factory=Claim)
 
     def period_records(self, period_start: datetime) -> dict[str, Record]:
         return self.ledger.period_records(self.book, period_start)

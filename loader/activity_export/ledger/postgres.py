@@ -17,19 +17,23 @@ and with it the lock; the next worker that tries the tenant finishes what the de
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2  # type: ignore[import-untyped]  # no stubs installed; used through Any
 import psycopg2.extras  # type: ignore[import-untyped]
 
 from activity_export.errors import ConfigError, ExportError
-from activity_export.ledger.base import SCHEMA_VERSION, Book, Ledger, TenantEntry, now_text
+from activity_export.ledger.base import SCHEMA_VERSION, Book, Claim, Ledger, TenantEntry, now_text
 from activity_export.ledger.location import PostgresUrl, scrubbed
 
 SCHEMA_NAME = "activity_export_ledger"
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -155,6 +159,7 @@ class PostgresLedger(Ledger):
         reads as empty, and creating the empty tables changes nothing a reader could see)."""
         super().__init__()
         self.location = str(url)
+        self._url = url
         self._pg = _connect(url)
         try:
             with self._pg.cursor() as cursor:
@@ -177,18 +182,43 @@ class PostgresLedger(Ledger):
         self._pg.close()
 
     def _all(self, sql: str, args: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-        with self._pg.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
-            cursor.execute(sql, args)
-            return [dict(row) for row in cursor.fetchall()]
+        def rows() -> list[dict[str, Any]]:
+            with self._pg.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cursor:
+                cursor.execute(sql, args)
+                return [dict(row) for row in cursor.fetchall()]
+
+        return self._again_after_a_restart(rows)
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> dict[str, Any] | None:
         rows = self._all(sql, args)
         return rows[0] if rows else None
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        with self._pg.cursor() as cursor:
-            cursor.execute(sql, args)
-            return int(cursor.rowcount)
+        def count() -> int:
+            with self._pg.cursor() as cursor:
+                cursor.execute(sql, args)
+                return int(cursor.rowcount)
+
+        return self._again_after_a_restart(count)
+
+    def _again_after_a_restart(self, step: Callable[[], T]) -> T:
+        """``step``, once more on a new connection when the server ended this one (a restart):
+        each step is one statement committing on its own, so the failure a run then records, or
+        what it reads next, still reaches the ledger. A second loss is the run's error."""
+        try:
+            return step()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError):
+            if not self._pg.closed:
+                raise
+        log.warning("ledger %s: its connection ended (a server restart?); connecting again", self.location)
+        self._pg = _connect(self._url)
+        try:
+            with self._pg.cursor() as cursor:
+                cursor.execute(f"set search_path to {SCHEMA_NAME}")
+            return step()
+        except psycopg2.Error as exc:
+            reason = scrubbed(str(exc).strip(), self._url.url)
+            raise ExportError(f"ledger {self.location}: {reason}") from None
 
     # the statements shared with the SQLite ledger (see Ledger._rows and Ledger._write)
 
@@ -231,12 +261,35 @@ class PostgresLedger(Ledger):
         return int(row["attempt_id"])
 
 
+class PostgresClaim(Claim):
+    """A tenant's ``claims`` row, locked by a transaction on a connection of its own."""
+
+    def __init__(self, connection: Any, location: PostgresUrl, brand: str) -> None:
+        self._connection = connection
+        self._location = location
+        self._brand = brand
+
+    def check(self) -> None:
+        """The row lock lasts as long as the connection: a restart of the ledger's server, or a
+        terminated backend, ends it, and another worker may hold the tenant now."""
+        try:
+            with self._connection.cursor() as cursor:
+                cursor.execute("select 1")
+        except psycopg2.Error:
+            raise ExportError(
+                f"lost its claim on tenant {self._brand} in the ledger {self._location} (its "
+                "connection ended: a restart of the ledger's server?); nothing more is published "
+                "by this run, and another worker or the next run goes on from the ledger"
+            ) from None
+
+
 @contextmanager
-def tenant_claim(location: PostgresUrl, brand: str) -> Iterator[bool]:
-    """Claim a tenant for this worker: its ``claims`` row locked, or False when another holds it.
+def tenant_claim(location: PostgresUrl, brand: str) -> Iterator[PostgresClaim | None]:
+    """Claim a tenant for this worker: its ``claims`` row locked, or None when another holds it.
 
     The lock is a transaction on a connection of its own, kept open until the tenant is done;
-    it ends with the connection, so a killed worker's claims are free again at once.
+    it ends with the connection, so a killed worker's claims are free again at once, and a
+    worker checks it before each file it publishes (``PostgresClaim.check``).
     """
     connection = _connect(location)
     try:
@@ -248,7 +301,7 @@ def tenant_claim(location: PostgresUrl, brand: str) -> Iterator[bool]:
             cursor.execute("begin")
             cursor.execute("select brand from claims where brand = %s for update skip locked", (brand,))
             claimed = cursor.fetchone() is not None
-        yield claimed
+        yield PostgresClaim(connection, location, brand) if claimed else None
     finally:
         try:  # release the row lock now: a closed connection's backend releases it a moment later
             with connection.cursor() as cursor:
