@@ -411,15 +411,10 @@ def plan_and_deliver(
         ready = [p for p in chosen if complete_until is not None and p.end_utc <= complete_until]
         plan = Plan(chosen[0], ready, [p for p in chosen if p not in ready])
         force = True
+        if entry is not None:
+            _say_what_backfill_skips(tenant, chosen[0], entry, ledger, context, complete_until)
     else:
-        anchor = anchor_period(
-            tenant,
-            entry.first_period if entry else None,
-            context.now,
-            moved=bool(entry and entry.accepted_at),
-            schedule_from=entry.schedule_from if entry else None,
-            taken=_names_taken(tenant, ledger) if entry and entry.schedule_from else lambda p: False,
-        )
+        anchor = _anchor(tenant, entry, ledger, context)
         if entry is None and tenant.start is None and complete_until and anchor.start_utc >= complete_until:
             report = TenantReport(tenant)
             report.fail(_clock_ahead(anchor, complete_until, context.now))
@@ -526,6 +521,50 @@ def _refuse_files_already_there(
                 "record the files already there as delivered where their bytes match, or set "
                 "`start:` to the first period the receiver does not have yet"
             )
+
+
+def _anchor(tenant: Tenant, entry: TenantEntry | None, ledger: TenantLedger, context: Context) -> Period:
+    """The tenant's first owed period, from what the ledger knows of it."""
+    return anchor_period(
+        tenant,
+        entry.first_period if entry else None,
+        context.now,
+        moved=bool(entry and entry.accepted_at),
+        schedule_from=entry.schedule_from if entry else None,
+        taken=_names_taken(tenant, ledger) if entry and entry.schedule_from else lambda p: False,
+    )
+
+
+def _say_what_backfill_skips(
+    tenant: Tenant,
+    first: Period,
+    entry: TenantEntry,
+    ledger: TenantLedger,
+    context: Context,
+    complete_until: datetime | None,
+) -> None:
+    """Warn when a backfill delivers ``first`` ahead of earlier due periods never delivered: the
+    receiver gets a later file before an earlier one (``run`` delivers those, oldest first)."""
+    owed = plan_periods(
+        tenant,
+        _anchor(tenant, entry, ledger, context),
+        context.now,
+        complete_until,
+        ledger.delivered_starts(kinds_of(tenant)),
+        force=False,
+    )
+    earlier = [p.label for p in [*owed.ready, *owed.waiting] if p.start_utc < first.start_utc]
+    if earlier:
+        shown = ", ".join(earlier[:5]) + (f" and {len(earlier) - 5} more" if len(earlier) > 5 else "")
+        log.warning(
+            "tenant %s: backfill delivers %s ahead of %d earlier period(s) never delivered (%s); "
+            "`activity-export run` delivers those, oldest first",
+            tenant.brand,
+            first.label,
+            len(earlier),
+            shown,
+            extra={"event": "backfill_skips_ahead"},
+        )
 
 
 def _began_publishing(record: Record) -> bool:

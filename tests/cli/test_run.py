@@ -308,3 +308,24 @@ def test_dst_days_deliver_23_and_25_hours_of_activity(
     assert {row["registereddate"][:10] for row in rows} == {day}
     hours = {row["registereddate"][11:13] for row in rows}
     assert {"00", "23"} <= hours
+
+
+def test_backfill_ahead_of_an_undelivered_period_says_so(built_duckdb: Project, tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    built_duckdb.run(  # only 1 November is due
+        "run", "--config", str(config), "--now", "2026-11-02T07:00:00+01:00", *built_duckdb.cli_args()
+    )
+    backfill = built_duckdb.run(
+        "backfill", "--brand", "BRANDNAAM", "--from", "2026-11-03", "--to", "2026-11-03",
+        "--config", str(config), *built_duckdb.cli_args(),
+    )  # fmt: skip
+    assert (
+        "backfill delivers 2026-11-03 ahead of 1 earlier period(s) never delivered (2026-11-02)"
+        in backfill.stderr
+    ), backfill.stderr
+    assert "activity_BRANDNAAM_20261103.csv" in server_files(tmp_path)
+    in_order = built_duckdb.run(
+        "backfill", "--brand", "BRANDNAAM", "--from", "2026-11-01", "--to", "2026-11-02",
+        "--config", str(config), *built_duckdb.cli_args(),
+    )  # fmt: skip
+    assert "ahead of" not in in_order.stderr
