@@ -46,6 +46,7 @@ moments of the random kills are the only part a seed does not fix).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
@@ -133,9 +134,13 @@ class Simulation(Loading, Invariants):
 
         ``normal``; a failpoint name (SIGKILL there); ``sigkill`` (at a random moment);
         ``sigterm`` / ``sigint`` (sent while the run is paused at a random failpoint);
-        ``outage`` (AMSTEL's destination folder is a file); ``twin`` (two runs at once).
+        ``outage`` (AMSTEL's destination folder is a file); ``twin`` (two runs at once);
+        ``hung`` (a hung run holds AMSTEL's lock: AMSTEL is skipped and gets nothing);
+        ``overlap`` (the build of the same moment runs while the run reads: PostgreSQL only).
         """
         moved = None
+        hung = self._hold_lock("AMSTEL") if how == "hung" else None
+        amstel_before = {r for r in self.delivered_files() if r.startswith("AMSTEL/")}
         if how == "outage":
             moved = self.server / "AMSTEL.away"
             if (self.server / "AMSTEL").exists():
@@ -151,6 +156,8 @@ class Simulation(Loading, Invariants):
             failpoint = self.rng.choice(FAILPOINTS) + ":pause"
         processes = [self._start(now, failpoint, name) for name in (("a", "b") if how == "twin" else ("a",))]
         process, out, err = processes[0]
+        if how == "overlap":
+            self.build(now)
         if how == "sigkill":
             try:
                 process.wait(timeout=self.rng.uniform(0.3, 3.0))
@@ -165,6 +172,12 @@ class Simulation(Loading, Invariants):
         for process, out, err in processes:
             process.wait(timeout=600)
             results.append(RunResult(now, how, process.returncode, out.read_text(), err.read_text()))
+        if hung is not None:
+            os.close(hung)
+            if {r for r in self.delivered_files() if r.startswith("AMSTEL/")} != amstel_before:
+                self.fail(f"run --now {now.isoformat()} delivered AMSTEL files while another run held it")
+            if "AMSTEL" in results[0].stdout and "skipped" not in results[0].stdout:
+                self.fail(f"run --now {now.isoformat()} did not say AMSTEL was skipped:\n{results[0].stdout}")
         if moved is not None:
             (self.server / "AMSTEL").unlink()
             if moved.exists():
@@ -185,6 +198,32 @@ class Simulation(Loading, Invariants):
         if how == "normal":
             self.check_on_time(now)
         return results[0]
+
+    def _hold_lock(self, brand: str) -> int:
+        """The tenant's lock, taken as a run that hangs would hold it (its file descriptor)."""
+        locks = self.folder / "activity-export.ledger.sqlite.locks"
+        locks.mkdir(mode=0o700, exist_ok=True)
+        held = os.open(locks / f"{brand}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.write(held, b"4242\n")
+        return held
+
+    def run_with_the_clock_ahead(self, now: datetime) -> None:
+        """A first run whose clock is weeks ahead: HUDSON, without ``start``, would owe nothing
+        before that clock's period; it is refused and registered nowhere, so the first real run
+        anchors it (the brands with ``start`` deliver what is complete, as any run would)."""
+        process, out, err = self._start(now, None, "ahead")
+        process.wait(timeout=600)
+        result = RunResult(now, "clock-ahead", process.returncode, out.read_text(), err.read_text())
+        self.note(f"{now:%m-%d %H:%M} run (clock ahead): exit {result.returncode}")
+        if result.returncode != 1 or "first run without `start`" not in result.stderr:
+            self.fail(
+                f"a first run with the clock ahead was not refused for HUDSON:\n{result.stderr[-3000:]}"
+            )
+        if any(r.startswith("HUDSON/") for r in self.delivered_files()):
+            self.fail("a first run with the clock ahead delivered HUDSON files")
+        self.check_run(result)
+        self.check_files()
 
     def _start(
         self, now: datetime, failpoint: str | None, name: str
@@ -232,7 +271,14 @@ class Simulation(Loading, Invariants):
                 how = self.rng.choice([*FAILPOINTS, "sigkill", "sigterm", "sigint"])
             operations.append((built + between(self.rng, timedelta(minutes=5), timedelta(hours=3)), how))
         moment = builds[1] + between(self.rng, timedelta(hours=4), builds[-1] - builds[1])
-        operations.append((moment, self.rng.choice(["normal", "sigkill", "twin"])))
+        operations.append((moment, self.rng.choice(["normal", "sigkill", "twin", "hung"])))
+        # an operator's first run with a clock weeks ahead, just before the first real run
+        first_run = min(moment for moment, how in operations if how != "build")
+        operations.append((first_run - timedelta(minutes=1), "clock-ahead"))
+        if self.project.target == "postgres":  # DuckDB's file lock keeps a build and a run apart
+            index = self.rng.randrange(1, len(builds))
+            operations.remove((builds[index], "build"))
+            operations.append((builds[index], "overlap"))
         return sorted(operations)
 
     def month(self) -> None:
@@ -240,6 +286,9 @@ class Simulation(Loading, Invariants):
         for moment, how in self.schedule():
             if how == "build":
                 self.build(moment)
+                continue
+            if how == "clock-ahead":
+                self.run_with_the_clock_ahead(moment + timedelta(days=40))
                 continue
             self.run(moment, how)
             if how != "normal" and self.rng.random() < 0.5:  # the operator reruns at once
