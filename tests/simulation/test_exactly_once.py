@@ -15,8 +15,9 @@ older than the next build's read window. Every build runs with its clock fixed a
 moment (``export_now``). Between those loads, ``dbt build`` and
 ``activity-export run --now T`` run at random times, skipping nights: killed (SIGKILL) at the
 failpoints and at random moments, stopped (SIGTERM, SIGINT) while paused at a failpoint, two at
-once, once against a destination that is gone. The raw data are small literal inserts, so the
-expected files are known exactly. Invariants checked after every run:
+once, once against a destination that is gone, once beside a hung run holding a brand's lock; a
+first run with the clock weeks ahead; on PostgreSQL one build while a run reads. The raw data are
+small literal inserts, so the expected files are known exactly. Invariants checked after every run:
 
 - every exported event id is in exactly one delivered file, with the right fields, never in a
   period that ended before it was registered, and in its registration period when it reached
