@@ -11,6 +11,8 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.project import Project, own_duckdb
 from tests.support.tenants import NOW, server_files, write_config, write_tenants
 
@@ -91,6 +93,24 @@ def test_adopting_never_replaces_a_file_with_other_bytes(built_duckdb: Project, 
     assert "broadcast_BRANDNAAM_20261102.csv is already on" in adopted.stderr
     assert "other content" in adopted.stderr
     assert server_files(tmp_path) == before
+
+
+@pytest.mark.xfail(strict=True, reason="a brand without data has no watermark to compare with")
+def test_a_first_run_with_the_clock_far_ahead_is_refused_for_a_brand_without_data_yet(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    """A new brand has no rows yet, so no watermark of its own: the warehouse's newest data (the
+    other brands') says the clock is weeks ahead, and the brand is not anchored there."""
+    local = {"type": "local", "root": str(tmp_path / "server")}
+    config = write_tenants(tmp_path / "tenants.yml", {"NIEUWMERK": {"destination": local}})  # no start
+    ahead = run(built_duckdb, config, now="2026-12-09T07:00:00+01:00")  # the data ends on 3 November
+    assert ahead.returncode == 1
+    assert "first run without `start`" in ahead.stderr and "2026-12-08" in ahead.stderr, ahead.stderr
+    assert "newest data in the warehouse" in ahead.stderr
+    with sqlite3.connect(tmp_path / "activity-export.ledger.sqlite") as ledger:
+        assert ledger.execute("select count(*) from tenants").fetchone() == (0,)  # not anchored
+    right = run(built_duckdb, config, now="2026-11-04T07:00:00+01:00")
+    assert "first run without" not in right.stderr, right.stderr
 
 
 def test_a_first_run_with_the_clock_far_ahead_is_refused(built_duckdb: Project, tmp_path: Path) -> None:
