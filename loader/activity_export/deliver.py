@@ -44,7 +44,7 @@ from activity_export.plan import (
     plan_periods,
     schedule_of,
 )
-from activity_export.warehouse import Warehouse, period_counts
+from activity_export.warehouse import Warehouse, period_counts, read_watermarks
 from activity_export.workdir import workdir
 from activity_export.writer import WrittenFile, restate_delivered, write_period
 
@@ -415,10 +415,13 @@ def plan_and_deliver(
             _say_what_backfill_skips(tenant, chosen[0], entry, ledger, context, complete_until)
     else:
         anchor = _anchor(tenant, entry, ledger, context)
-        if entry is None and tenant.start is None and complete_until and anchor.start_utc >= complete_until:
-            report = TenantReport(tenant)
-            report.fail(_clock_ahead(anchor, complete_until, context.now))
-            return report
+        if entry is None and tenant.start is None:
+            # a brand whose rows have not arrived yet: the warehouse's newest data is the reference
+            reference = complete_until or _newest_data(warehouse)
+            if reference is not None and anchor.start_utc >= reference:
+                report = TenantReport(tenant)
+                report.fail(_clock_ahead(anchor, reference, context.now, own=complete_until is not None))
+                return report
         if entry is None and not context.dry_run:
             # the ledger may know an earlier one (rows migrated from the previous version)
             entry = ledger.ledger.register(book, anchor.start_utc)
@@ -573,10 +576,21 @@ def _began_publishing(record: Record) -> bool:
     return record.status in ("uploading", "delivered") or bool(record.sha256)
 
 
-def _clock_ahead(anchor: Period, complete_until: datetime, now: datetime) -> str:
+def _newest_data(warehouse: Warehouse) -> datetime | None:
+    """How far the most complete brand's data reaches, or None for a warehouse without any."""
+    reached = [w.complete_until for w in read_watermarks(warehouse).values() if w.complete_until]
+    return max(reached, default=None)
+
+
+def _clock_ahead(anchor: Period, complete_until: datetime, now: datetime, *, own: bool) -> str:
+    data = (
+        "the brand's data is complete"
+        if own
+        else "the brand has no data yet, and the newest data in the warehouse is complete"
+    )
     return (
         f"first run without `start`: the clock says {now.isoformat()}, so the first period would be "
-        f"{anchor.label}, but the brand's data is complete only up to {complete_until.isoformat()}; "
+        f"{anchor.label}, but {data} only up to {complete_until.isoformat()}; "
         "every period in between would never be delivered. Check the clock (or --now), or set "
         "`start:` to the first period the receiver needs"
     )

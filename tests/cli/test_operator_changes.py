@@ -11,8 +11,6 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.support.project import Project, own_duckdb
 from tests.support.tenants import NOW, server_files, write_config, write_tenants
 
@@ -95,7 +93,6 @@ def test_adopting_never_replaces_a_file_with_other_bytes(built_duckdb: Project, 
     assert server_files(tmp_path) == before
 
 
-@pytest.mark.xfail(strict=True, reason="a brand without data has no watermark to compare with")
 def test_a_first_run_with_the_clock_far_ahead_is_refused_for_a_brand_without_data_yet(
     built_duckdb: Project, tmp_path: Path
 ) -> None:
