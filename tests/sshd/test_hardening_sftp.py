@@ -165,6 +165,22 @@ def test_uploaded_files_and_folders_get_file_mode(
     assert {oct(p.stat().st_mode & 0o7777) for p in account2.upload.iterdir()} == {"0o600"}
 
 
+def test_missing_folders_above_the_root_get_the_folder_mode_not_the_servers(
+    built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
+) -> None:
+    account = sshd_server.add_account()
+    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    root = f"{account.root}/exports/daily/BRANDNAAM"
+    destination = sftp_destination(sshd_server, account, known_hosts, root=root)
+    config = write_config(tmp_path / account.username, destination=destination, file_mode="0600")
+
+    assert run(built_duckdb, config).returncode == 0
+    created = [account.upload / "exports", account.upload / "exports" / "daily"]
+    created.append(account.upload / "exports" / "daily" / "BRANDNAAM")
+    assert {oct(p.stat().st_mode & 0o7777) for p in created} == {"0o700"}  # of file_mode "0600"
+    assert sorted(p.name for p in created[-1].iterdir()) == EXPECTED
+
+
 # --- 1. links planted in the tenant's folder on the server ----------------------------------------
 
 

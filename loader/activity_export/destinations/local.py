@@ -11,7 +11,8 @@ tenant; nothing is written anywhere else. The root itself is the operator's sett
 link.
 
 Files get the tenant's ``file_mode`` (set on the open file before the rename, whatever the umask);
-folders the loader creates get the matching search bits.
+folders the loader creates, the root and any missing folder above it included, get the matching
+search bits.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from activity_export import failpoints
 from activity_export.config import DEFAULT_FILE_MODE, LocalDestination, folder_mode
 from activity_export.destinations import Destination
 from activity_export.errors import ExportError
+from activity_export.folders import make_folders
 from activity_export.naming import is_partial_of, unique_partial_name
 
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -139,8 +141,7 @@ class LocalFolder(Destination):
         folder gives None.
         """
         if create and not self.root.is_dir():
-            self.root.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.root, self.folder_mode)
+            make_folders(self.root, self.folder_mode)  # the folders above it too
         try:
             current = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:

@@ -423,7 +423,8 @@ class SftpServer(Destination):
         self._folders.add(folder)
 
     def _make_folders_above_root(self) -> None:
-        """The folders above the root that are missing (the root is the operator's: links allowed)."""
+        """The folders above the root that are missing (the root is the operator's: links allowed),
+        with the folder mode, like every folder the loader creates."""
         sftp = self._session()
         missing = []
         for candidate in self.root.parents:
@@ -440,10 +441,13 @@ class SftpServer(Destination):
         for candidate in reversed(missing):
             try:
                 with self._ssh.step(f"create folder {candidate}"):
-                    sftp.mkdir(str(candidate))
+                    sftp.mkdir(str(candidate), self.folder_mode)
             except RemotePathError:
                 if self._kind(candidate) not in ("dir", "link"):  # else: made meanwhile
                     raise
+                continue
+            with self._ssh.step(f"set the mode of folder {candidate}"):
+                sftp.chmod(str(candidate), self.folder_mode)  # mkdir's mode passes the umask
 
     def _remove_stale_partials(self, final: PurePosixPath) -> None:
         """Remove the temporary files of ``final`` that crashed runs left (links removed, not followed).

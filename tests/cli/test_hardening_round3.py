@@ -1,0 +1,69 @@
+"""Hardening, third round: folder modes under any umask, odd files where the loader writes, key
+files others can change, keys that `check` must load as `run` does, and secrets in no output.
+
+Each test acts through the command line in a child process, with real files, as the operator (or
+whoever can write in a tenant's folder) would, and looks at what the operator sees: the exit code,
+the words of the message, and what is left on disk.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.support.project import BIN, ROOT, Project
+from tests.support.tenants import EXPECTED, write_tenants
+
+NOW = "2026-11-04T07:00:00+01:00"  # the shared warehouse's three days are due and complete
+
+
+def activity_export(
+    project: Project, *args: str, umask: int = 0o022, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """``activity-export`` in a child process with the given umask, on the shared warehouse."""
+    return subprocess.run(
+        [str(BIN / "activity-export"), *args, *project.cli_args()],
+        env={**project.env, **(env or {})},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        umask=umask,
+        timeout=timeout,
+    )
+
+
+def mode(path: Path) -> str:
+    return oct(path.stat().st_mode & 0o7777)
+
+
+def local(root: Path, **settings: object) -> dict[str, object]:
+    """A tenant from 2026-11-01 delivering to the local folder ``root``."""
+    return {"start": "2026-11-01", "destination": {"type": "local", "root": str(root)}, **settings}
+
+
+# --- 7. every folder the loader creates gets its mode, whatever the umask --------------------------
+
+
+def test_new_folders_above_a_root_and_for_the_ledger_get_their_mode_under_umask_000(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    shared = tmp_path / "srv" / "exports" / "BRANDNAAM"
+    private = tmp_path / "home" / "private" / "MODEHUIS"
+    ledger = tmp_path / "state" / "ledgers" / "activity-export.ledger.sqlite"
+    config = write_tenants(
+        tmp_path / "tenants.yml", {"BRANDNAAM": local(shared), "MODEHUIS": local(private, file_mode="0600")}
+    )
+
+    done = activity_export(
+        built_duckdb, "run", "--config", str(config), "--now", NOW, "--ledger", str(ledger), umask=0o000
+    )
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in shared.iterdir()) == sorted(EXPECTED)
+    for folder in (tmp_path / "srv", tmp_path / "srv" / "exports", shared):
+        assert mode(folder) == "0o750", folder  # the search bits of file_mode "0640"
+    for folder in (tmp_path / "home", tmp_path / "home" / "private", private):
+        assert mode(folder) == "0o700", folder  # of file_mode "0600"
+    for folder in (tmp_path / "state", ledger.parent, ledger.with_name(ledger.name + ".locks")):
+        assert mode(folder) == "0o700", folder  # the ledger and its locks are the loader's alone
