@@ -8,8 +8,12 @@ the words of the message, and what is left on disk.
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.support.project import BIN, ROOT, Project
 from tests.support.tenants import EXPECTED, write_tenants
@@ -67,3 +71,72 @@ def test_new_folders_above_a_root_and_for_the_ledger_get_their_mode_under_umask_
         assert mode(folder) == "0o700", folder  # of file_mode "0600"
     for folder in (tmp_path / "state", ledger.parent, ledger.with_name(ledger.name + ".locks")):
         assert mode(folder) == "0o700", folder  # the ledger and its locks are the loader's alone
+
+
+# --- 8. something else than a file at a temporary or final name ------------------------------------
+
+
+def test_a_folder_at_a_temporary_name_fails_its_tenant_clearly_and_stays(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    root = tmp_path / "server"
+    planted = root / ".activity_BRANDNAAM_20261101.csv.partial"
+    (planted / "theirs").mkdir(parents=True)
+    other = tmp_path / "other"
+    config = write_tenants(tmp_path / "tenants.yml", {"BRANDNAAM": local(root), "MODEHUIS": local(other)})
+
+    for _ in range(2):  # the same clear failure at every run, not a raw error
+        done = activity_export(built_duckdb, "run", "--config", str(config), "--now", NOW)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert (
+            f"tenant BRANDNAAM: period 2026-11-01: local folder {root}: {planted} is a folder" in done.stderr
+        )
+        assert "Error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert (planted / "theirs").is_dir()
+    assert sorted(p.name for p in root.iterdir()) == [planted.name]
+    assert len(list(other.iterdir())) == 6  # the other tenant was delivered
+
+
+@pytest.mark.parametrize("how", ["a run killed after publishing", "--adopt"])
+def test_a_fifo_at_a_final_name_fails_its_tenant_and_never_hangs(
+    built_duckdb: Project, tmp_path: Path, how: str
+) -> None:
+    root = tmp_path / "server"
+    final = root / "activity_BRANDNAAM_20261101.csv"
+    other = tmp_path / "other"
+    config = write_tenants(tmp_path / "tenants.yml", {"BRANDNAAM": local(root), "MODEHUIS": local(other)})
+    run = ["run", "--config", str(config), "--now", NOW]
+    if how == "--adopt":
+        root.mkdir()
+        run.append("--adopt")
+    else:  # killed between publishing the first file and recording it: the next run looks at it
+        killed = activity_export(
+            built_duckdb, *run, "--brand", "BRANDNAAM", env={"ACTIVITY_EXPORT_FAILPOINT": "after-upload"}
+        )
+        assert killed.returncode == -9 and final.is_file(), killed.stderr
+        final.unlink()
+    os.mkfifo(final)
+
+    done = activity_export(built_duckdb, *run, timeout=60)  # a read of the pipe would wait forever
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"tenant BRANDNAAM: period 2026-11-01: local folder {root}: {final} is a named pipe" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert stat.S_ISFIFO(os.lstat(final).st_mode)
+    assert len(list(other.iterdir())) == 6
+
+
+def test_a_fifo_at_a_temporary_name_fails_its_tenant_clearly(built_duckdb: Project, tmp_path: Path) -> None:
+    root = tmp_path / "server"
+    root.mkdir()
+    planted = root / ".broadcast_BRANDNAAM_20261101.csv.partial"
+    os.mkfifo(planted)
+    config = write_tenants(tmp_path / "tenants.yml", {"BRANDNAAM": local(root)})
+
+    done = activity_export(built_duckdb, "run", "--config", str(config), "--now", NOW, timeout=60)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (
+        f"tenant BRANDNAAM: period 2026-11-01: local folder {root}: {planted} is a named pipe" in done.stderr
+    )
+    assert stat.S_ISFIFO(os.lstat(planted).st_mode)

@@ -3,7 +3,10 @@ it, file modes, and links planted in the tenant's folder. Everything through the
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
+import time
 from pathlib import Path
 
 from tests.support.project import Project
@@ -219,3 +222,42 @@ def test_links_on_the_server_are_refused_and_never_written_through(
     assert victim.read_text() == "precious\n"  # the planted partial links were removed, not followed
     assert delivered(account2) == sorted([*EXPECTED, "victim.csv"])
     assert not any(p.is_symlink() for p in account2.upload.iterdir())
+
+
+# --- 8. something else than a file at a temporary or final name on the server ---------------------
+
+
+def test_a_folder_at_a_temporary_name_on_the_server_fails_the_tenant_clearly(
+    built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
+) -> None:
+    account = sshd_server.add_account()
+    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    planted = account.make_folder(".activity_BRANDNAAM_20261101.csv.partial")
+
+    result = run(built_duckdb, account_config(tmp_path, sshd_server, account, known_hosts))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "tenant BRANDNAAM: period 2026-11-01: " in result.stderr
+    assert "/upload/.activity_BRANDNAAM_20261101.csv.partial is a folder" in result.stderr
+    assert planted.is_dir() and delivered(account) == []
+
+
+def test_a_fifo_at_a_final_name_on_the_server_fails_the_tenant_and_never_hangs(
+    built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
+) -> None:
+    account = sshd_server.add_account()
+    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    fifo = account.upload / "activity_BRANDNAAM_20261101.csv"
+    os.mkfifo(fifo)
+    os.chown(fifo, account.uid, account.gid)
+    config = account_config(tmp_path, sshd_server, account, known_hosts)
+
+    started = time.monotonic()
+    result = built_duckdb.run(
+        "run", "--config", str(config), "--now", NOW, "--adopt", *built_duckdb.cli_args(), check=False
+    )  # fmt: skip
+
+    assert time.monotonic() - started < 20  # reading the pipe would wait for the channel's timeout
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "/upload/activity_BRANDNAAM_20261101.csv is a named pipe" in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and delivered(account) == []
