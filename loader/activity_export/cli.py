@@ -216,12 +216,14 @@ def export(
 ) -> None:
     """Write one period's activity and broadcast files to a folder: no delivery, no ledger."""
     from activity_export.config import load_config
+    from activity_export.encryption import require_recipients
     from activity_export.periods import parse_period
     from activity_export.warehouse import connect, read_watermark, resolve_target
     from activity_export.writer import write_period
 
     tenant = load_config(config).tenant(brand)
     chosen = parse_period(tenant, period)
+    require_recipients(tenant)
     with connect(resolve_target(project_dir, profiles_dir, target)) as warehouse:
         watermark = read_watermark(warehouse, tenant.brand)
         if watermark is None or chosen.end_utc > watermark:

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from activity_export import failpoints, logs
 from activity_export.config import Tenant
 from activity_export.destinations import Destination, Follower, open_destination
+from activity_export.encryption import require_recipients
 from activity_export.errors import ExportError
 from activity_export.ledger import (
     DestinationChanged,
@@ -263,6 +264,7 @@ def deliver_tenant(
     webhook = webhook or (Webhook(tenant.notify) if tenant.notify else None)
     try:
         context.check_stop()
+        require_recipients(tenant)  # a key check refuses is a configuration error here too
         with open_destination(tenant.destination, tenant.brand, tenant.file_mode_bits) as destination:
             report.destination = destination.describe()
             if guard:

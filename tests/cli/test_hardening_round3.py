@@ -9,12 +9,14 @@ the words of the message, and what is left on disk.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.support.pgp import Keys
 from tests.support.project import BIN, ROOT, Project
 from tests.support.tenants import EXPECTED, write_tenants
 
@@ -140,3 +142,75 @@ def test_a_fifo_at_a_temporary_name_fails_its_tenant_clearly(built_duckdb: Proje
         f"tenant BRANDNAAM: period 2026-11-01: local folder {root}: {planted} is a named pipe" in done.stderr
     )
     assert stat.S_ISFIFO(os.lstat(planted).st_mode)
+
+
+# --- 9. a recipient key file others can change ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "how", ["group-writable", "world-writable", "a link to a world-writable file", "another user's"]
+)
+def test_a_recipient_key_file_others_can_write_is_refused_by_check_and_run(
+    built_duckdb: Project, keys: Keys, tmp_path: Path, how: str
+) -> None:
+    key = tmp_path / "keys" / "receiver.asc"
+    key.parent.mkdir()
+    real = tmp_path / "elsewhere.asc" if how.startswith("a link") else key
+    shutil.copy(keys.receiver, real)
+    real.chmod({"group-writable": 0o664, "another user's": 0o644}.get(how, 0o666))
+    if how == "another user's":
+        os.chown(real, 65534, 65534)  # nobody, who may write it
+    if real != key:
+        key.symlink_to(real)
+    words = (
+        [f"{real} belongs to user id 65534", f"chown {os.geteuid()} {real}"]
+        if how == "another user's"
+        else [f"permissions {real.stat().st_mode & 0o777:04o} of {real} are too open", f"chmod go-w {real}"]
+    )
+    root, other = tmp_path / "server", tmp_path / "other"
+    config = write_tenants(
+        tmp_path / "tenants.yml",
+        {"BRANDNAAM": local(root, encryption="pgp", recipients=[str(key)]), "MODEHUIS": local(other)},
+    )
+
+    checked = activity_export(built_duckdb, "check", "--config", str(config), "--now", NOW)
+    done = activity_export(built_duckdb, "run", "--config", str(config), "--now", NOW)
+
+    for result in (checked, done):
+        assert result.returncode == 2, result.stdout + result.stderr
+        output = result.stdout + result.stderr
+        assert f"tenant BRANDNAAM: recipients[0] = '{key}': " in output or (
+            f"tenant BRANDNAAM: period 2026-11-01: recipients[0] = '{key}': " in output
+        ), output
+        assert "may be changed by others" in output
+        for word in words:
+            assert word in output, output
+    assert not root.exists() or list(root.iterdir()) == []  # nothing encrypted to a key others set
+    assert len(list(other.iterdir())) == 6
+
+
+# --- 12. run refuses what check refuses, as a configuration error ---------------------------------
+
+
+def test_an_expired_recipient_key_is_a_configuration_error_in_run_too(
+    built_duckdb: Project, keys: Keys, tmp_path: Path
+) -> None:
+    root, other = tmp_path / "server", tmp_path / "other"
+    config = write_tenants(
+        tmp_path / "tenants.yml",
+        {
+            "BRANDNAAM": local(root, encryption="pgp", recipients=[str(keys.receiver), str(keys.expired)]),
+            "MODEHUIS": local(other),
+        },
+    )
+
+    checked = activity_export(built_duckdb, "check", "--config", str(config), "--now", NOW)
+    done = activity_export(built_duckdb, "run", "--config", str(config), "--now", NOW)
+
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert f"tenant BRANDNAAM: recipients[1] = '{keys.expired}': key " in checked.stdout
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"tenant BRANDNAAM: period 2026-11-01: recipients[1] = '{keys.expired}': key " in done.stderr
+    assert "expired on 2020-01-02" in done.stderr and "Traceback" not in done.stderr
+    assert not root.exists() or list(root.iterdir()) == []
+    assert len(list(other.iterdir())) == 6
