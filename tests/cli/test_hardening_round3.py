@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.pgp import Keys
 from tests.support.project import BIN, ROOT, Project
+from tests.support.sshd import free_port, generate_key
 from tests.support.tenants import EXPECTED, write_tenants
 
 NOW = "2026-11-04T07:00:00+01:00"  # the shared warehouse's three days are due and complete
@@ -214,3 +215,75 @@ def test_an_expired_recipient_key_is_a_configuration_error_in_run_too(
     assert "expired on 2020-01-02" in done.stderr and "Traceback" not in done.stderr
     assert not root.exists() or list(root.iterdir()) == []
     assert len(list(other.iterdir())) == 6
+
+
+PASSPHRASE = "pp-Tr0ub4dor-never-shown"
+
+
+def sftp_tenant(tmp_path: Path, key: Path, passphrase_env: str | None = None) -> dict[str, object]:
+    """A tenant delivering over SFTP with ``key`` to a port where nothing listens: whatever fails
+    before a connection is the key's doing."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    destination: dict[str, object] = {
+        "type": "sftp",
+        "host": "127.0.0.1",
+        "port": free_port(),
+        "username": "brandnaam",
+        "private_key": str(key),
+        "known_hosts": str(known_hosts),
+        "root": "/upload",
+    }
+    if passphrase_env:
+        destination["passphrase_env"] = passphrase_env
+    return {"start": "2026-11-01", "destination": destination}
+
+
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("encrypted, no passphrase_env", ["destination.private_key = '{key}'", "is encrypted; set passphrase_env"]),
+        ("wrong passphrase", ["destination.passphrase_env = 'BRANDNAAM_KEY_PASSPHRASE'", "wrong passphrase"]),
+        ("not a key", ["destination.private_key = '{key}'", "not a private key", "ed25519, ecdsa or rsa"]),
+        ("empty file", ["destination.private_key = '{key}'", "not a private key", "ed25519, ecdsa or rsa"]),
+        ("not encrypted, passphrase_env", ["destination.passphrase_env = 'BRANDNAAM_KEY_PASSPHRASE'",
+                                           "is not encrypted", "remove passphrase_env"]),
+    ],
+)  # fmt: skip
+def test_a_private_key_run_cannot_use_is_a_configuration_error_in_check_and_run(
+    built_duckdb: Project, tmp_path: Path, case: str, words: list[str]
+) -> None:
+    key = tmp_path / "keys" / "brandnaam"
+    generate_key(key, passphrase="" if case.startswith("not encrypted") else PASSPHRASE)
+    if case == "not a key":
+        key.write_text(
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nbm9uc2Vuc2U=\n-----END OPENSSH PRIVATE KEY-----\n"
+        )
+    elif case == "empty file":
+        key.write_text("")
+    named = case in ("wrong passphrase", "not encrypted, passphrase_env")
+    env = {"BRANDNAAM_KEY_PASSPHRASE": "wrong-" + PASSPHRASE if case == "wrong passphrase" else PASSPHRASE}
+    env["ACTIVITY_EXPORT_SFTP_RETRY_SECONDS"] = "1"  # should it try to connect after all
+    other = tmp_path / "other"
+    config = write_tenants(
+        tmp_path / "tenants.yml",
+        {
+            "BRANDNAAM": sftp_tenant(tmp_path, key, "BRANDNAAM_KEY_PASSPHRASE" if named else None),
+            "MODEHUIS": local(other),
+        },
+    )
+
+    checked = activity_export(built_duckdb, "check", "--config", str(config), "--now", NOW, env=env)
+    done = activity_export(built_duckdb, "run", "--config", str(config), "--now", NOW, env=env)
+
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(list(other.iterdir())) == 6  # the other tenant was delivered
+    for output, prefix in (
+        (checked.stdout, "tenant BRANDNAAM: "),
+        (done.stderr, "tenant BRANDNAAM: period 2026-11-01: "),
+    ):
+        assert prefix in output and "Traceback" not in output, output
+        for word in words:
+            assert word.format(key=key) in output, output
+        assert "PP-TR0UB4DOR" not in output.upper(), output  # neither passphrase, in any case

@@ -59,7 +59,7 @@ def test_a_private_key_readable_by_others_is_refused_like_openssh(
 
     assert checked.returncode == 2
     assert "permissions 0644" in checked.stderr and f"chmod 600 {account.private_key}" in checked.stderr
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error, in run as in check
     assert "UNPROTECTED PRIVATE KEY FILE" in result.stderr and "tenant BRANDNAAM" in result.stderr
     assert delivered(account) == []
 
