@@ -214,12 +214,15 @@ def export(
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
-    """Write one period's activity and broadcast files to a folder: no delivery, no ledger."""
+    """Write one period's activity and broadcast files to a folder: no delivery, no ledger.
+
+    The files get the tenant's file_mode, as delivered files do.
+    """
     from activity_export.config import load_config
+    from activity_export.deliver import export_period
     from activity_export.encryption import require_recipients
     from activity_export.periods import parse_period
     from activity_export.warehouse import connect, read_watermark, resolve_target
-    from activity_export.writer import write_period
 
     tenant = load_config(config).tenant(brand)
     chosen = parse_period(tenant, period)
@@ -232,7 +235,7 @@ def export(
                 f"(built up to {watermark}); the files may miss rows",
                 err=True,
             )
-        files = write_period(warehouse, tenant, chosen, out)
+        files = export_period(warehouse, tenant, chosen, out)
     for written in files:
         typer.echo(f"wrote {written.path}: {written.rows} rows, {written.bytes} bytes")
 

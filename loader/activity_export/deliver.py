@@ -13,6 +13,7 @@ starts, and the attempt is recorded as interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -235,6 +236,23 @@ def deliver_period(
         for written in files:
             written.path.unlink(missing_ok=True)
     return Delivered(period, files, locations, time.monotonic() - started)
+
+
+def export_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path) -> list[WrittenFile]:
+    """``export``: write one period's files and place them under ``out`` as a local destination
+    would, with the tenant's ``file_mode`` (and its folder mode for new folders) whatever the umask;
+    no ledger. The files are written in a private work folder first, so no copy of them is ever
+    readable by others, not even while it is written."""
+    from activity_export.config import LocalDestination
+    from activity_export.destinations.local import LocalFolder
+
+    folder_out = LocalFolder(LocalDestination(type="local", root=out), tenant.file_mode_bits)
+    placed = []
+    with workdir(tenant.brand) as folder:
+        for written in write_period(warehouse, tenant, period, folder):
+            final = Path(folder_out.publish(written.path, written.relative))
+            placed.append(dataclasses.replace(written, path=final))
+    return placed
 
 
 def deliver_tenant(

@@ -190,6 +190,32 @@ def test_a_recipient_key_file_others_can_write_is_refused_by_check_and_run(
     assert len(list(other.iterdir())) == 6
 
 
+@pytest.mark.parametrize(("umask", "file_mode", "folder_mode"), [(0o000, "0640", "0o750"), (0o077, "0640", "0o750"),
+                                                               (0o000, "0600", "0o700")])  # fmt: skip
+def test_export_gives_its_files_and_new_folders_the_tenants_file_mode(
+    built_duckdb: Project, tmp_path: Path, umask: int, file_mode: str, folder_mode: str
+) -> None:
+    settings = {"file_mode": file_mode, "folder": "{kind}", "manifest": True}
+    config = write_tenants(tmp_path / "tenants.yml", {"BRANDNAAM": local(tmp_path / "server", **settings)})
+    out = tmp_path / "exports" / "november"
+
+    done = activity_export(
+        built_duckdb, "export", "--config", str(config), "--brand", "BRANDNAAM", "--period", "2026-11-02",
+        "--out", str(out), umask=umask,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    files = sorted(p for p in out.rglob("*") if p.is_file())
+    assert [p.name for p in files] == [
+        "activity_BRANDNAAM_20261102.csv", "broadcast_BRANDNAAM_20261102.csv", "manifest_BRANDNAAM_20261102.json"
+    ]  # fmt: skip
+    assert {mode(p) for p in files} == {oct(int(file_mode, 8))}
+    folders = [tmp_path / "exports", out, *(p for p in out.rglob("*") if p.is_dir())]
+    assert {mode(p) for p in folders} == {folder_mode}
+    for path in files:
+        assert f"wrote {path}: " in done.stdout
+
+
 # --- 12. run refuses what check refuses, as a configuration error ---------------------------------
 
 
