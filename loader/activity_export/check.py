@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from activity_export.config import Config, LocalDestination, SftpDestination, Tenant
@@ -142,14 +142,23 @@ def _local_root_problems(brand: str, destination: LocalDestination) -> list[str]
 
 
 def _key_file_problems(brand: str, destination: SftpDestination) -> list[str]:
-    """What OpenSSH would refuse in the key files: a private key others can read, known_hosts lines."""
-    from activity_export.destinations.keys import KnownHostsError, load_known_hosts, private_key_problem
+    """What a login would refuse in the key files: a private key others can read, one that cannot
+    be loaded (not a key, encrypted without passphrase_env, a wrong passphrase), known_hosts lines.
+
+    The key is loaded as a login loads it, with the passphrase; a missing file or an unset variable
+    is reported by ``environment_problems`` already.
+    """
+    from activity_export.destinations.keys import KnownHostsError, load_known_hosts
 
     problems = []
-    if destination.private_key is not None:
-        too_open = private_key_problem(destination.private_key)
-        if too_open:
-            problems.append(f"tenant {brand}: destination.private_key: {too_open}")
+    key, passphrase_env = destination.private_key, destination.passphrase_env
+    if key is not None and _is_file(key) and not (passphrase_env and not os.environ.get(passphrase_env)):
+        from activity_export.destinations.ssh import CredentialError, load_private_key
+
+        try:
+            load_private_key(destination)
+        except CredentialError as exc:
+            problems.append(f"tenant {brand}: {exc}")
     try:
         load_known_hosts(destination.known_hosts, destination.host, destination.port)
     except KnownHostsError as exc:
@@ -157,6 +166,13 @@ def _key_file_problems(brand: str, destination: SftpDestination) -> list[str]:
     except OSError:
         pass  # a missing file is reported above
     return problems
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def summarize(tenant: Tenant, now: datetime) -> TenantSummary:

@@ -219,14 +219,19 @@ def export(
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
-    """Write one period's activity and broadcast files to a folder: no delivery, no ledger."""
+    """Write one period's activity and broadcast files to a folder: no delivery, no ledger.
+
+    The files get the tenant's file_mode, as delivered files do.
+    """
     from activity_export.config import load_config
+    from activity_export.deliver import export_period
+    from activity_export.encryption import require_recipients
     from activity_export.periods import parse_period
     from activity_export.warehouse import connect, read_watermark, resolve_target
-    from activity_export.writer import write_period
 
     tenant = load_config(config).tenant(brand)
     chosen = parse_period(tenant, period)
+    require_recipients(tenant)
     with connect(resolve_target(project_dir, profiles_dir, target)) as warehouse:
         watermark = read_watermark(warehouse, tenant.brand)
         if watermark is None or chosen.end_utc > watermark:
@@ -235,7 +240,7 @@ def export(
                 f"(built up to {watermark}); the files may miss rows",
                 err=True,
             )
-        files = write_period(warehouse, tenant, chosen, out)
+        files = export_period(warehouse, tenant, chosen, out)
     for written in files:
         typer.echo(f"wrote {written.path}: {written.rows} rows, {written.bytes} bytes")
 

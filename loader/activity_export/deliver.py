@@ -13,6 +13,7 @@ starts, and the attempt is recorded as interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from activity_export import failpoints, logs
 from activity_export.config import Tenant
 from activity_export.destinations import Destination, Follower, open_destination
+from activity_export.encryption import require_recipients
 from activity_export.errors import ExportError
 from activity_export.ledger import (
     DestinationChanged,
@@ -240,6 +242,23 @@ def deliver_period(
     return Delivered(period, files, locations, time.monotonic() - started)
 
 
+def export_period(warehouse: Warehouse, tenant: Tenant, period: Period, out: Path) -> list[WrittenFile]:
+    """``export``: write one period's files and place them under ``out`` as a local destination
+    would, with the tenant's ``file_mode`` (and its folder mode for new folders) whatever the umask;
+    no ledger. The files are written in a private work folder first, so no copy of them is ever
+    readable by others, not even while it is written."""
+    from activity_export.config import LocalDestination
+    from activity_export.destinations.local import LocalFolder
+
+    folder_out = LocalFolder(LocalDestination(type="local", root=out), tenant.file_mode_bits)
+    placed = []
+    with workdir(tenant.brand) as folder:
+        for written in write_period(warehouse, tenant, period, folder):
+            final = Path(folder_out.publish(written.path, written.relative))
+            placed.append(dataclasses.replace(written, path=final))
+    return placed
+
+
 def deliver_tenant(
     warehouse: Warehouse,
     tenant: Tenant,
@@ -267,6 +286,7 @@ def deliver_tenant(
     webhook = webhook or (Webhook(tenant.notify) if tenant.notify else None)
     try:
         context.check_stop()
+        require_recipients(tenant)  # a key check refuses is a configuration error here too
         with open_destination(tenant.destination, tenant.brand, tenant.file_mode_bits) as destination:
             report.destination = destination.describe()
             if guard:

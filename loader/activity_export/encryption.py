@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from activity_export.config import Tenant
+from activity_export.destinations.keys import public_key_problem
 from activity_export.errors import ConfigError, ExportError
 
 log = logging.getLogger(__name__)
@@ -54,13 +55,16 @@ def _run_gpg(home: str, arguments: list[str], timeout: float) -> subprocess.Comp
 def read_recipient(path: Path, now: datetime | None = None) -> RecipientKey:
     """The key in ``path``, or a ValueError saying why it cannot be encrypted to.
 
-    Refused: a missing or unreadable file, a file that holds no OpenPGP public key (or more than
-    one), a key that is revoked or expired (now, by the machine's clock), and a key without a
-    valid (sub)key for encryption.
+    Refused: a missing or unreadable file, a file others may change (``public_key_problem``), a
+    file that holds no OpenPGP public key (or more than one), a key that is revoked or expired
+    (now, by the machine's clock), and a key without a valid (sub)key for encryption.
     """
     moment = now or datetime.now(UTC)
     if not path.is_file():
         raise ValueError("no such file")
+    too_open = public_key_problem(path)
+    if too_open:
+        raise ValueError(too_open)
     try:
         path.read_bytes()[:1]
     except OSError as exc:
@@ -105,6 +109,19 @@ def _epoch(field: str) -> datetime | None:
 
 def recipient_problems(tenant: Tenant, now: datetime | None = None) -> list[str]:
     """One line per recipient key file that cannot be encrypted to (for ``check``)."""
+    return [f"tenant {tenant.brand}: {problem}" for problem in _unusable_recipients(tenant, now)]
+
+
+def require_recipients(tenant: Tenant) -> None:
+    """A ConfigError (exit code 2) naming every recipient key file that cannot be encrypted to:
+    ``run`` and ``export`` refuse, before writing anything, what ``check`` refuses."""
+    problems = _unusable_recipients(tenant, None)
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def _unusable_recipients(tenant: Tenant, now: datetime | None) -> list[str]:
+    """``recipients[N] = 'path': why`` per key file that cannot be encrypted to."""
     if tenant.encryption != "pgp":
         return []
     problems = []
@@ -112,9 +129,9 @@ def recipient_problems(tenant: Tenant, now: datetime | None = None) -> list[str]
         try:
             read_recipient(path, now)
         except ValueError as exc:
-            problems.append(f"tenant {tenant.brand}: recipients[{number}] = {str(path)!r}: {exc}")
+            problems.append(f"recipients[{number}] = {str(path)!r}: {exc}")
         except ConfigError as exc:
-            problems.append(f"tenant {tenant.brand}: {exc}")
+            problems.append(str(exc))
             break
     return problems
 

@@ -28,6 +28,7 @@ import duckdb
 from activity_export.config import Tenant
 from activity_export.encryption import encrypt_file
 from activity_export.errors import ExportError
+from activity_export.folders import PRIVATE, make_folders
 from activity_export.manifest import DeliveredFile, PeriodFacts, data_package
 from activity_export.naming import ERASURE, partial_name
 from activity_export.periods import Period
@@ -237,7 +238,9 @@ def write_period(
     """Write the period's data files (activity, broadcast, erasure) and manifest under ``out``.
 
     Files land at ``out / <folder template> / <file name>``; the manifest, when enabled, is last
-    and describes the files exactly as written (encrypted bytes, when encrypted).
+    and describes the files exactly as written (encrypted bytes, when encrypted). ``out`` is a
+    private work folder: folders made below it are the loader's alone (0700), and a destination
+    (or ``export``) gives the files their ``file_mode`` where they are published.
     With ``follow``, each data file is also read while DuckDB appends to it, so its upload runs
     beside the writing; the bytes and SHA-256 the follower saw (all of the file) are then reused
     instead of reading the file once more. Only unencrypted files are followed: nothing in clear
@@ -255,7 +258,7 @@ def write_period(
         for kind in kinds:
             relative = tenant.relative_path(kind, period)
             final = out.joinpath(*relative.parts)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(final.parent, PRIVATE)
             temporary = final.with_name(partial_name(_plain_name(tenant, final.name)))
             temporaries.append(temporary)  # before COPY: a failed COPY can leave a partial file
             follower = _follower(follow, tenant, kind, temporary, relative)
@@ -360,7 +363,7 @@ def write_manifest(
     final = out.joinpath(*relative.parts)
     delivered = [DeliveredFile(f.kind, f.relative, f.rows, f.bytes, f.sha256) for f in files]
     document = data_package(tenant, period, delivered, facts, relative)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(final.parent, PRIVATE)
     temporary = final.with_name(partial_name(final.name))
     temporary.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(temporary, final)

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from activity_export.cli import app
 from activity_export.config import LocalDestination, SftpDestination, Tenant
 from tests.support.project import Project
+from tests.support.sshd import generate_key
 from tests.support.tenants import write_tenants
 
 NOW = "2026-11-04T07:00:00+01:00"  # the shared warehouse's three days are due and complete
@@ -211,6 +212,12 @@ def test_any_hostile_value_is_refused_clearly_or_runs(
     assert result.exit_code == 0, f"check accepted {key} = {value!r}, run failed:\n{result.output}"
 
 
+@pytest.fixture(scope="module")
+def private_key(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real, unencrypted private key: ``check`` loads the key as a login would."""
+    return generate_key(tmp_path_factory.mktemp("ssh-key") / "key").read_bytes()
+
+
 @settings(
     max_examples=120,
     deadline=None,
@@ -219,11 +226,11 @@ def test_any_hostile_value_is_refused_clearly_or_runs(
 )
 @given(key=st.sampled_from(SFTP_KEYS), value=values, secret=st.booleans())
 def test_any_hostile_sftp_value_is_refused_clearly_or_checked(
-    tmp_path_factory: pytest.TempPathFactory, key: str, value: Any, secret: bool
+    tmp_path_factory: pytest.TempPathFactory, private_key: bytes, key: str, value: Any, secret: bool
 ) -> None:
     folder = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
     (folder / "known_hosts").write_text("")
-    (folder / "key").write_text("")
+    (folder / "key").write_bytes(private_key)
     (folder / "key").chmod(0o600)
     destination: dict[str, Any] = {
         "type": "sftp",

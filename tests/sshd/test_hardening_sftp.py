@@ -3,7 +3,10 @@ it, file modes, and links planted in the tenant's folder. Everything through the
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
+import time
 from pathlib import Path
 
 from tests.support.project import Project
@@ -56,7 +59,7 @@ def test_a_private_key_readable_by_others_is_refused_like_openssh(
 
     assert checked.returncode == 2
     assert "permissions 0644" in checked.stderr and f"chmod 600 {account.private_key}" in checked.stderr
-    assert result.returncode == 1
+    assert result.returncode == 2  # a configuration error, in run as in check
     assert "UNPROTECTED PRIVATE KEY FILE" in result.stderr and "tenant BRANDNAAM" in result.stderr
     assert delivered(account) == []
 
@@ -165,6 +168,22 @@ def test_uploaded_files_and_folders_get_file_mode(
     assert {oct(p.stat().st_mode & 0o7777) for p in account2.upload.iterdir()} == {"0o600"}
 
 
+def test_missing_folders_above_the_root_get_the_folder_mode_not_the_servers(
+    built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
+) -> None:
+    account = sshd_server.add_account()
+    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    root = f"{account.root}/exports/daily/BRANDNAAM"
+    destination = sftp_destination(sshd_server, account, known_hosts, root=root)
+    config = write_config(tmp_path / account.username, destination=destination, file_mode="0600")
+
+    assert run(built_duckdb, config).returncode == 0
+    created = [account.upload / "exports", account.upload / "exports" / "daily"]
+    created.append(account.upload / "exports" / "daily" / "BRANDNAAM")
+    assert {oct(p.stat().st_mode & 0o7777) for p in created} == {"0o700"}  # of file_mode "0600"
+    assert sorted(p.name for p in created[-1].iterdir()) == EXPECTED
+
+
 # --- 1. links planted in the tenant's folder on the server ----------------------------------------
 
 
@@ -203,3 +222,42 @@ def test_links_on_the_server_are_refused_and_never_written_through(
     assert victim.read_text() == "precious\n"  # the planted partial links were removed, not followed
     assert delivered(account2) == sorted([*EXPECTED, "victim.csv"])
     assert not any(p.is_symlink() for p in account2.upload.iterdir())
+
+
+# --- 8. something else than a file at a temporary or final name on the server ---------------------
+
+
+def test_a_folder_at_a_temporary_name_on_the_server_fails_the_tenant_clearly(
+    built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
+) -> None:
+    account = sshd_server.add_account()
+    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    planted = account.make_folder(".activity_BRANDNAAM_20261101.csv.partial")
+
+    result = run(built_duckdb, account_config(tmp_path, sshd_server, account, known_hosts))
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "tenant BRANDNAAM: period 2026-11-01: " in result.stderr
+    assert "/upload/.activity_BRANDNAAM_20261101.csv.partial is a folder" in result.stderr
+    assert planted.is_dir() and delivered(account) == []
+
+
+def test_a_fifo_at_a_final_name_on_the_server_fails_the_tenant_and_never_hangs(
+    built_duckdb: Project, sshd_server: SshServer, tmp_path: Path
+) -> None:
+    account = sshd_server.add_account()
+    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    fifo = account.upload / "activity_BRANDNAAM_20261101.csv"
+    os.mkfifo(fifo)
+    os.chown(fifo, account.uid, account.gid)
+    config = account_config(tmp_path, sshd_server, account, known_hosts)
+
+    started = time.monotonic()
+    result = built_duckdb.run(
+        "run", "--config", str(config), "--now", NOW, "--adopt", *built_duckdb.cli_args(), check=False
+    )  # fmt: skip
+
+    assert time.monotonic() - started < 20  # reading the pipe would wait for the channel's timeout
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "/upload/activity_BRANDNAAM_20261101.csv is a named pipe" in result.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and delivered(account) == []

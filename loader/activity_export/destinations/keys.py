@@ -1,4 +1,4 @@
-"""Key files the way OpenSSH reads them: private key permissions and ``known_hosts``.
+"""Key files the way OpenSSH reads them: who may read or change a key file, and ``known_hosts``.
 
 ``known_hosts`` (sshd(8), "SSH_KNOWN_HOSTS FILE FORMAT"): one key per line, ``[marker] hosts
 keytype base64 [comment]``. ``hosts`` is a comma-separated list of patterns (``*`` and ``?``
@@ -114,17 +114,50 @@ def private_key_problem(path: Path) -> str | None:
     KEY FILE"): whoever can read it can log in as us, so the key must be considered leaked. The
     loader applies the same rule.
     """
-    try:
-        found = path.stat()
-    except OSError:
-        return None  # a missing or unreadable file is reported when it is opened
-    if found.st_uid == os.geteuid() and found.st_mode & 0o077:
+    found = _key_file_status(path)
+    if found is not None and found.st_uid == os.geteuid() and found.st_mode & 0o077:
         return (
             f"permissions {found.st_mode & 0o777:04o} for {path} are too open: a private key file "
             "must not be accessible by others (OpenSSH refuses it for the same reason: anyone who "
             f"can read it can log in as this account). Run: chmod 600 {path}"
         )
     return None
+
+
+def public_key_problem(path: Path) -> str | None:
+    """Why a public key file the loader trusts (a receiver's OpenPGP key) may not be used, or None.
+
+    Whoever can change the file can put their own key in it and read every file encrypted to it
+    from then on. So the file, after following any link, must belong to this user or root and
+    must not be writable by the group or others: OpenSSH's rule for ``authorized_keys``
+    (``StrictModes``), checked the way ``private_key_problem`` checks private keys.
+    """
+    found = _key_file_status(path)
+    if found is None:
+        return None
+    real = path.resolve()
+    if found.st_mode & 0o022:
+        return (
+            f"permissions {found.st_mode & 0o777:04o} of {real} are too open: it may be changed by "
+            "others, who could put their own key in it and read every file encrypted to it; a "
+            f"key file must be writable by its owner only. Run: chmod go-w {real}"
+        )
+    if found.st_uid not in (0, os.geteuid()):
+        return (
+            f"{real} belongs to user id {found.st_uid}: it may be changed by others, who could put "
+            "their own key in it; a key file must belong to this user or root. Run: chown "
+            f"{os.geteuid()} {real}"
+        )
+    return None
+
+
+def _key_file_status(path: Path) -> os.stat_result | None:
+    """The key file's status, through any link; None when it is missing or cannot be looked at
+    (reported when it is opened)."""
+    try:
+        return path.stat()
+    except OSError:
+        return None
 
 
 def _matches(patterns: str, name: str) -> bool:

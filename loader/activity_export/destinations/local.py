@@ -8,10 +8,13 @@ with ``O_NOFOLLOW | O_DIRECTORY``, a temporary file is created with
 ``O_CREAT | O_EXCL | O_NOFOLLOW`` under an unpredictable name, and the final rename happens between
 two names of that one opened folder. Where a link stands, publishing stops with an error for the
 tenant; nothing is written anywhere else. The root itself is the operator's setting and may be a
-link.
+link. Only regular files (and links planted at a temporary name, removed themselves) are replaced
+or removed: a folder or a named pipe at a temporary or final name stops the tenant likewise, and a
+file is never opened in a way that could wait on a named pipe.
 
 Files get the tenant's ``file_mode`` (set on the open file before the rename, whatever the umask);
-folders the loader creates get the matching search bits.
+folders the loader creates, the root and any missing folder above it included, get the matching
+search bits.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from activity_export import failpoints
 from activity_export.config import DEFAULT_FILE_MODE, LocalDestination, folder_mode
 from activity_export.destinations import Destination
 from activity_export.errors import ExportError
+from activity_export.folders import make_folders
 from activity_export.naming import is_partial_of, unique_partial_name
 
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class UnsafePathError(ExportError):
@@ -57,7 +62,7 @@ class LocalFolder(Destination):
             name = relative.name
             for stale in os.listdir(folder):  # left by a run that crashed mid-copy
                 if is_partial_of(stale, name):
-                    os.unlink(stale, dir_fd=folder)  # removes a link itself, never its target
+                    self._remove_partial(folder, stale, relative.with_name(stale))
             self._refuse_unsafe(folder, name, relative)
             temporary = unique_partial_name(name)
             target = os.open(temporary, CREATE_FLAGS, self.file_mode, dir_fd=folder)
@@ -89,7 +94,8 @@ class LocalFolder(Destination):
             if folder is None:
                 return None
             try:
-                handle = os.open(relative.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder)
+                # O_NONBLOCK: a named pipe planted at the name would otherwise wait for a writer forever
+                handle = os.open(relative.name, READ_FLAGS, dir_fd=folder)
             except (FileNotFoundError, IsADirectoryError):
                 return None
             except OSError as exc:
@@ -139,8 +145,7 @@ class LocalFolder(Destination):
         folder gives None.
         """
         if create and not self.root.is_dir():
-            self.root.mkdir(parents=True, exist_ok=True)
-            os.chmod(self.root, self.folder_mode)
+            make_folders(self.root, self.folder_mode)  # the folders above it too
         try:
             current = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -171,7 +176,7 @@ class LocalFolder(Destination):
                 except OSError as exc:
                     if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
                         raise
-                    raise self._unsafe(current, part, walked) from None
+                    raise self._unsafe(current, part, walked, "a folder") from None
                 if made:
                     os.fchmod(child, self.folder_mode)  # the umask may have taken bits
                 os.close(current)
@@ -188,15 +193,52 @@ class LocalFolder(Destination):
         except FileNotFoundError:
             return
         if not stat.S_ISREG(found.st_mode):
-            raise self._unsafe(folder, name, relative)
+            raise self._unsafe(folder, name, relative, "a regular file")
 
-    def _unsafe(self, folder: int, name: str, relative: PurePosixPath) -> UnsafePathError:
+    def _remove_partial(self, folder: int, name: str, relative: PurePosixPath) -> None:
+        """Remove a temporary file a crashed run left: a regular file, or a link planted at its name
+        (the link itself, never its target); anything else there is not the loader's to remove."""
+        try:
+            found = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if not (stat.S_ISREG(found.st_mode) or stat.S_ISLNK(found.st_mode)):
+            raise self._unsafe(folder, name, relative, "a temporary file of the loader")
+        try:
+            os.unlink(name, dir_fd=folder)
+        except FileNotFoundError:
+            pass
+        except IsADirectoryError:  # swapped for a folder meanwhile
+            raise self._unsafe(folder, name, relative, "a temporary file of the loader") from None
+
+    def _unsafe(self, folder: int, name: str, relative: PurePosixPath, expected: str) -> UnsafePathError:
+        """The error for ``relative``: a link, or something else than ``expected``, stands there."""
         try:
             mode = os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode
         except OSError:
             mode = 0
-        what = "a symbolic link" if stat.S_ISLNK(mode) else "not what the loader expects there"
+        path = self.root.joinpath(*relative.parts)
+        if stat.S_ISLNK(mode):
+            return UnsafePathError(
+                f"{self.describe()}: {path} is a symbolic link; the loader never follows links below "
+                "the root and wrote nothing. Remove it (and find out who put it there), then run again"
+            )
         return UnsafePathError(
-            f"{self.describe()}: {relative} is {what}; the loader never follows links below the "
-            "root and wrote nothing. Remove it (and find out who put it there), then run again"
+            f"{self.describe()}: {path} is {file_kind(mode)}, not {expected}; the loader replaces "
+            "and removes only regular files and wrote nothing. Remove it (and find out who put it "
+            "there), then run again"
         )
+
+
+def file_kind(mode: int) -> str:
+    """What ``st_mode`` says a directory entry is, in words: "a folder", "a named pipe (FIFO)"."""
+    kinds = [
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+        (stat.S_ISREG, "a regular file"),
+    ]
+    return next((words for test, words in kinds if test(mode)), "something unknown")

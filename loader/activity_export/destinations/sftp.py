@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from stat import S_ISDIR, S_ISLNK, S_ISREG
+from stat import S_ISDIR, S_ISFIFO, S_ISLNK, S_ISREG
 from typing import BinaryIO
 
 import paramiko
@@ -59,6 +59,12 @@ FOLLOW_POLL_SECONDS = 0.05
 CHECK_FILE = "check-file"
 # A file is uploaded while written only once it has grown this big; smaller ones after writing.
 FOLLOW_MIN_BYTES = 8 * 2**20
+# What ``SftpServer._kind`` found, in words for a message.
+KIND_WORDS = {
+    "dir": "a folder",
+    "fifo": "a named pipe (FIFO)",
+    "other": "a socket or device",
+}
 
 
 class SftpServer(Destination):
@@ -154,6 +160,8 @@ class SftpServer(Destination):
 
         def digest() -> str | None:
             sftp = self._session()
+            if not self._is_file(final):  # opening a named pipe would hold the session until timeout
+                return None
             with self._ssh.step(f"read back {final}"):
                 try:
                     handle = sftp.open(str(final), "rb")
@@ -270,7 +278,7 @@ class SftpServer(Destination):
                     return False
             if uploaded != size:
                 return False
-            self._refuse_link(final)
+            self._refuse_unsafe(final)
             self._replace(temporary, final)
             return True
 
@@ -306,7 +314,7 @@ class SftpServer(Destination):
         sftp = self._session()
         self._make_folders(final.parent)
         self._remove_stale_partials(final)
-        self._refuse_link(final)
+        self._refuse_unsafe(final)
         digest = hashlib.sha256()
         size = 0
         with self._ssh.step(f"write {temporary}"), sftp.open(str(temporary), "wxb", bufsize=0) as target:
@@ -330,7 +338,7 @@ class SftpServer(Destination):
         sftp = self._session()
         self._make_folders(final.parent)
         self._remove_stale_partials(final)
-        self._refuse_link(final)
+        self._refuse_unsafe(final)
         # unpredictable and created exclusively: a link planted at the name can not be written through
         temporary = final.with_name(unique_partial_name(final.name))
         try:
@@ -423,7 +431,8 @@ class SftpServer(Destination):
         self._folders.add(folder)
 
     def _make_folders_above_root(self) -> None:
-        """The folders above the root that are missing (the root is the operator's: links allowed)."""
+        """The folders above the root that are missing (the root is the operator's: links allowed),
+        with the folder mode, like every folder the loader creates."""
         sftp = self._session()
         missing = []
         for candidate in self.root.parents:
@@ -440,10 +449,13 @@ class SftpServer(Destination):
         for candidate in reversed(missing):
             try:
                 with self._ssh.step(f"create folder {candidate}"):
-                    sftp.mkdir(str(candidate))
+                    sftp.mkdir(str(candidate), self.folder_mode)
             except RemotePathError:
                 if self._kind(candidate) not in ("dir", "link"):  # else: made meanwhile
                     raise
+                continue
+            with self._ssh.step(f"set the mode of folder {candidate}"):
+                sftp.chmod(str(candidate), self.folder_mode)  # mkdir's mode passes the umask
 
     def _remove_stale_partials(self, final: PurePosixPath) -> None:
         """Remove the temporary files of ``final`` that crashed runs left (links removed, not followed).
@@ -454,6 +466,10 @@ class SftpServer(Destination):
         if folder not in self._stale:
             self._stale[folder] = [n for n in self._names(folder, regular_only=False) if is_partial(n)]
         for name in [n for n in self._stale[folder] if is_partial_of(n, final.name)]:
+            with self._ssh.step(f"look up {folder / name}"):
+                kind = self._kind(folder / name)
+            if kind not in ("file", "link", "missing"):  # a link is removed itself, never followed
+                raise self._unsafe(folder / name, kind, "a temporary file of the loader")
             log.info("removing stale partial file %s from an earlier run", self._where(folder / name))
             with self._ssh.step(f"remove stale partial file {folder / name}"):
                 try:
@@ -462,28 +478,39 @@ class SftpServer(Destination):
                     pass
             self._stale[folder].remove(name)
 
-    def _refuse_link(self, final: PurePosixPath) -> None:
-        """A symbolic link at the final name is refused, not replaced (someone planted it)."""
+    def _refuse_unsafe(self, final: PurePosixPath) -> None:
+        """Anything but a regular file at the final name is refused, not replaced (above all a
+        symbolic link: someone planted it)."""
         with self._ssh.step(f"look up {final}"):
-            if self._kind(final) == "link":
-                raise self._unsafe(final)
+            kind = self._kind(final)
+        if kind not in ("file", "missing"):
+            raise self._unsafe(final, kind, "a regular file")
 
-    def _unsafe(self, remote: PurePosixPath) -> RemotePathError:
+    def _unsafe(self, remote: PurePosixPath, kind: str = "link", expected: str = "") -> RemotePathError:
+        if kind == "link":
+            return RemotePathError(
+                f"{self.describe()}: {remote} is a symbolic link; the loader never follows links "
+                "below the root and wrote nothing. Remove it (and find out who put it there), then "
+                "run again"
+            )
         return RemotePathError(
-            f"{self.describe()}: {remote} is a symbolic link; the loader never follows links below "
-            "the root and wrote nothing. Remove it (and find out who put it there), then run again"
+            f"{self.describe()}: {remote} is {KIND_WORDS.get(kind, kind)}, not {expected}; the "
+            "loader replaces and removes only regular files and wrote nothing. Remove it (and find "
+            "out who put it there), then run again"
         )
 
     # -- remote look-ups -------------------------------------------------------------------------
 
     def _kind(self, remote: PurePosixPath) -> str:
-        """``dir``, ``file``, ``link``, ``other`` or ``missing``; a link is not followed."""
+        """``dir``, ``file``, ``link``, ``fifo``, ``other`` or ``missing``; a link is not followed."""
         try:
             mode = self._session().lstat(str(remote)).st_mode or 0
         except FileNotFoundError:
             return "missing"
         if S_ISLNK(mode):
             return "link"
+        if S_ISFIFO(mode):
+            return "fifo"
         return "dir" if S_ISDIR(mode) else "file" if S_ISREG(mode) else "other"
 
     def _exists(self, remote: PurePosixPath) -> bool:

@@ -21,11 +21,13 @@ import logging
 import os
 import random
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import paramiko
@@ -40,7 +42,7 @@ from activity_export.destinations.keys import (
     private_key_problem,
 )
 from activity_export.destinations.sftp_protocol import ExtendedSftpClient
-from activity_export.errors import ExportError
+from activity_export.errors import ConfigError, ExportError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,84 @@ class SftpAuthError(SftpError):
 
 class RemotePathError(SftpError):
     """The server refused a file operation: permission denied, missing folder, disk full."""
+
+
+class CredentialError(SftpAuthError, ConfigError):
+    """The configured key or secret cannot be used on this machine: a variable that is not set, a
+    key file that is refused, unreadable, not a key, encrypted without a passphrase or with another
+    one. A configuration error (exit code 2) that ``check`` reports too; ``run`` finds it before
+    connecting."""
+
+    exit_code = 2
+
+
+KEY_TYPES_ALLOWED = "an OpenSSH or PEM private key of type ed25519, ecdsa or rsa, as ssh-keygen writes it"
+
+
+def load_private_key(config: SftpDestination) -> paramiko.PKey:
+    """The configured private key, decrypted with the passphrase from ``passphrase_env``.
+
+    What ``check`` and a login both rely on; a ``CredentialError`` names the key
+    (``destination.private_key`` or ``destination.passphrase_env``), its value (a path, a
+    variable's NAME: never the passphrase) and what is allowed. The passphrase lives only in this
+    frame and is dropped before an error is raised, so it shows up neither in messages nor in
+    traceback locals.
+    """
+    path, name = config.private_key, config.passphrase_env
+    assert path is not None
+    where = f"destination.private_key = {str(path)!r}"
+    named = f"destination.passphrase_env = {name!r}"
+    too_open = private_key_problem(path)
+    if too_open:
+        raise CredentialError(f"{where}: UNPROTECTED PRIVATE KEY FILE: {too_open}")
+    try:
+        regular = stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        regular = True  # missing or unreadable: said below, when it is opened
+    if not regular:  # opening a named pipe would wait forever
+        raise CredentialError(f"{where}: not a regular file; expected {KEY_TYPES_ALLOWED}")
+    passphrase = os.environb.get(name.encode()) if name else None
+    if name and not passphrase:
+        raise CredentialError(
+            f"{named}: environment variable {name} (passphrase_env) is not set; it must hold the "
+            "key's passphrase"
+        )
+    problem = ""
+    try:
+        return paramiko.PKey.from_path(path, password=passphrase)
+    except FileNotFoundError:
+        problem = f"{where}: no such file"
+    except OSError as exc:
+        problem = f"{where}: cannot be read ({exc.strerror or type(exc).__name__})"
+    except (TypeError, paramiko.PasswordRequiredException):
+        # cryptography raises TypeError both for a missing and for a superfluous passphrase
+        problem = (
+            f"{named}: {path} is not encrypted, so it takes no passphrase; remove passphrase_env"
+            if passphrase
+            else f"{where}: the key is encrypted; set passphrase_env to the NAME of the environment "
+            "variable holding its passphrase"
+        )
+    except (ValueError, paramiko.SSHException, paramiko.UnknownKeyType):
+        problem = (
+            f"{named}: the passphrase in {name} does not decrypt {path} (wrong passphrase); "
+            f"{name} must hold the passphrase the key was encrypted with"
+            if passphrase and _is_encrypted_key(path)
+            else f"{where}: not a private key this loader can read; expected {KEY_TYPES_ALLOWED}"
+        )
+    finally:
+        del passphrase
+    raise CredentialError(problem)
+
+
+def _is_encrypted_key(path: Path) -> bool:
+    """Whether ``path`` holds a private key that reads as encrypted when no passphrase is given."""
+    try:
+        paramiko.PKey.from_path(path)
+    except (TypeError, paramiko.PasswordRequiredException):
+        return True
+    except (OSError, ValueError, paramiko.SSHException, paramiko.UnknownKeyType):
+        return False
+    return False
 
 
 # OpenSSH allows 10 sessions (channels) per connection by default (MaxSessions); stay under it.
@@ -274,27 +354,40 @@ class SshConnection:
         )
 
     def _login(self) -> tuple[paramiko.Transport, str]:
-        """A new connection: handshake, host key check and login."""
+        """A new connection: handshake, host key check and login.
+
+        The key (or the password's variable) is checked first: one that cannot be used is a
+        configuration error, whether or not the server can be reached.
+        """
         config = self.config
         known = self._known_host_keys()
-        log.debug("connecting to %s", self.label)
-        sock = socket.create_connection((config.host, config.port), timeout=self.timeout)
+        key = self._private_key() if config.private_key is not None else None
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            transport = paramiko.Transport(
-                sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET_SIZE
-            )
-        except BaseException:
-            sock.close()
-            raise
-        try:
-            self._start(transport, known)
-        except BaseException:
-            _close(transport)
-            raise
+            if config.password_env and not os.environ.get(config.password_env):
+                raise CredentialError(
+                    f"{self.label}: destination.password_env = {config.password_env!r}: environment "
+                    f"variable {config.password_env} (password_env) is not set; it must hold the password"
+                )
+            log.debug("connecting to %s", self.label)
+            sock = socket.create_connection((config.host, config.port), timeout=self.timeout)
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                transport = paramiko.Transport(
+                    sock, default_window_size=WINDOW_SIZE, default_max_packet_size=MAX_PACKET_SIZE
+                )
+            except BaseException:
+                sock.close()
+                raise
+            try:
+                self._start(transport, known, key)
+            except BaseException:
+                _close(transport)
+                raise
+        finally:
+            del key
         return transport, self.host_key_fingerprint
 
-    def _start(self, transport: paramiko.Transport, known: KnownHostKeys) -> None:
+    def _start(self, transport: paramiko.Transport, known: KnownHostKeys, key: paramiko.PKey | None) -> None:
         """Handshake, host key check and login on a fresh transport."""
         transport.banner_timeout = self.timeout
         transport.handshake_timeout = self.timeout
@@ -318,7 +411,7 @@ class SshConnection:
                 f"SSH handshake not done within {self.timeout:g}s" + (f" ({cause})" if cause else "")
             )
         self._check_host_key(transport.get_remote_server_key(), known)
-        self._authenticate(transport)
+        self._authenticate(transport, key)
         transport.set_keepalive(KEEPALIVE_SECONDS)
 
     def _open_session(self, transport: paramiko.Transport) -> None:
@@ -395,16 +488,15 @@ class SshConnection:
 
     # -- login -----------------------------------------------------------------------------------
 
-    def _authenticate(self, transport: paramiko.Transport) -> None:
-        """Log in with the configured key or password, and nothing else.
+    def _authenticate(self, transport: paramiko.Transport, key: paramiko.PKey | None) -> None:
+        """Log in with the configured key (loaded by ``_private_key``) or password, and nothing else.
 
         Secrets live only in this frame and the helpers' frames, and are dropped before an error is
         raised, so they show up neither in messages nor in traceback locals.
         """
         config = self.config
         failure: SftpError | None = None
-        if config.private_key is not None:
-            key = self._private_key()
+        if key is not None:
             try:
                 transport.auth_publickey(config.username, key)
             except paramiko.AuthenticationException as exc:
@@ -422,7 +514,7 @@ class SshConnection:
         assert name is not None
         password = os.environ.get(name)
         if not password:
-            return SftpAuthError(f"{self.label}: environment variable {name} (password_env) is not set")
+            return CredentialError(f"{self.label}: environment variable {name} (password_env) is not set")
         failure: SftpError | None = None
         try:
             # falls back to keyboard-interactive with the same password where that is the
@@ -435,38 +527,11 @@ class SshConnection:
         return failure
 
     def _private_key(self) -> paramiko.PKey:
-        """The configured private key, decrypted with the passphrase from ``passphrase_env``."""
-        path, name = self.config.private_key, self.config.passphrase_env
-        assert path is not None
-        too_open = private_key_problem(path)
-        if too_open:
-            raise SftpAuthError(f"{self.label}: UNPROTECTED PRIVATE KEY FILE: {too_open}")
-        passphrase = os.environb.get(name.encode()) if name else None
-        if name and not passphrase:
-            raise SftpAuthError(f"{self.label}: environment variable {name} (passphrase_env) is not set")
-        problem = ""
+        """The configured private key (``load_private_key``); its problems name this destination."""
         try:
-            return paramiko.PKey.from_path(path, password=passphrase)
-        except FileNotFoundError:
-            problem = "file not found"
-        except PermissionError:
-            problem = "permission denied"
-        except (TypeError, paramiko.PasswordRequiredException):
-            # cryptography raises TypeError both for a missing and for a superfluous passphrase
-            problem = (
-                f"it is not encrypted, but passphrase_env ({name}) is set; remove passphrase_env"
-                if passphrase
-                else "it is encrypted; set passphrase_env to the variable holding its passphrase"
-            )
-        except (ValueError, paramiko.SSHException, paramiko.UnknownKeyType):
-            problem = (
-                "wrong passphrase, or not an OpenSSH/PEM ed25519, ecdsa or rsa private key"
-                if passphrase
-                else "not an OpenSSH/PEM ed25519, ecdsa or rsa private key"
-            )
-        finally:
-            del passphrase
-        raise SftpAuthError(f"{self.label}: cannot use private key {path}: {problem}")
+            return load_private_key(self.config)
+        except CredentialError as exc:
+            raise CredentialError(f"{self.label}: {exc}") from None
 
     def _auth_failure(self, what: str, exc: paramiko.AuthenticationException) -> SftpError:
         if isinstance(exc, paramiko.BadAuthenticationType):

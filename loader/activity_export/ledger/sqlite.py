@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from activity_export.errors import ConfigError, ExportError
+from activity_export.folders import PRIVATE, make_folders
 from activity_export.ledger.base import (
     SCHEMA_VERSION,
     Book,
@@ -177,7 +178,7 @@ class SqliteLedger(Ledger):
             self._db.row_factory = sqlite3.Row
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            make_folders(path.parent, PRIVATE)
         except OSError as exc:
             raise ExportError(f"ledger {path}: cannot create its folder: {exc}") from None
         try:
@@ -402,7 +403,7 @@ def file_lock(ledger_path: Path, brand: str) -> Iterator[bool]:
     path = lock_file(ledger_path, brand)
     folder = path.parent
     try:
-        folder.mkdir(mode=0o700, exist_ok=True)
+        make_folders(folder, PRIVATE)
         info = os.lstat(folder)
     except OSError as exc:
         raise ExportError(f"lock folder {folder}: cannot create it: {exc.strerror}") from None

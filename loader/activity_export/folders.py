@@ -1,0 +1,42 @@
+"""Folders the loader creates get the mode meant for them, whatever the umask.
+
+``mkdir`` passes its mode through the process umask: under ``umask 000`` every folder a plain
+``mkdir -p`` makes is open to everyone, under ``umask 077`` closed to the receivers' group. So each
+folder the loader makes is set to its mode right after it is made (on the opened folder, never
+through a link); folders that were there already are the operator's and keep theirs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PRIVATE = 0o700  # the loader's own: the ledger, its locks, work folders
+
+
+def make_folders(path: Path, mode: int) -> list[Path]:
+    """Create ``path`` and whichever of its parents are missing, each with exactly ``mode``.
+
+    Returns the folders it created, top down. A folder another process creates meanwhile is left as
+    it is; anything else in the way (a file) raises the OSError of ``mkdir``.
+    """
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.is_dir():  # a link to a folder counts: the operator's setting
+            break
+        missing.append(folder)
+    made = []
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode)
+        except FileExistsError:
+            if folder.is_dir():
+                continue  # made meanwhile by someone else
+            raise
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(handle, mode)  # the umask may have taken bits
+        finally:
+            os.close(handle)
+        made.append(folder)
+    return made
