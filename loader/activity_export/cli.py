@@ -51,7 +51,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: rendering it with rich costs a third of a second
 )
 
-DEMO_START = date(2026, 11, 1)
+GENERATE_START = date(2026, 11, 1)  # generate's first day unless --start: the week the tests use
 DEMO_CONFIG = Path("demo/tenants.yml")  # the demo's own configuration, in the project folder
 
 ConfigOption = Annotated[
@@ -186,7 +186,7 @@ def generate(
     brands: Annotated[str, typer.Option(help="Brand codes, comma separated.")] = "BRANDNAAM",
     days: Annotated[int, typer.Option(min=1, help="Number of days.")] = 7,
     events_per_day: Annotated[int, typer.Option(min=1, help="Events per brand per day.")] = 2000,
-    start: Annotated[str, typer.Option(help="First day (UTC), YYYY-MM-DD.")] = DEMO_START.isoformat(),
+    start: Annotated[str, typer.Option(help="First day (UTC), YYYY-MM-DD.")] = GENERATE_START.isoformat(),
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 42,
     raw_schema: Annotated[str, typer.Option(help="Schema for the raw tables.")] = "raw",
     project_dir: ProjectDirOption = Path(),
@@ -246,6 +246,7 @@ def demo(
     config: DemoConfigOption = DEMO_CONFIG,
     days: Annotated[int, typer.Option(min=1, help="Days of demo data.")] = 7,
     events_per_day: Annotated[int, typer.Option(min=1, help="Events per brand per day.")] = 2000,
+    now: NowOption = None,
     project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = "duckdb",
@@ -254,12 +255,14 @@ def demo(
         typer.Option(help="Also delete a warehouse file and use a configuration the demo did not make."),
     ] = False,
 ) -> None:
-    """The main job end to end on the embedded default: generate, dbt build, deliver."""
+    """The main job end to end on the embedded default: generate days up to yesterday, dbt build,
+    deliver every due period."""
     from activity_export import demo as demo_job
     from activity_export import generate as generator
     from activity_export.build import dbt_build
     from activity_export.config import load_config
     from activity_export.ledger import default_ledger_path
+    from activity_export.periods import parse_now
     from activity_export.report import run_summary
     from activity_export.runs import deliver_tenants, problems, start_run
     from activity_export.warehouse import connect, resolve_target
@@ -272,7 +275,8 @@ def demo(
     settings = load_config(config)
     demo_job.check_config_is_the_demos(settings, own=DEMO_CONFIG, force=force)
     tenants = settings.selected(None)
-    plan = _plan(",".join(t.brand for t in tenants), days, events_per_day, DEMO_START.isoformat(), 42)
+    moment = parse_now(now) if now else datetime.now(UTC)
+    plan = demo_job.demo_plan(tenants, days, events_per_day, moment)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
     if warehouse_target.kind != "duckdb" or warehouse_target.duckdb_path is None:
         raise ConfigError(
@@ -281,18 +285,23 @@ def demo(
         )
     # a fresh warehouse each time: the incremental relations must not keep another run's data
     demo_job.remove_previous_warehouse(warehouse_target.duckdb_path, force=force)
-    typer.echo(f"1/3 generating {days} days of demo data into {warehouse_target}")
+    typer.echo(
+        f"1/3 generating {days} days of demo data, up to the tenants' last midnight "
+        f"({plan.end.isoformat()}), into {warehouse_target}"
+    )
     with connect(warehouse_target, read_only=False) as warehouse:
         demo_job.mark_warehouse(warehouse)
         generator.generate(warehouse, plan)
     typer.echo("2/3 dbt build (seeds, models, tests)")
     dbt_build(project_dir, profiles_dir, warehouse_target.name)
-    typer.echo(f"3/3 delivering every due period as of {plan.as_of.isoformat()}")
+    typer.echo(f"3/3 delivering every due period as of {moment.isoformat(timespec='seconds')}")
     # the demo's ledger starts afresh with its warehouse, so `status --config demo/tenants.yml`
     # shows what this demo delivered and `run` knows it was delivered
     demo_job.remove_previous_ledger(default_ledger_path(config))
     # force: the demo's own folder gets the same bytes again under the same names
-    reports = deliver_tenants(start_run(config, now=plan.as_of, force=True), warehouse_target)
+    started = start_run(config, now=moment, force=True)
+    started.tenants = demo_job.from_first_day(started.tenants, plan)
+    reports = deliver_tenants(started, warehouse_target)
     typer.echo("")
     typer.echo(run_summary(reports))
     for problem in problems(reports):

@@ -169,7 +169,9 @@ def test_status_after_the_demo_shows_what_it_delivered(duckdb_project: Project, 
     project = own_duckdb(duckdb_project, tmp_path, "demo.duckdb")
     (tmp_path / "demo").mkdir()
     shutil.copy(ROOT / "demo" / "tenants.yml", tmp_path / "demo" / "tenants.yml")
-    demo = project.run("demo", "--days", "3", "--events-per-day", "300", *project.cli_args(), cwd=tmp_path)
+    demo = project.run(
+        "demo", "--days", "3", "--events-per-day", "300", "--now", NOW, *project.cli_args(), cwd=tmp_path
+    )
     assert "status --config demo/tenants.yml" in demo.stdout
     assert "Target(" not in demo.stdout  # the warehouse is named readably
 

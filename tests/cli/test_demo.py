@@ -17,6 +17,9 @@ import yaml
 
 from tests.support.project import BIN, ROOT, Project, own_duckdb
 
+# the demo's clock in the tests that name its files: its data is the days before 2026-11-04
+NOW = "2026-11-04T07:00:00+01:00"
+
 
 def own_warehouse(project: Project, folder: Path) -> Project:
     """The demo deletes and rebuilds its DuckDB file: give it one no other test uses."""
@@ -38,7 +41,7 @@ def test_demo_delivers_every_due_period_and_a_second_run_changes_nothing(
     workdir = tmp_path / "work"
     (workdir / "demo").mkdir(parents=True)
     shutil.copy(ROOT / "demo" / "tenants.yml", workdir / "demo" / "tenants.yml")
-    args = ["demo", "--days", "3", "--events-per-day", "300", *duckdb_project.cli_args()]
+    args = ["demo", "--days", "3", "--events-per-day", "300", "--now", NOW, *duckdb_project.cli_args()]
 
     first = duckdb_project.run(*args, cwd=workdir)
     delivered = _tree(workdir / "exports")
@@ -66,12 +69,21 @@ def test_demo_tenant_with_gzip_folders_and_manifest(duckdb_project: Project, tmp
     (workdir / "demo").mkdir(parents=True)
     shutil.copy(ROOT / "demo" / "tenants.yml", workdir / "demo" / "tenants.yml")
     duckdb_project.run(
-        "demo", "--days", "2", "--events-per-day", "300", *duckdb_project.cli_args(), cwd=workdir
+        "demo",
+        "--days",
+        "2",
+        "--events-per-day",
+        "300",
+        "--now",
+        NOW,
+        *duckdb_project.cli_args(),
+        cwd=workdir,
     )
 
     root = workdir / "exports" / "MODEHUIS"
     folder = root / "manifest/2026/11"
-    manifest = json.loads((folder / "manifest_MODEHUIS_20261101.json").read_text())
+    # two days up to the day before NOW: 2 and 3 November
+    manifest = json.loads((folder / "manifest_MODEHUIS_20261102.json").read_text())
     for entry in manifest["resources"]:  # paths are relative to the manifest's folder
         path = (folder / entry["path"]).resolve()
         assert path.is_relative_to(root.resolve())
