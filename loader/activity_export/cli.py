@@ -7,7 +7,6 @@ import functools
 import inspect
 import json
 import logging
-import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -103,7 +102,7 @@ VerboseOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only.")]
 _LOG_FORMAT = typer.Option(
     "--log-format",
-    help="json: one object per line (time, level, event, brand, period, kind, message).",
+    help="json: every line on stderr one JSON object (event, tenant, period, rows, bytes, outcome, error).",
     envvar="ACTIVITY_EXPORT_LOG_FORMAT",
 )
 LogFormatOption = Annotated[LogFormat, _LOG_FORMAT]
@@ -140,7 +139,7 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except ExportError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            logs.say(str(exc), event="command_failed", level=logging.ERROR, error=str(exc))
             raise typer.Exit(exc.exit_code) from None
 
     wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]  # read by typer
@@ -173,10 +172,11 @@ def _setup(
     ] = False,
 ) -> None:
     _before_command.update(verbose=verbose, quiet=quiet, log_format=log_format)
+    logs.configure(verbose, quiet=quiet, log_format=log_format.value)
     try:
         validate_environment()
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        logs.say(str(exc), event="command_failed", level=logging.ERROR, error=str(exc))
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -230,10 +230,14 @@ def export(
     with connect(resolve_target(project_dir, profiles_dir, target)) as warehouse:
         watermark = read_watermark(warehouse, tenant.brand)
         if watermark is None or chosen.end_utc > watermark:
-            typer.echo(
-                f"warning: period {chosen.label} is not complete in the warehouse yet "
+            logs.say(
+                f"period {chosen.label} is not complete in the warehouse yet "
                 f"(built up to {watermark}); the files may miss rows",
-                err=True,
+                event="period_incomplete",
+                level=logging.WARNING,
+                brand=tenant.brand,
+                period=chosen.label,
+                watermark=watermark.isoformat() if watermark else None,
             )
         files = write_period(warehouse, tenant, chosen, out)
     for written in files:
@@ -264,7 +268,7 @@ def demo(
     from activity_export.ledger import default_ledger_path
     from activity_export.periods import parse_now
     from activity_export.report import run_summary
-    from activity_export.runs import deliver_tenants, problems, start_run
+    from activity_export.runs import deliver_tenants, say_problems, start_run
     from activity_export.warehouse import connect, resolve_target
 
     if not config.exists():  # the generic message would suggest ACTIVITY_EXPORT_CONFIG, which demo ignores
@@ -285,16 +289,20 @@ def demo(
         )
     # a fresh warehouse each time: the incremental relations must not keep another run's data
     demo_job.remove_previous_warehouse(warehouse_target.duckdb_path, force=force)
-    typer.echo(
+    logs.say(
         f"1/3 generating {days} days of demo data, up to the tenants' last midnight "
-        f"({plan.end.isoformat()}), into {warehouse_target}"
+        f"({plan.end.isoformat()}), into {warehouse_target}",
+        event="demo_step",
     )
     with connect(warehouse_target, read_only=False) as warehouse:
         demo_job.mark_warehouse(warehouse)
         generator.generate(warehouse, plan)
-    typer.echo("2/3 dbt build (seeds, models, tests)")
+    logs.say("2/3 dbt build (seeds, models, tests)", event="demo_step")
     dbt_build(project_dir, profiles_dir, warehouse_target.name)
-    typer.echo(f"3/3 delivering every due period as of {moment.isoformat(timespec='seconds')}")
+    logs.say(
+        f"3/3 delivering every due period as of {moment.isoformat(timespec='seconds')}",
+        event="demo_step",
+    )
     # the demo's ledger starts afresh with its warehouse, so `status --config demo/tenants.yml`
     # shows what this demo delivered and `run` knows it was delivered
     demo_job.remove_previous_ledger(default_ledger_path(config))
@@ -302,10 +310,8 @@ def demo(
     started = start_run(config, now=moment, force=True)
     started.tenants = demo_job.from_first_day(started.tenants, plan)
     reports = deliver_tenants(started, warehouse_target)
-    typer.echo("")
     typer.echo(run_summary(reports))
-    for problem in problems(reports):
-        typer.echo(f"error: {problem}", err=True)
+    say_problems(reports)
     folders = sorted({str(t.destination.root) for t in tenants if hasattr(t.destination, "root")})
     typer.echo(f"\nfiles are in: {', '.join(folders)}")
     typer.echo(f"what was delivered: activity-export status --config {config}")
@@ -350,7 +356,7 @@ def check(
     summaries = check_config(settings, moment, brand)
     typer.echo(render_summary(summaries))
     for warning in changed_since_delivery(settings, ledger_location(ledger, config), brand):
-        typer.echo(f"warning: {warning}", err=True)
+        logs.say(warning, event="tenant_changed", level=logging.WARNING)
     raise_on_problems(summaries)
     _warn_about_warehouse_data([s.brand for s in summaries], project_dir, profiles_dir, target)
     if login:
@@ -430,8 +436,8 @@ def run(
         adopt=adopt,
     )
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
-    # with --json, stdout holds the JSON document and nothing else
-    progress = Progress(len(started.tenants), interactive=sys.stdout.isatty() and not as_json, silent=as_json)
+    # each period delivered is a line on stderr; a terminal there also gets a bar of tenants done
+    progress = Progress(len(started.tenants), interactive=logs.live_bar())
     started.context.on_delivered = progress.delivered
     with stop_on_signals(started.context.stop) as received:
         try:
@@ -510,7 +516,7 @@ def status(
         statuses = collect_status(book, warehouse, config_key(config), tenants, moment, verify=verify)
         absent = brands_without_data(warehouse, [t.brand for t in tenants])
     for absent_brand in absent:
-        typer.echo(absent_brand_warning(absent_brand), err=True)
+        _warn(absent_brand_warning(absent_brand), "brand_without_data", absent_brand)
     if as_json:
         typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
     else:
@@ -551,7 +557,14 @@ def prune(
         except ExportError as exc:
             if isinstance(exc, ConfigError):
                 raise
-            typer.echo(f"error: tenant {tenant.brand}: {exc}", err=True)
+            logs.say(
+                f"tenant {tenant.brand}: {exc}",
+                event="tenant_failed",
+                level=logging.ERROR,
+                brand=tenant.brand,
+                outcome="failed",
+                error=str(exc),
+            )
             failed = True
             continue
         verb = "would delete" if dry_run else "deleted"
@@ -573,15 +586,14 @@ def _finish(
 ) -> None:
     """Print the summary, notify about every failed or overdue tenant, exit with the right code."""
     from activity_export.report import run_summary
-    from activity_export.runs import call_on_failure, exit_code, problems
+    from activity_export.runs import call_on_failure, exit_code, say_problems
 
     if summary:
         typer.echo(run_summary(reports))
-    for problem in problems(reports):
-        typer.echo(f"error: {problem}", err=True)
+    say_problems(reports)
     if on_failure:
         for problem in call_on_failure(on_failure, reports, moment):
-            typer.echo(f"warning: {problem}", err=True)
+            logs.say(problem, event="notification_failed", level=logging.WARNING)
     code = exit_code(reports, signal_exit)
     if code:
         raise typer.Exit(code)
@@ -605,12 +617,21 @@ def _warn_about_warehouse_data(
             absent = brands_without_data(warehouse, brands)
             quarantined = quarantined_brands(warehouse, brands)
     except ExportError as exc:
-        typer.echo(f"note: brand codes not checked against the warehouse: {exc}", err=True)
+        logs.say(
+            f"note: brand codes not checked against the warehouse: {exc}",
+            event="warehouse_not_read",
+            error=str(exc),
+        )
         return
     for brand in absent:
-        typer.echo(absent_brand_warning(brand), err=True)
+        _warn(absent_brand_warning(brand), "brand_without_data", brand)
     for brand, quarantine in quarantined.items():
-        typer.echo(quarantine_warning(brand, quarantine), err=True)
+        _warn(quarantine_warning(brand, quarantine), "events_quarantined", brand)
+
+
+def _warn(warning: str, event: str, brand: str) -> None:
+    """A warning ``check`` words (``warning: tenant B: ...``) as a console line of its own."""
+    logs.say(warning.removeprefix("warning: "), event=event, level=logging.WARNING, brand=brand)
 
 
 def _plan(brands: str, days: int, events_per_day: int, start: str, seed: int) -> generator.Plan:
