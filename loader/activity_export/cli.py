@@ -489,39 +489,74 @@ def backfill(
 def status(
     brand: BrandOption = None,
     now: NowOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output (docs/schemas/status.schema.json).")
+    ] = False,
     verify: Annotated[bool, typer.Option(help="Recount delivered periods in the warehouse.")] = False,
+    fail_on_problem: Annotated[
+        bool, typer.Option("--fail-on-problem", help="Exit 1 when a period is overdue or failed.")
+    ] = False,
     config: ConfigOption = Path("tenants.yml"),
     ledger: LedgerOption = None,
     project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
-    """The ledger: what was delivered where, and what is pending, waiting, overdue or failed."""
+    """The ledger: what was delivered where, and what is pending, waiting, overdue or failed.
+
+    While the warehouse cannot be read (down, its file missing), what the ledger knows, and one
+    line saying so.
+    """
+    from contextlib import ExitStack
+
     from activity_export.check import absent_brand_warning, brands_without_data
     from activity_export.config import load_config
     from activity_export.ledger import config_key, ledger_location, open_ledger
     from activity_export.periods import parse_now
-    from activity_export.report import status_table
-    from activity_export.status import collect_status
+    from activity_export.report import problem_tenants, status_json, status_table
+    from activity_export.status import collect_status, drifted_periods, read_warehouse
     from activity_export.warehouse import connect, resolve_target
 
     settings = load_config(config)
     tenants = settings.selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)
-    with (
-        open_ledger(ledger_location(ledger, config), read_only=True) as book,
-        connect(resolve_target(project_dir, profiles_dir, target)) as warehouse,
-    ):
-        statuses = collect_status(book, warehouse, config_key(config), tenants, moment, verify=verify)
-        absent = brands_without_data(warehouse, [t.brand for t in tenants])
+    warehouse_target = resolve_target(project_dir, profiles_dir, target)
+    unread: str | None = None
+    absent: list[str] = []
+    with ExitStack() as opened:
+        book = opened.enter_context(open_ledger(ledger_location(ledger, config), read_only=True))
+        try:
+            warehouse = opened.enter_context(connect(warehouse_target))
+            seen = read_warehouse(warehouse, tenants)
+            absent = brands_without_data(warehouse, [t.brand for t in tenants])
+        except ExportError as exc:
+            warehouse, seen, unread = None, None, str(exc)
+        drift = functools.partial(drifted_periods, warehouse) if verify and warehouse is not None else None
+        statuses = collect_status(book, seen, config_key(config), tenants, moment, drift=drift)
+    if unread is not None:
+        logs.say(
+            "the warehouse could not be read, so this is what the ledger knows (no watermark: every "
+            f"period owed shows as waiting{'; nothing verified' if verify else ''}): {unread}",
+            event="warehouse_not_read",
+            level=logging.WARNING,
+            error=unread,
+        )
     for absent_brand in absent:
         _warn(absent_brand_warning(absent_brand), "brand_without_data", absent_brand)
     if as_json:
-        typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
+        typer.echo(json.dumps(status_json(statuses, moment, unread), indent=2))
     else:
-        typer.echo(status_table(statuses, verified=verify))
-    if verify and any(s.drift for s in statuses):
+        typer.echo(status_table(statuses, verified=verify and unread is None))
+    failing = verify and (unread is not None or any(s.drift for s in statuses))
+    problems = problem_tenants(statuses) if fail_on_problem else []
+    if problems:
+        logs.say(
+            f"overdue or failed periods: {'; '.join(problems)}",
+            event="status_problem",
+            level=logging.ERROR,
+            tenants=[status.brand for status in statuses if status.overdue or status.failed],
+        )
+    if failing or problems:
         raise typer.Exit(1)
 
 

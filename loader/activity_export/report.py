@@ -163,6 +163,35 @@ def notify(command: str, payload: str) -> str | None:
     return None
 
 
+# status --json's layout (docs/schemas/status.schema.json); 1 was a bare list of tenants
+STATUS_JSON_VERSION = 2
+
+
+def status_json(statuses: list[TenantStatus], now: datetime, unread: str | None) -> dict[str, object]:
+    """``status --json``: the tenants, whether the warehouse was read (``unread``: why not), and
+    ``ok``, false when a period is overdue or failed (what ``--fail-on-problem`` exits 1 for)."""
+    return {
+        "version": STATUS_JSON_VERSION,
+        "now": now.isoformat(),
+        "ok": not problem_tenants(statuses),
+        "warehouse": {"read": unread is None, "error": unread},
+        "tenants": [status.as_dict() for status in statuses],
+    }
+
+
+def problem_tenants(statuses: list[TenantStatus]) -> list[str]:
+    """The tenants with an overdue or a failed period, as ``B: 2 overdue from 2026-11-04``."""
+    found = []
+    for status in statuses:
+        counted = (
+            [f"{len(status.overdue)} overdue from {status.overdue[0]['period']}"] if status.overdue else []
+        )
+        counted += [f"{len(status.failed)} failed from {status.failed[0]}"] if status.failed else []
+        if counted:
+            found.append(f"{status.brand}: {', '.join(counted)}")
+    return found
+
+
 def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
     def _few(labels: list[str]) -> str:
         if not labels:

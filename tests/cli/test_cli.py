@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from activity_export.cli import COMMAND_ORDER
 from activity_export.ledger import WebhookStatus
+from activity_export.report import status_json
 from activity_export.status import TenantStatus
 from tests.support.project import BIN, ROOT, Project, own_duckdb
 from tests.support.tenants import NOW, write_config, write_tenants
@@ -27,7 +29,7 @@ def test_run_and_status_describe_the_destination_alike(built_duckdb: Project, tm
     )
     where = f"local folder {tmp_path / 'server'}"
     assert where in run.stdout
-    assert [entry["destination"] for entry in json.loads(status.stdout)] == [where]
+    assert [entry["destination"] for entry in json.loads(status.stdout)["tenants"]] == [where]
 
 
 SCHEMAS = ROOT / "docs" / "schemas"
@@ -241,7 +243,7 @@ def test_status_after_the_demo_shows_what_it_delivered(duckdb_project: Project, 
     assert "Target(" not in demo.stdout  # the warehouse is named readably
 
     common = ["--config", "demo/tenants.yml", "--now", NOW, *project.cli_args()]
-    status = json.loads(project.run("status", "--json", *common, cwd=tmp_path).stdout)
+    status = json.loads(project.run("status", "--json", *common, cwd=tmp_path).stdout)["tenants"]
     assert {s["brand"]: (s["delivered_periods"], s["last_delivered"]) for s in status} == {
         "BRANDNAAM": (3, "2026-11-03"),
         "MODEHUIS": (3, "2026-11-03"),
@@ -255,10 +257,11 @@ def test_status_schema_describes_a_tenant_with_a_webhook() -> None:
     heard = WebhookStatus("failed", "2026-11-03", False, "HTTP 500", "2026-11-04T06:15:00+00:00", 2)
     status = TenantStatus("BRANDNAAM", "local folder x", "2026-11-03", 3, [], [], [], 10, 100, [])
     status.webhook = dict(heard.__dict__)
-    valid([status.as_dict()], "status.schema.json")
+    moment = datetime.fromisoformat(NOW)
+    valid(status_json([status], moment, None), "status.schema.json")
     status.webhook = {**status.webhook, "unexpected": 1}
     with pytest.raises(jsonschema.ValidationError):
-        valid([status.as_dict()], "status.schema.json")
+        valid(status_json([status], moment, None), "status.schema.json")
 
 
 def test_demo_without_its_configuration_says_where_it_looked(tmp_path: Path) -> None:

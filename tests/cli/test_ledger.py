@@ -30,7 +30,7 @@ def run_at(project: Project, config: Path, day: int, *args: str, check: bool = T
 
 def status_at(project: Project, config: Path, day: int) -> dict[str, object]:
     result = project.run("status", "--config", str(config), "--now", DAY[day], "--json", *project.cli_args())
-    [tenant] = json.loads(result.stdout)
+    [tenant] = json.loads(result.stdout)["tenants"]
     return tenant  # type: ignore[no-any-return]
 
 

@@ -97,7 +97,7 @@ def test_incomplete_day_waits_for_the_watermark_and_is_loud_when_overdue(
     status = built_duckdb.run(
         "status", "--config", str(config), "--now", later, "--json", *built_duckdb.cli_args()
     )
-    [tenant] = json.loads(status.stdout)
+    [tenant] = json.loads(status.stdout)["tenants"]
     assert tenant["waiting"] == ["2026-11-04", "2026-11-05"]
     assert tenant["last_delivered"] == "2026-11-03"
     assert tenant["pending"] == [] and tenant["failed"] == []
