@@ -33,6 +33,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -94,8 +95,13 @@ def timed(command: list[str], env: dict[str, str], stdin: str | None = None) -> 
         assert process.stdin is not None
         process.stdin.write(stdin)
         process.stdin.close()
-    out = process.stdout.read() if process.stdout else ""
-    err = process.stderr.read() if process.stderr else ""
+    assert process.stdout is not None and process.stderr is not None
+    # both pipes drained at once: a run writes a line per period on stderr, and a full pipe would
+    # stop it while this waits for stdout to end
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        errors = reader.submit(process.stderr.read)
+        out = process.stdout.read()
+        err = errors.result()
     _, status, usage = os.wait4(process.pid, 0)
     elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)

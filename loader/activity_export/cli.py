@@ -7,7 +7,6 @@ import functools
 import inspect
 import json
 import logging
-import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -51,7 +50,7 @@ app = typer.Typer(
     rich_markup_mode=None,  # plain help: rendering it with rich costs a third of a second
 )
 
-DEMO_START = date(2026, 11, 1)
+GENERATE_START = date(2026, 11, 1)  # generate's first day unless --start: the week the tests use
 DEMO_CONFIG = Path("demo/tenants.yml")  # the demo's own configuration, in the project folder
 
 ConfigOption = Annotated[
@@ -103,7 +102,7 @@ VerboseOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log errors only.")]
 _LOG_FORMAT = typer.Option(
     "--log-format",
-    help="json: one object per line (time, level, event, brand, period, kind, message).",
+    help="json: every line on stderr one JSON object (event, tenant, period, rows, bytes, outcome, error).",
     envvar="ACTIVITY_EXPORT_LOG_FORMAT",
 )
 LogFormatOption = Annotated[LogFormat, _LOG_FORMAT]
@@ -140,7 +139,7 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except ExportError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            logs.say(str(exc), event="command_failed", level=logging.ERROR, error=str(exc))
             raise typer.Exit(exc.exit_code) from None
 
     wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]  # read by typer
@@ -173,10 +172,11 @@ def _setup(
     ] = False,
 ) -> None:
     _before_command.update(verbose=verbose, quiet=quiet, log_format=log_format)
+    logs.configure(verbose, quiet=quiet, log_format=log_format.value)
     try:
         validate_environment()
     except ConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        logs.say(str(exc), event="command_failed", level=logging.ERROR, error=str(exc))
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -186,7 +186,7 @@ def generate(
     brands: Annotated[str, typer.Option(help="Brand codes, comma separated.")] = "BRANDNAAM",
     days: Annotated[int, typer.Option(min=1, help="Number of days.")] = 7,
     events_per_day: Annotated[int, typer.Option(min=1, help="Events per brand per day.")] = 2000,
-    start: Annotated[str, typer.Option(help="First day (UTC), YYYY-MM-DD.")] = DEMO_START.isoformat(),
+    start: Annotated[str, typer.Option(help="First day (UTC), YYYY-MM-DD.")] = GENERATE_START.isoformat(),
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 42,
     raw_schema: Annotated[str, typer.Option(help="Schema for the raw tables.")] = "raw",
     project_dir: ProjectDirOption = Path(),
@@ -235,10 +235,14 @@ def export(
     with connect(resolve_target(project_dir, profiles_dir, target)) as warehouse:
         watermark = read_watermark(warehouse, tenant.brand)
         if watermark is None or chosen.end_utc > watermark:
-            typer.echo(
-                f"warning: period {chosen.label} is not complete in the warehouse yet "
+            logs.say(
+                f"period {chosen.label} is not complete in the warehouse yet "
                 f"(built up to {watermark}); the files may miss rows",
-                err=True,
+                event="period_incomplete",
+                level=logging.WARNING,
+                brand=tenant.brand,
+                period=chosen.label,
+                watermark=watermark.isoformat() if watermark else None,
             )
         files = export_period(warehouse, tenant, chosen, out)
     for written in files:
@@ -251,6 +255,7 @@ def demo(
     config: DemoConfigOption = DEMO_CONFIG,
     days: Annotated[int, typer.Option(min=1, help="Days of demo data.")] = 7,
     events_per_day: Annotated[int, typer.Option(min=1, help="Events per brand per day.")] = 2000,
+    now: NowOption = None,
     project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = "duckdb",
@@ -259,14 +264,16 @@ def demo(
         typer.Option(help="Also delete a warehouse file and use a configuration the demo did not make."),
     ] = False,
 ) -> None:
-    """The main job end to end on the embedded default: generate, dbt build, deliver."""
+    """The main job end to end on the embedded default: generate days up to yesterday, dbt build,
+    deliver every due period."""
     from activity_export import demo as demo_job
     from activity_export import generate as generator
     from activity_export.build import dbt_build
     from activity_export.config import load_config
     from activity_export.ledger import default_ledger_path
+    from activity_export.periods import parse_now
     from activity_export.report import run_summary
-    from activity_export.runs import deliver_tenants, problems, start_run
+    from activity_export.runs import deliver_tenants, say_problems, start_run
     from activity_export.warehouse import connect, resolve_target
 
     if not config.exists():  # the generic message would suggest ACTIVITY_EXPORT_CONFIG, which demo ignores
@@ -277,7 +284,8 @@ def demo(
     settings = load_config(config)
     demo_job.check_config_is_the_demos(settings, own=DEMO_CONFIG, force=force)
     tenants = settings.selected(None)
-    plan = _plan(",".join(t.brand for t in tenants), days, events_per_day, DEMO_START.isoformat(), 42)
+    moment = parse_now(now) if now else datetime.now(UTC)
+    plan = demo_job.demo_plan(tenants, days, events_per_day, moment)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
     if warehouse_target.kind != "duckdb" or warehouse_target.duckdb_path is None:
         raise ConfigError(
@@ -286,22 +294,29 @@ def demo(
         )
     # a fresh warehouse each time: the incremental relations must not keep another run's data
     demo_job.remove_previous_warehouse(warehouse_target.duckdb_path, force=force)
-    typer.echo(f"1/3 generating {days} days of demo data into {warehouse_target}")
+    logs.say(
+        f"1/3 generating {days} days of demo data, up to the tenants' last midnight "
+        f"({plan.end.isoformat()}), into {warehouse_target}",
+        event="demo_step",
+    )
     with connect(warehouse_target, read_only=False) as warehouse:
         demo_job.mark_warehouse(warehouse)
         generator.generate(warehouse, plan)
-    typer.echo("2/3 dbt build (seeds, models, tests)")
+    logs.say("2/3 dbt build (seeds, models, tests)", event="demo_step")
     dbt_build(project_dir, profiles_dir, warehouse_target.name)
-    typer.echo(f"3/3 delivering every due period as of {plan.as_of.isoformat()}")
+    logs.say(
+        f"3/3 delivering every due period as of {moment.isoformat(timespec='seconds')}",
+        event="demo_step",
+    )
     # the demo's ledger starts afresh with its warehouse, so `status --config demo/tenants.yml`
     # shows what this demo delivered and `run` knows it was delivered
     demo_job.remove_previous_ledger(default_ledger_path(config))
     # force: the demo's own folder gets the same bytes again under the same names
-    reports = deliver_tenants(start_run(config, now=plan.as_of, force=True), warehouse_target)
-    typer.echo("")
+    started = start_run(config, now=moment, force=True)
+    started.tenants = demo_job.from_first_day(started.tenants, plan)
+    reports = deliver_tenants(started, warehouse_target)
     typer.echo(run_summary(reports))
-    for problem in problems(reports):
-        typer.echo(f"error: {problem}", err=True)
+    say_problems(reports)
     folders = sorted({str(t.destination.root) for t in tenants if hasattr(t.destination, "root")})
     typer.echo(f"\nfiles are in: {', '.join(folders)}")
     typer.echo(f"what was delivered: activity-export status --config {config}")
@@ -346,7 +361,7 @@ def check(
     summaries = check_config(settings, moment, brand)
     typer.echo(render_summary(summaries))
     for warning in changed_since_delivery(settings, ledger_location(ledger, config), brand):
-        typer.echo(f"warning: {warning}", err=True)
+        logs.say(warning, event="tenant_changed", level=logging.WARNING)
     raise_on_problems(summaries)
     _warn_about_warehouse_data([s.brand for s in summaries], project_dir, profiles_dir, target)
     if login:
@@ -426,8 +441,8 @@ def run(
         adopt=adopt,
     )
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
-    # with --json, stdout holds the JSON document and nothing else
-    progress = Progress(len(started.tenants), interactive=sys.stdout.isatty() and not as_json, silent=as_json)
+    # each period delivered is a line on stderr; a terminal there also gets a bar of tenants done
+    progress = Progress(len(started.tenants), interactive=logs.live_bar())
     started.context.on_delivered = progress.delivered
     with stop_on_signals(started.context.stop) as received:
         try:
@@ -479,39 +494,74 @@ def backfill(
 def status(
     brand: BrandOption = None,
     now: NowOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output (docs/schemas/status.schema.json).")
+    ] = False,
     verify: Annotated[bool, typer.Option(help="Recount delivered periods in the warehouse.")] = False,
+    fail_on_problem: Annotated[
+        bool, typer.Option("--fail-on-problem", help="Exit 1 when a period is overdue or failed.")
+    ] = False,
     config: ConfigOption = Path("tenants.yml"),
     ledger: LedgerOption = None,
     project_dir: ProjectDirOption = Path(),
     profiles_dir: ProfilesDirOption = None,
     target: TargetOption = None,
 ) -> None:
-    """The ledger: what was delivered where, and what is pending, waiting, overdue or failed."""
+    """The ledger: what was delivered where, and what is pending, waiting, overdue or failed.
+
+    While the warehouse cannot be read (down, its file missing), what the ledger knows, and one
+    line saying so.
+    """
+    from contextlib import ExitStack
+
     from activity_export.check import absent_brand_warning, brands_without_data
     from activity_export.config import load_config
     from activity_export.ledger import config_key, ledger_location, open_ledger
     from activity_export.periods import parse_now
-    from activity_export.report import status_table
-    from activity_export.status import collect_status
+    from activity_export.report import problem_tenants, status_json, status_table
+    from activity_export.status import collect_status, drifted_periods, read_warehouse
     from activity_export.warehouse import connect, resolve_target
 
     settings = load_config(config)
     tenants = settings.selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)
-    with (
-        open_ledger(ledger_location(ledger, config), read_only=True) as book,
-        connect(resolve_target(project_dir, profiles_dir, target)) as warehouse,
-    ):
-        statuses = collect_status(book, warehouse, config_key(config), tenants, moment, verify=verify)
-        absent = brands_without_data(warehouse, [t.brand for t in tenants])
+    warehouse_target = resolve_target(project_dir, profiles_dir, target)
+    unread: str | None = None
+    absent: list[str] = []
+    with ExitStack() as opened:
+        book = opened.enter_context(open_ledger(ledger_location(ledger, config), read_only=True))
+        try:
+            warehouse = opened.enter_context(connect(warehouse_target))
+            seen = read_warehouse(warehouse, tenants)
+            absent = brands_without_data(warehouse, [t.brand for t in tenants])
+        except ExportError as exc:
+            warehouse, seen, unread = None, None, str(exc)
+        drift = functools.partial(drifted_periods, warehouse) if verify and warehouse is not None else None
+        statuses = collect_status(book, seen, config_key(config), tenants, moment, drift=drift)
+    if unread is not None:
+        logs.say(
+            "the warehouse could not be read, so this is what the ledger knows (no watermark: every "
+            f"period owed shows as waiting{'; nothing verified' if verify else ''}): {unread}",
+            event="warehouse_not_read",
+            level=logging.WARNING,
+            error=unread,
+        )
     for absent_brand in absent:
-        typer.echo(absent_brand_warning(absent_brand), err=True)
+        _warn(absent_brand_warning(absent_brand), "brand_without_data", absent_brand)
     if as_json:
-        typer.echo(json.dumps([s.as_dict() for s in statuses], indent=2))
+        typer.echo(json.dumps(status_json(statuses, moment, unread), indent=2))
     else:
-        typer.echo(status_table(statuses, verified=verify))
-    if verify and any(s.drift for s in statuses):
+        typer.echo(status_table(statuses, verified=verify and unread is None))
+    failing = verify and (unread is not None or any(s.drift for s in statuses))
+    problems = problem_tenants(statuses) if fail_on_problem else []
+    if problems:
+        logs.say(
+            f"overdue or failed periods: {'; '.join(problems)}",
+            event="status_problem",
+            level=logging.ERROR,
+            tenants=[status.brand for status in statuses if status.overdue or status.failed],
+        )
+    if failing or problems:
         raise typer.Exit(1)
 
 
@@ -547,7 +597,14 @@ def prune(
         except ExportError as exc:
             if isinstance(exc, ConfigError):
                 raise
-            typer.echo(f"error: tenant {tenant.brand}: {exc}", err=True)
+            logs.say(
+                f"tenant {tenant.brand}: {exc}",
+                event="tenant_failed",
+                level=logging.ERROR,
+                brand=tenant.brand,
+                outcome="failed",
+                error=str(exc),
+            )
             failed = True
             continue
         verb = "would delete" if dry_run else "deleted"
@@ -569,15 +626,14 @@ def _finish(
 ) -> None:
     """Print the summary, notify about every failed or overdue tenant, exit with the right code."""
     from activity_export.report import run_summary
-    from activity_export.runs import call_on_failure, exit_code, problems
+    from activity_export.runs import call_on_failure, exit_code, say_problems
 
     if summary:
         typer.echo(run_summary(reports))
-    for problem in problems(reports):
-        typer.echo(f"error: {problem}", err=True)
+    say_problems(reports)
     if on_failure:
         for problem in call_on_failure(on_failure, reports, moment):
-            typer.echo(f"warning: {problem}", err=True)
+            logs.say(problem, event="notification_failed", level=logging.WARNING)
     code = exit_code(reports, signal_exit)
     if code:
         raise typer.Exit(code)
@@ -601,12 +657,21 @@ def _warn_about_warehouse_data(
             absent = brands_without_data(warehouse, brands)
             quarantined = quarantined_brands(warehouse, brands)
     except ExportError as exc:
-        typer.echo(f"note: brand codes not checked against the warehouse: {exc}", err=True)
+        logs.say(
+            f"note: brand codes not checked against the warehouse: {exc}",
+            event="warehouse_not_read",
+            error=str(exc),
+        )
         return
     for brand in absent:
-        typer.echo(absent_brand_warning(brand), err=True)
+        _warn(absent_brand_warning(brand), "brand_without_data", brand)
     for brand, quarantine in quarantined.items():
-        typer.echo(quarantine_warning(brand, quarantine), err=True)
+        _warn(quarantine_warning(brand, quarantine), "events_quarantined", brand)
+
+
+def _warn(warning: str, event: str, brand: str) -> None:
+    """A warning ``check`` words (``warning: tenant B: ...``) as a console line of its own."""
+    logs.say(warning.removeprefix("warning: "), event=event, level=logging.WARNING, brand=brand)
 
 
 def _plan(brands: str, days: int, events_per_day: int, start: str, seed: int) -> generator.Plan:

@@ -94,6 +94,14 @@ class Delivered:
     def bytes(self) -> int:
         return sum(f.bytes for f in self.files)
 
+    def line(self, brand: str) -> str:
+        """The period for people: ``BRANDNAAM 2026-11-02: 1,234 activities, ...``."""
+        return (
+            f"{brand} {self.period.label}: "
+            f"{self.rows('activity'):,} activities, {self.rows('broadcast'):,} broadcasts, "
+            f"{self.bytes:,} bytes in {self.seconds:.1f}s"
+        )
+
 
 @dataclass
 class TenantReport:
@@ -108,6 +116,7 @@ class TenantReport:
     overdue: list[Overdue] = field(default_factory=list)
     skipped: str | None = None  # e.g. locked by another run
     error: str | None = None
+    failed_period: str | None = None  # the period the failure happened in, if in one
     exit_code: int = 0  # 1 failed or overdue, 2 configuration
     interrupted: bool = False
     # failed with every tenant of the run, before any began: the warehouse could not be read
@@ -230,7 +239,10 @@ def deliver_period(
                     location,
                     written.rows,
                     written.bytes,
-                    extra={"event": "file_delivered"},
+                    extra={
+                        "event": "file_delivered",
+                        "fields": {"path": location, "rows": written.rows, "bytes": written.bytes},
+                    },
                 )
             failpoints.hit("after-upload")
             ledger.delivered(written.kind, period.start_utc, location)
@@ -300,11 +312,13 @@ def deliver_tenant(
                             warehouse, tenant, current, destination, folder, ledger,
                             force=force, context=context,
                         )  # fmt: skip
-                        log.info(
-                            "delivered period %s of %s",
-                            current.label,
-                            tenant.brand,
-                            extra={"event": "period_delivered"},
+                        logs.say(
+                            delivered.line(tenant.brand),
+                            event="period_delivered",
+                            outcome="delivered",
+                            rows=sum(f.rows for f in delivered.files),
+                            bytes=delivered.bytes,
+                            seconds=round(delivered.seconds, 3),
                         )
                     ledger.finish_attempt(attempt, "delivered")
                     _record_counts(warehouse, ledger, current)
@@ -326,14 +340,20 @@ def deliver_tenant(
         report.fail(f"unexpected error: {type(exc).__name__}: {exc}")
     if report.error and current:
         report.error = f"period {current.label}: {report.error}"
+        report.failed_period = current.label
+        # at the moment it happens; the run's end says it once more per tenant (tenant_failed)
         log.error(
             "tenant %s %s: %s",
             tenant.brand,
             "stopped" if report.interrupted else "failed",
             report.error,
             extra={
-                "event": "tenant_interrupted" if report.interrupted else "tenant_failed",
+                "event": "period_interrupted" if report.interrupted else "period_failed",
                 "period": current.label,
+                "fields": {
+                    "outcome": "interrupted" if report.interrupted else "failed",
+                    "error": report.error,
+                },
             },
         )
         if report.interrupted:

@@ -1,5 +1,9 @@
 """``demo``: the main job end to end on the embedded default, and nothing but its own files touched.
 
+Its data ends where the demo tenants' yesterday ends, whatever the day: every period due is
+complete, so `status` and `run` right after it find nothing owed and nothing overdue. A tenant
+without ``start`` is delivered from the first day of that data, which the ledger remembers.
+
 The demo starts from a fresh DuckDB file each time, so it deletes the one the profile points at.
 It only does so for a file it made itself (it leaves a marker table in it); any other file, say a
 warehouse someone pointed the profile at, is refused unless ``--force``. Likewise it delivers
@@ -9,16 +13,54 @@ whose tenants all deliver to local folders, never to a real tenant's server.
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
 
-from activity_export.config import Config, LocalDestination, load_config
+from activity_export import generate as generator
+from activity_export.config import Config, LocalDestination, Tenant, load_config
 from activity_export.errors import ConfigError
 from activity_export.warehouse import Warehouse
 
 MARKER_TABLE = "activity_export_demo"
 CONFIG_MARKER = "# activity-export: demo configuration"
+SEED = 42  # the same data every time for the same days
+
+
+def demo_plan(tenants: list[Tenant], days: int, events_per_day: int, now: datetime) -> generator.Plan:
+    """The demo's data: ``days`` whole days ending at the latest of the tenants' last local
+    midnights before ``now``, so that every tenant's yesterday is complete, as the platform holds
+    it at ``now`` (yesterday's late registrations come in until six hours after that midnight)."""
+    end = max(_local_midnight(tenant.zone, now) for tenant in tenants)
+    first = end - timedelta(days=days)
+    brands = ",".join(tenant.brand for tenant in tenants)
+    plan = generator.plan_from_options(brands, days, events_per_day, first.date().isoformat(), SEED)
+    return dataclasses.replace(plan, first_at=first, until=now)
+
+
+def _local_midnight(zone: ZoneInfo, moment: datetime) -> datetime:
+    """The instant the day of ``moment`` began in ``zone`` (a midnight DST skips: the jump)."""
+    wall = moment.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
+    return wall.astimezone(UTC)
+
+
+def from_first_day(tenants: list[Tenant], plan: generator.Plan) -> list[Tenant]:
+    """The tenants as the demo delivers them: one without ``start`` starts on the first day of the
+    demo's data (the local day its first instant is nearest to); the ledger records that period
+    as its first, so that a later ``run`` or ``status`` owes it the same days."""
+    return [
+        tenant
+        if tenant.start is not None
+        else tenant.model_copy(update={"start": _nearest_day(tenant.zone, plan.first_instant)})
+        for tenant in tenants
+    ]
+
+
+def _nearest_day(zone: ZoneInfo, instant: datetime) -> date:
+    return (instant + timedelta(hours=12)).astimezone(zone).date()
 
 
 def check_config_is_the_demos(config: Config, *, own: Path, force: bool) -> None:

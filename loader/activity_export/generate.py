@@ -5,8 +5,9 @@ same options always give the same rows and memory stays bounded at any size: row
 generator straight into the target table (a DuckDB file, or PostgreSQL through the attached
 database, which the postgres extension loads with binary COPY).
 
-The data is a snapshot "as of" ``start + days`` plus ``as_of_hours``: an event that would register
-after that instant is not in the platform yet.
+The data covers ``days`` whole days from the first instant (midnight UTC of ``start``, or
+``first_at``) and is a snapshot "as of" their end plus ``as_of_hours``, or ``until`` when that is
+earlier: an event that would register after that instant is not in the platform yet.
 """
 
 from __future__ import annotations
@@ -93,14 +94,23 @@ class Plan:
     events_per_day: int
     seed: int = 42
     as_of_hours: int = 6
+    first_at: datetime | None = None  # the first day's first instant; default: midnight UTC of start
+    until: datetime | None = None  # the snapshot's moment, when earlier than as_of_hours past the end
 
     @property
     def first_instant(self) -> datetime:
-        return datetime.combine(self.start, datetime.min.time(), tzinfo=UTC)
+        return self.first_at or datetime.combine(self.start, datetime.min.time(), tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        """The end of the last day: no event happens at or after it."""
+        return self.first_instant + timedelta(days=self.days)
 
     @property
     def as_of(self) -> datetime:
-        return self.first_instant + timedelta(days=self.days, hours=self.as_of_hours)
+        """The snapshot's moment: no event registers at or after it."""
+        after = self.end + timedelta(hours=self.as_of_hours)
+        return min(after, self.until) if self.until is not None else after
 
     @property
     def customers_per_brand(self) -> int:

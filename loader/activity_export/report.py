@@ -30,14 +30,6 @@ def _first_words(text: str, limit: int) -> str:
     return line[: limit - 3].rsplit(" ", 1)[0] + "..."
 
 
-def delivered_line(brand: str, delivered: Delivered) -> str:
-    return (
-        f"{brand} {delivered.period.label}: "
-        f"{delivered.rows('activity'):,} activities, {delivered.rows('broadcast'):,} broadcasts, "
-        f"{delivered.bytes:,} bytes in {delivered.seconds:.1f}s"
-    )
-
-
 def run_summary(reports: list[TenantReport]) -> str:
     """The table printed at the end of ``run``, ``backfill`` and ``demo``."""
     rows = []
@@ -171,6 +163,35 @@ def notify(command: str, payload: str) -> str | None:
     return None
 
 
+# status --json's layout (docs/schemas/status.schema.json); 1 was a bare list of tenants
+STATUS_JSON_VERSION = 2
+
+
+def status_json(statuses: list[TenantStatus], now: datetime, unread: str | None) -> dict[str, object]:
+    """``status --json``: the tenants, whether the warehouse was read (``unread``: why not), and
+    ``ok``, false when a period is overdue or failed (what ``--fail-on-problem`` exits 1 for)."""
+    return {
+        "version": STATUS_JSON_VERSION,
+        "now": now.isoformat(),
+        "ok": not problem_tenants(statuses),
+        "warehouse": {"read": unread is None, "error": unread},
+        "tenants": [status.as_dict() for status in statuses],
+    }
+
+
+def problem_tenants(statuses: list[TenantStatus]) -> list[str]:
+    """The tenants with an overdue or a failed period, as ``B: 2 overdue from 2026-11-04``."""
+    found = []
+    for status in statuses:
+        counted = (
+            [f"{len(status.overdue)} overdue from {status.overdue[0]['period']}"] if status.overdue else []
+        )
+        counted += [f"{len(status.failed)} failed from {status.failed[0]}"] if status.failed else []
+        if counted:
+            found.append(f"{status.brand}: {', '.join(counted)}")
+    return found
+
+
 def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
     def _few(labels: list[str]) -> str:
         if not labels:
@@ -225,27 +246,27 @@ def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
 
 
 class Progress:
-    """Progress of a run: a live bar on a terminal, one plain line per period otherwise."""
+    """A live bar of tenants done, on a terminal's stderr; the lines each period delivered writes
+    (``logs.say``) print above it."""
 
-    def __init__(self, tenants: int, *, interactive: bool, silent: bool = False) -> None:
+    def __init__(self, tenants: int, *, interactive: bool) -> None:
         self._bar = None
-        self._silent = silent
         if interactive:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
             from rich.progress import Progress as Bar
 
-            self._bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+            self._bar = Bar(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=Console(stderr=True),
+            )
             self._task = self._bar.add_task("tenants", total=tenants)
             self._bar.start()
 
     def delivered(self, brand: str, delivered: Delivered) -> None:
-        line = delivered_line(brand, delivered)
-        if self._silent:
-            return
-        if self._bar is None:
-            print(line, flush=True)
-        else:
-            self._bar.console.print(line)
+        if self._bar is not None:
             self._bar.update(self._task, description=f"{brand} {delivered.period.label}")
 
     def tenant_done(self) -> None:

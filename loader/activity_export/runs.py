@@ -199,25 +199,78 @@ def each_tenant(target: Target, tenants: list[Tenant], parallel: int, job: Job) 
             return list(pool.map(guarded, tenants))
 
 
-def problems(reports: list[TenantReport]) -> list[str]:
-    """One line per failed tenant and per overdue period, for stderr; a failure of the whole run
-    (the warehouse could not be read) is one line naming the tenants it stopped."""
-    lines = []
+@dataclass(frozen=True)
+class Problem:
+    """A failed tenant or an overdue period: one line for people, and its facts for a log."""
+
+    message: str
+    event: str
+    brand: str | None = None
+    period: str | None = None
+    fields: dict[str, object] = field(default_factory=dict)
+
+
+def problems(reports: list[TenantReport]) -> list[Problem]:
+    """One per failed tenant and per overdue period; a failure of the whole run (the warehouse
+    could not be read) is one, naming the tenants it stopped."""
+    found = []
     together = [report for report in reports if report.failed and report.with_the_run]
     if together:
         brands = ", ".join(report.tenant.brand for report in together[:10])
         brands += f" and {len(together) - 10} more" if len(together) > 10 else ""
         what = "stopped" if together[0].interrupted else "warehouse not read"
-        lines.append(f"{what}, no tenant delivered ({brands}): {together[0].error}")
-    for report in reports:
-        if report.failed and not report.with_the_run:
-            lines.append(f"tenant {report.tenant.brand}: {report.error}")
-        for overdue in report.overdue:
-            lines.append(
-                f"tenant {report.tenant.brand}: period {overdue.period.label} is overdue: "
-                f"due {overdue.due.isoformat()}, not delivered {overdue.hours:.1f}h later"
+        found.append(
+            Problem(
+                f"{what}, no tenant delivered ({brands}): {together[0].error}",
+                "run_interrupted" if together[0].interrupted else "run_failed",
+                fields={
+                    "tenants": [report.tenant.brand for report in together],
+                    "outcome": "interrupted" if together[0].interrupted else "failed",
+                    "error": together[0].error,
+                },
             )
-    return lines
+        )
+    for report in reports:
+        brand = report.tenant.brand
+        if report.failed and not report.with_the_run:
+            found.append(
+                Problem(
+                    f"tenant {brand}: {report.error}",
+                    "tenant_interrupted" if report.interrupted else "tenant_failed",
+                    brand,
+                    report.failed_period,
+                    {"outcome": "interrupted" if report.interrupted else "failed", "error": report.error},
+                )
+            )
+        for overdue in report.overdue:
+            found.append(
+                Problem(
+                    f"tenant {brand}: period {overdue.period.label} is overdue: "
+                    f"due {overdue.due.isoformat()}, not delivered {overdue.hours:.1f}h later",
+                    "period_overdue",
+                    brand,
+                    overdue.period.label,
+                    {
+                        "outcome": "overdue",
+                        "due_at": overdue.due.isoformat(),
+                        "hours_overdue": round(overdue.hours, 1),
+                    },
+                )
+            )
+    return found
+
+
+def say_problems(reports: list[TenantReport]) -> None:
+    """Each problem on stderr: an ``error:`` line, or a JSON object with its event and facts."""
+    for problem in problems(reports):
+        logs.say(
+            problem.message,
+            event=problem.event,
+            level=logging.ERROR,
+            brand=problem.brand,
+            period=problem.period,
+            **problem.fields,
+        )
 
 
 def exit_code(reports: list[TenantReport], signal_exit: int | None = None) -> int:

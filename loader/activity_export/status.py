@@ -1,12 +1,17 @@
 """Status: what the ledger says was delivered, what is still due, and drift against the warehouse.
 
-``collect_status`` reads the ledger and the schedule for ``status``; with ``--verify`` it also
-recounts every delivered period in the warehouse (``drifted_periods``) and reports the periods
-whose row counts changed after delivery. Rendering is in ``report``.
+``read_warehouse`` reads what ``status`` needs of the warehouse in one go (watermarks, held and
+quarantined events), so that a warehouse that cannot be read is known before anything is shown;
+``collect_status`` puts it beside the ledger and the schedule, or shows the ledger alone (no
+watermark: every period owed waits). With ``--verify`` it also recounts every delivered period in
+the warehouse (``drifted_periods``) and reports the periods whose row counts changed after
+delivery. Rendering is in ``report``; ``TenantStatus.as_dict`` keeps every list of periods at
+``LIST_LIMIT``, so that ``status --json`` stays small for a tenant owed or delivered for years.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,6 +20,9 @@ from activity_export.ledger import Book, DestinationChanged, Ledger, Record, Sch
 from activity_export.periods import period_containing
 from activity_export.plan import anchor_period, kinds_of, names_taken, plan_periods, schedule_of
 from activity_export.warehouse import (
+    BrandWatermark,
+    HeldEvent,
+    Quarantine,
     Warehouse,
     one_value,
     read_held_events,
@@ -22,6 +30,34 @@ from activity_export.warehouse import (
     read_watermarks,
 )
 from activity_export.writer import activity_query, broadcast_query
+
+LIST_LIMIT = 100  # periods per list in status --json; <list>_more counts the rest
+OVERDUE_WARNINGS = 3  # overdue periods a tenant's warnings name one by one; one more line counts the rest
+
+
+@dataclass(frozen=True)
+class WarehouseView:
+    """What ``status`` reads from the warehouse, per brand."""
+
+    watermarks: dict[str, BrandWatermark]
+    held: dict[str, list[HeldEvent]]
+    quarantined: dict[str, Quarantine]
+
+
+def read_warehouse(warehouse: Warehouse, tenants: list[Tenant]) -> WarehouseView:
+    """The tenants' watermarks, held and quarantined events; ExportError when it cannot be read."""
+    watermarks = read_watermarks(warehouse)
+    held = {
+        tenant.brand: read_held_events(warehouse, tenant.brand)
+        for tenant in tenants
+        if (found := watermarks.get(tenant.brand)) is not None and found.held_events
+    }
+    quarantined = {
+        tenant.brand: quarantine
+        for tenant in tenants
+        if (quarantine := read_quarantine(warehouse, tenant.brand)).events
+    }
+    return WarehouseView(watermarks, held, quarantined)
 
 
 @dataclass
@@ -51,7 +87,16 @@ class TenantStatus:
     webhook: dict[str, object] | None = None  # the last notification, when the tenant has one
 
     def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        """The tenant in ``status --json``: each list of periods at most ``LIST_LIMIT`` long, the
+        oldest owed (as ``run`` delivers them) and the latest ``counts``, with ``<list>_more``
+        saying how many were left out."""
+        entry = dict(self.__dict__)
+        for name in ("pending", "waiting", "failed", "overdue", "drift"):
+            whole = getattr(self, name)
+            entry[name], entry[f"{name}_more"] = whole[:LIST_LIMIT], max(0, len(whole) - LIST_LIMIT)
+        entry["counts"] = self.counts[-LIST_LIMIT:]
+        entry["counts_more"] = max(0, len(self.counts) - LIST_LIMIT)
+        return entry
 
 
 def tenant_status(
@@ -81,22 +126,24 @@ def tenant_status(
 
 def collect_status(
     ledger: Ledger,
-    warehouse: Warehouse,
+    seen: WarehouseView | None,
     config: str,
     tenants: list[Tenant],
     now: datetime,
     *,
-    verify: bool,
+    drift: Callable[[Tenant, list[Record]], list[str]] | None = None,
 ) -> list[TenantStatus]:
     """Per tenant: the ledger's deliveries, and the due periods still pending, waiting or overdue.
 
-    A tenant whose destination changed is shown against the destination the ledger holds (what
-    has been delivered where), with a warning.
+    ``seen`` is what the warehouse says (``read_warehouse``); without it (the warehouse could not
+    be read), no period is known to be complete: every one owed is waiting, and the ledger and the
+    clock still say which are overdue or failed. ``drift`` recounts a tenant's delivered periods
+    (``--verify``). A tenant whose destination changed is shown against the destination the ledger
+    holds (what has been delivered where), with a warning.
     """
-    watermarks = read_watermarks(warehouse)
     statuses = []
     for tenant in tenants:
-        found = watermarks.get(tenant.brand)
+        found = seen.watermarks.get(tenant.brand) if seen is not None else None
         watermark = found.complete_until if found else None
         configured = tenant.destination.key
         entry = ledger.tenant(config, tenant.brand)
@@ -113,14 +160,13 @@ def collect_status(
             ),
         )
         plan = plan_periods(tenant, anchor, now, watermark, ledger.delivered_starts(book, kinds_of(tenant)))
-        drift = drifted_periods(warehouse, tenant, records) if verify else []
         status = tenant_status(
             tenant.brand,
             tenant.destination.describe(),
             records,
             [p.label for p in plan.ready],
             [p.label for p in plan.waiting],
-            drift,
+            drift(tenant, records) if drift is not None else [],
         )
         heard = ledger.webhook_status(config, tenant.brand) if tenant.notify else None
         status.webhook = dict(heard.__dict__) if heard else None
@@ -133,8 +179,8 @@ def collect_status(
         ]
         status.late_rows = sum(c.late_rows or 0 for c in counts)
         status.held_rows = sum(c.held_rows or 0 for c in counts)
-        if found is not None and found.held_events:
-            held = read_held_events(warehouse, tenant.brand)
+        if found is not None and found.held_events and seen is not None:
+            held = seen.held.get(tenant.brand, [])
             status.held = {
                 "events": found.held_events,
                 "since": found.held_since.isoformat() if found.held_since else None,
@@ -155,8 +201,8 @@ def collect_status(
                 f"broadcast or customer row has not arrived, e.g. event {shown}; have the platform "
                 "load the missing rows, then `dbt build` releases the brand"
             )
-        quarantine = read_quarantine(warehouse, tenant.brand)
-        if quarantine.events:
+        quarantine = seen.quarantined.get(tenant.brand) if seen is not None else None
+        if quarantine is not None:
             latest = quarantine.latest.isoformat() if quarantine.latest else None
             status.quarantined = {"events": quarantine.events, "latest": latest}
             status.warnings.append(
@@ -171,11 +217,19 @@ def collect_status(
             status.warnings.append(
                 str(ScheduleChanged(tenant.brand, str(entry.schedule), schedule_of(tenant)))
             )
-        for overdue in status.overdue:
+        complete = status.watermark or (
+            "unknown (the warehouse was not read)" if seen is None else "nothing yet"
+        )
+        for overdue in status.overdue[:OVERDUE_WARNINGS]:
             status.warnings.append(
                 f"period {overdue['period']} is OVERDUE: due {overdue['due_at']}, "
                 f"{overdue['hours_overdue']}h ago (overdue after {tenant.overdue_after_hours:g}h); "
-                f"data complete up to {status.watermark or 'nothing yet'}"
+                f"data complete up to {complete}"
+            )
+        if len(status.overdue) > OVERDUE_WARNINGS:
+            status.warnings.append(
+                f"and {len(status.overdue) - OVERDUE_WARNINGS} more periods OVERDUE, up to "
+                f"{status.overdue[-1]['period']}"
             )
         statuses.append(status)
     return statuses

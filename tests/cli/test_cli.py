@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import pytest
 
 from activity_export.cli import COMMAND_ORDER
 from activity_export.ledger import WebhookStatus
+from activity_export.report import status_json
 from activity_export.status import TenantStatus
 from tests.support.project import BIN, ROOT, Project, own_duckdb
-from tests.support.tenants import NOW, write_config
+from tests.support.tenants import NOW, write_config, write_tenants
 
 
 def test_run_and_status_describe_the_destination_alike(built_duckdb: Project, tmp_path: Path) -> None:
@@ -27,7 +29,7 @@ def test_run_and_status_describe_the_destination_alike(built_duckdb: Project, tm
     )
     where = f"local folder {tmp_path / 'server'}"
     assert where in run.stdout
-    assert [entry["destination"] for entry in json.loads(status.stdout)] == [where]
+    assert [entry["destination"] for entry in json.loads(status.stdout)["tenants"]] == [where]
 
 
 SCHEMAS = ROOT / "docs" / "schemas"
@@ -146,6 +148,71 @@ def test_run_json_and_json_logs_describe_the_run(built_duckdb: Project, tmp_path
     assert again["tenants"][0]["delivered"] == [] and again["tenants"][0]["already_delivered"] == 3
 
 
+def test_json_logs_put_every_stderr_line_in_one_object_failures_and_overdue_included(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    """A night with one tenant delivered, one failing and one whose data never came (overdue):
+    under --log-format json each line on stderr is a JSON object, each outcome has its record
+    with its numbers in fields, and stdout holds the summary table alone."""
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the destination folder should be")
+    config = write_tenants(
+        tmp_path / "tenants.yml",
+        {
+            "BRANDNAAM": {
+                "start": "2026-11-01",
+                "destination": {"type": "local", "root": str(tmp_path / "ok")},
+            },
+            "MODEHUIS": {"start": "2026-11-01", "destination": {"type": "local", "root": str(blocked)}},
+            "NIEUWMERK": {
+                "start": "2026-11-01",
+                "destination": {"type": "local", "root": str(tmp_path / "new")},
+            },
+        },
+    )
+    args = ["--config", str(config), "--now", NOW, *built_duckdb.cli_args()]
+    result = built_duckdb.run("run", "--log-format", "json", *args, check=False)
+
+    assert result.returncode == 1, result.stderr
+    records = []
+    for line in result.stderr.splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            pytest.fail(f"not JSON on stderr: {line!r}\n{result.stderr}")
+    assert all(isinstance(r, dict) and {"time", "level", "event", "message"} <= r.keys() for r in records)
+    assert result.stdout.splitlines()[0].split()[:2] == ["tenant", "delivered"]  # the table, nothing else
+    assert not [line for line in result.stdout.splitlines() if line.startswith("BRANDNAAM 2026")]
+
+    def events(name: str) -> list[dict[str, object]]:
+        return [r for r in records if r["event"] == name]
+
+    delivered = events("period_delivered")
+    assert [(r["tenant"], r["period"], r["outcome"]) for r in delivered] == [
+        ("BRANDNAAM", f"2026-11-0{day}", "delivered") for day in (1, 2, 3)
+    ]
+    for record in delivered:
+        assert isinstance(record["rows"], int) and record["rows"] > 0, record
+        assert isinstance(record["bytes"], int) and record["bytes"] > 0, record
+        assert isinstance(record["seconds"], float | int) and record["seconds"] >= 0, record
+        assert "rows" not in str(record["message"]).split(":")[0]
+    [failed] = events("tenant_failed")
+    assert (failed["tenant"], failed["period"], failed["outcome"], failed["level"]) == (
+        "MODEHUIS",
+        "2026-11-01",
+        "failed",
+        "error",
+    )
+    assert str(blocked) in str(failed["error"]), failed
+    overdue = {(r["tenant"], r["period"]): r for r in events("period_overdue")}
+    assert {("NIEUWMERK", "2026-11-01"), ("NIEUWMERK", "2026-11-02")} <= overdue.keys(), records
+    assert ("NIEUWMERK", "2026-11-03") not in overdue  # due an hour ago: not overdue yet
+    first = overdue[("NIEUWMERK", "2026-11-01")]
+    assert first["outcome"] == "overdue" and first["due_at"] == "2026-11-02T06:00:00+01:00"
+    assert first["hours_overdue"] == 49.0
+    assert not [r for r in records if r["tenant"] == "NIEUWMERK" and r["event"] == "tenant_failed"]
+
+
 def test_read_only_commands_create_no_files(built_duckdb: Project, tmp_path: Path) -> None:
     config = write_config(tmp_path)
     before = files_under(tmp_path)
@@ -169,12 +236,14 @@ def test_status_after_the_demo_shows_what_it_delivered(duckdb_project: Project, 
     project = own_duckdb(duckdb_project, tmp_path, "demo.duckdb")
     (tmp_path / "demo").mkdir()
     shutil.copy(ROOT / "demo" / "tenants.yml", tmp_path / "demo" / "tenants.yml")
-    demo = project.run("demo", "--days", "3", "--events-per-day", "300", *project.cli_args(), cwd=tmp_path)
+    demo = project.run(
+        "demo", "--days", "3", "--events-per-day", "300", "--now", NOW, *project.cli_args(), cwd=tmp_path
+    )
     assert "status --config demo/tenants.yml" in demo.stdout
     assert "Target(" not in demo.stdout  # the warehouse is named readably
 
     common = ["--config", "demo/tenants.yml", "--now", NOW, *project.cli_args()]
-    status = json.loads(project.run("status", "--json", *common, cwd=tmp_path).stdout)
+    status = json.loads(project.run("status", "--json", *common, cwd=tmp_path).stdout)["tenants"]
     assert {s["brand"]: (s["delivered_periods"], s["last_delivered"]) for s in status} == {
         "BRANDNAAM": (3, "2026-11-03"),
         "MODEHUIS": (3, "2026-11-03"),
@@ -188,10 +257,11 @@ def test_status_schema_describes_a_tenant_with_a_webhook() -> None:
     heard = WebhookStatus("failed", "2026-11-03", False, "HTTP 500", "2026-11-04T06:15:00+00:00", 2)
     status = TenantStatus("BRANDNAAM", "local folder x", "2026-11-03", 3, [], [], [], 10, 100, [])
     status.webhook = dict(heard.__dict__)
-    valid([status.as_dict()], "status.schema.json")
+    moment = datetime.fromisoformat(NOW)
+    valid(status_json([status], moment, None), "status.schema.json")
     status.webhook = {**status.webhook, "unexpected": 1}
     with pytest.raises(jsonschema.ValidationError):
-        valid([status.as_dict()], "status.schema.json")
+        valid(status_json([status], moment, None), "status.schema.json")
 
 
 def test_demo_without_its_configuration_says_where_it_looked(tmp_path: Path) -> None:

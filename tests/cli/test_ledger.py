@@ -30,7 +30,7 @@ def run_at(project: Project, config: Path, day: int, *args: str, check: bool = T
 
 def status_at(project: Project, config: Path, day: int) -> dict[str, object]:
     result = project.run("status", "--config", str(config), "--now", DAY[day], "--json", *project.cli_args())
-    [tenant] = json.loads(result.stdout)
+    [tenant] = json.loads(result.stdout)["tenants"]
     return tenant  # type: ignore[no-any-return]
 
 
@@ -45,7 +45,7 @@ def test_tenant_without_start_catches_up_every_missed_period(built_duckdb: Proje
 
     result = run_at(built_duckdb, config, 3)  # the scheduler missed a day: both come, in order
     delivered = [
-        line.split(":")[0] for line in result.stdout.splitlines() if line.startswith("BRANDNAAM 2026")
+        line.split(":")[0] for line in result.stderr.splitlines() if line.startswith("BRANDNAAM 2026")
     ]
     assert delivered == ["BRANDNAAM 2026-11-02", "BRANDNAAM 2026-11-03"]
     assert sorted(server_files(tmp_path)) == files_of([1, 2, 3])
@@ -96,7 +96,7 @@ def test_changed_destination_is_refused_until_accepted(built_duckdb: Project, tm
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == files_of([3])
     assert sorted(p.name for p in (tmp_path / "old").iterdir()) == files_of([1, 2])
     again = run_at(built_duckdb, config, 3)
-    assert "BRANDNAAM 2026" not in again.stdout
+    assert "BRANDNAAM 2026" not in again.stderr
     assert status_at(built_duckdb, config, 3)["destination_changed"] is None
 
 

@@ -353,7 +353,7 @@ def test_held_brand_waits_says_what_holds_it_and_late_rows_are_counted(
     held = at_later("run", check=False)
     assert held.returncode == 1  # 4 November became due 25 hours ago: overdue
     assert sorted(server_files(tmp_path)) == sorted(EXPECTED)  # 1 to 3 November
-    [tenant] = json.loads(at_later("status", "--json").stdout)
+    [tenant] = json.loads(at_later("status", "--json").stdout)["tenants"]
     assert tenant["waiting"] == ["2026-11-04", "2026-11-05"]
     assert tenant["held"]["events"] == 1
     assert tenant["held"]["since"].startswith("2026-11-04T10:00")
@@ -369,7 +369,7 @@ def test_held_brand_waits_says_what_holds_it_and_late_rows_are_counted(
     at_later("run")  # 4 November goes; 5 November is due only 1 hour: waiting, not overdue
     day_four = (tmp_path / "server" / "activity_BRANDNAAM_20261104.csv").read_text()
     assert "999000077" in day_four and "999000078" in day_four
-    [tenant] = json.loads(at_later("status", "--json").stdout)
+    [tenant] = json.loads(at_later("status", "--json").stdout)["tenants"]
     assert tenant["held"] is None and tenant["overdue"] == []
     late = {c["period"]: c["late_rows"] for c in tenant["counts"]}
     assert late["2026-11-01"] == 0 and late["2026-11-04"] >= 1
@@ -400,5 +400,5 @@ def test_brand_without_data_waits_and_is_reported(built_duckdb: Project, tmp_pat
         built_duckdb.run(
             "status", "--config", str(config), "--now", NOW, "--json", *built_duckdb.cli_args()
         ).stdout
-    )
+    )["tenants"]
     assert tenant["watermark"] is None and tenant["waiting"] == ["2026-11-01", "2026-11-02", "2026-11-03"]

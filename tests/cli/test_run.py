@@ -25,7 +25,7 @@ def attempts(config: Path) -> list[tuple[str, str]]:
 def test_missed_days_are_caught_up_in_order(built_duckdb: Project, tmp_path: Path) -> None:
     config = write_config(tmp_path)
     result = run(built_duckdb, config)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("BRANDNAAM 2026")]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("BRANDNAAM 2026")]
     assert [line.split(":")[0] for line in lines] == [
         "BRANDNAAM 2026-11-01",
         "BRANDNAAM 2026-11-02",
@@ -43,7 +43,7 @@ def test_second_run_delivers_nothing_and_force_and_backfill_resend_the_same_byte
 
     again = run(built_duckdb, config)
     assert server_files(tmp_path) == first  # not even rewritten: same inodes
-    assert "BRANDNAAM 2026" not in again.stdout
+    assert "BRANDNAAM 2026" not in again.stderr
 
     run(built_duckdb, config, "--force")
     forced = server_files(tmp_path)
@@ -97,7 +97,7 @@ def test_incomplete_day_waits_for_the_watermark_and_is_loud_when_overdue(
     status = built_duckdb.run(
         "status", "--config", str(config), "--now", later, "--json", *built_duckdb.cli_args()
     )
-    [tenant] = json.loads(status.stdout)
+    [tenant] = json.loads(status.stdout)["tenants"]
     assert tenant["waiting"] == ["2026-11-04", "2026-11-05"]
     assert tenant["last_delivered"] == "2026-11-03"
     assert tenant["pending"] == [] and tenant["failed"] == []

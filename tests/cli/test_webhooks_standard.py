@@ -66,7 +66,7 @@ def _run(project: Project, config: Path, now: str = NOW, secret: str = SECRET) -
 
 def _status(project: Project, config: Path, now: str = NOW) -> dict[str, Any]:
     done = project.run("status", "--json", "--config", str(config), "--now", now, *project.cli_args())
-    [entry] = json.loads(done.stdout)
+    [entry] = json.loads(done.stdout)["tenants"]
     return dict(entry["webhook"])
 
 

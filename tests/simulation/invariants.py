@@ -452,7 +452,7 @@ class Invariants:
             "--json",
             *self.project.cli_args(),
         )
-        for tenant in json.loads(status.stdout):
+        for tenant in json.loads(status.stdout)["tenants"]:
             if tenant.get("pending") or tenant.get("failed") or tenant.get("overdue"):
                 self.fail(f"status after the final catch-up: {tenant}")
 

@@ -83,7 +83,7 @@ def test_unreachable_server_fails_its_tenant_only_and_is_recorded(
     status = built_duckdb.run(
         "status", "--config", str(config), "--now", NOW, "--json", *built_duckdb.cli_args()
     )
-    by_brand = {entry["brand"]: entry for entry in json.loads(status.stdout)}
+    by_brand = {entry["brand"]: entry for entry in json.loads(status.stdout)["tenants"]}
     assert by_brand["BRANDNAAM"]["last_delivered"] is None
     assert by_brand["BRANDNAAM"]["pending"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
     assert by_brand["MODEHUIS"]["last_delivered"] == "2026-11-03"

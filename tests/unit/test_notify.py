@@ -26,7 +26,7 @@ from activity_export.notify import Outcome, Webhook, encoded
 from activity_export.periods import parse_now
 from activity_export.report import status_table
 from activity_export.runs import Run, deliver_one
-from activity_export.status import collect_status
+from activity_export.status import collect_status, read_warehouse
 from activity_export.warehouse import Warehouse, read_watermark
 from tests.support.golden import tenant
 from tests.support.webhooks import Hook, serve
@@ -114,7 +114,8 @@ def test_a_failing_webhook_neither_blocks_nor_fails_the_delivery(
         assert status is not None and not status.ok and status.failures == 3 and status.detail == "HTTP 500"
         assert ledger.webhook_status("/another/tenants.yml", "GOLD") is None  # per configuration
         table = status_table(
-            collect_status(ledger, warehouse, CONFIG, [configured], NOW, verify=False), verified=False
+            collect_status(ledger, read_warehouse(warehouse, [configured]), CONFIG, [configured], NOW),
+            verified=False,
         )
     assert "webhook of GOLD: last delivered event (2026-11-26) NOT ACCEPTED: HTTP 500" in table
 

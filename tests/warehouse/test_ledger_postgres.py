@@ -212,7 +212,9 @@ def test_four_workers_killed_at_random_deliver_every_file_exactly_once(
         "status", "--json", "--config", str(config), "--ledger", ledger_url, "--now", NOW,
         *project.cli_args(),
     )  # fmt: skip
-    assert {t["brand"]: t["delivered_periods"] for t in json.loads(status.stdout)} == dict.fromkeys(BRANDS, 3)
+    assert {
+        t["brand"]: t["delivered_periods"] for t in json.loads(status.stdout)["tenants"]
+    } == dict.fromkeys(BRANDS, 3)
 
 
 def test_webhook_outcomes_are_kept_in_the_shared_ledger_without_its_password(
@@ -251,7 +253,7 @@ def test_webhook_outcomes_are_kept_in_the_shared_ledger_without_its_password(
     status = built_duckdb.run("status", "--json", *common, env=env)
     table = built_duckdb.run("status", *common, env=env)
     assert len(hook.received) == 1  # one period delivered, its event refused
-    [tenant] = json.loads(status.stdout)
+    [tenant] = json.loads(status.stdout)["tenants"]
     assert tenant["webhook"] is not None, status.stdout
     assert (tenant["webhook"]["ok"], tenant["webhook"]["failures"]) == (False, 1)
     assert tenant["webhook"]["detail"] == "HTTP 500"
