@@ -189,7 +189,7 @@ class Simulation(Loading, Invariants):
             self.first_run_at = now
         for result in results:
             self.runs.append(result)
-            delivered = len(re.findall(r"^[A-Z]+ \d{4}-\d\d-\d\d", result.stdout, flags=re.MULTILINE))
+            delivered = len(re.findall(r"^[A-Z]+ \d{4}-\d\d-\d\d", result.stderr, flags=re.MULTILINE))
             self.note(
                 f"{now:%m-%d %H:%M} run ({how}): exit {result.returncode}, {delivered} periods in "
                 f"{time.monotonic() - started:.1f}s"
