@@ -94,6 +94,7 @@ EDGE: dict[str, list[Any]] = {
     "delimiter": ["|", ",", "\\t", " ", "~", "'"],
     "header": [True, False],
     "compression": ["none", "gzip", "zstd"],
+    "timestamps": ["local", "offset", "utc"],
     "file_name": [
         "{kind}_{brand}_{period:%Y%m%d%H}.{extension}",
         "{brand}-{kind}-{period:%Y-%m-%d %H.%M}.{extension}",

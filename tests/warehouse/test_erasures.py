@@ -58,7 +58,10 @@ def pg_golden(golden_database: Path, pg_database: str) -> Iterator[Target]:
     db.close()
 
 
-@pytest.mark.parametrize("case", ["default", "erasures_manifest", "tab_delimiter"])
+@pytest.mark.parametrize(
+    "case",
+    ["default", "erasures_manifest", "tab_delimiter", "dst_autumn_amsterdam_offset", "hourly_kolkata_offset"],
+)
 def test_postgres_slices_give_the_golden_files(case: str, pg_golden: Target, tmp_path: Path) -> None:
     settings, period_text = GOLDEN_CASES[case]
     configured = tenant(**settings)
