@@ -241,6 +241,11 @@ class Tenant(_Strict):
     delimiter: str = Field(";", description='Exactly one character; "\\t" for tab.')
     header: bool = Field(True, description="Write a line of column titles.")
     compression: Literal["none", "gzip", "zstd"] = Field("none", description="Adds .gz / .zst.")
+    timestamps: Literal["local", "offset", "utc"] = Field(
+        "local",
+        description="How dates are written: local time without offset, local time with its UTC "
+        "offset (unambiguous in the repeated hour of a DST change), or UTC with a Z.",
+    )
     file_name: str | None = Field(None, description="File name template.")
     folder: str = Field("", description="Folder template under the destination root.")
     overdue_after_hours: float = Field(

@@ -27,7 +27,18 @@ from activity_export.naming import ERASURE
 LAYOUT_VERSION = 1
 
 PROFILE = "tabular-data-package"
-DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # strftime codes, as Table Schema v1 takes them
+# strftime codes, as Table Schema v1 takes them, per ``timestamps`` setting; Python's strptime
+# reads "+01:00" and "Z" with %z, so each format parses its text back to the instant (but local)
+DATETIME_FORMATS = {
+    "local": "%Y-%m-%d %H:%M:%S",
+    "offset": "%Y-%m-%d %H:%M:%S%z",
+    "utc": "%Y-%m-%dT%H:%M:%S%z",
+}
+DATETIME_WORDS = {
+    "local": "local time in {zone}",
+    "offset": "local time in {zone} with its UTC offset",
+    "utc": "UTC",
+}
 ACTIVITIES = ("BROADCAST", "OPEN", "CLICK", "SOFTBOUNCE", "HARDBOUNCE", "COMPLAINT", "UNSUBSCRIBE")
 FRICTIONLESS_COMPRESSION = {"none": None, "gzip": "gz", "zstd": "zst"}
 
@@ -123,9 +134,10 @@ def field_descriptor(tenant: Tenant, kind: str, field: str, title: str) -> dict[
     if title != field:
         descriptor["title"] = field
     if kind_type == "datetime":
-        descriptor["format"] = DATETIME_FORMAT
-        descriptor["timezone"] = tenant.timezone
-        description = description.replace("local time", f"local time in {tenant.timezone}")
+        descriptor["format"] = DATETIME_FORMATS[tenant.timestamps]
+        descriptor["timezone"] = "UTC" if tenant.timestamps == "utc" else tenant.timezone
+        words = DATETIME_WORDS[tenant.timestamps].format(zone=tenant.timezone)
+        description = description.replace("local time", words)
     descriptor["description"] = description
     constraints: dict[str, Any] = {}
     if field in REQUIRED[kind]:

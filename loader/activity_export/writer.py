@@ -44,6 +44,7 @@ from activity_export.warehouse import (
 log = logging.getLogger(__name__)
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 # File field -> expression over the export relation, before timestamps are localized.
 ACTIVITY_FIELDS = {
@@ -101,10 +102,33 @@ def _projection(tenant: Tenant, kind: str, overrides: dict[str, str] | None = No
     for field, title in zip(tenant.fields(kind), tenant.titles(kind), strict=True):
         expression = (overrides or {}).get(expressions[field], expressions[field])
         if field in TIMESTAMP_FIELDS:
-            zone, pattern = sql_string(tenant.timezone), sql_string(TIMESTAMP_FORMAT)
-            expression = f"strftime(timezone({zone}, {expression}), {pattern})"
+            expression = timestamp_text(expression, tenant.timezone, tenant.timestamps)
         columns.append(f"{expression} as {_quoted(title)}")
     return ",\n    ".join(columns)
+
+
+def timestamp_text(instant: str, timezone: str, style: str) -> str:
+    """SQL writing the instant ``instant`` (a ``timestamptz`` expression) as the file's text.
+
+    ``local``: ``2026-10-25 02:30:00``, the wall-clock time in ``timezone``; ``offset``: the same
+    with the zone's UTC offset at that instant, ``2026-10-25 02:30:00+01:00`` (seconds only when
+    the offset has them, as local mean time before 1900 does); ``utc``: ``2026-10-25T01:30:00Z``.
+    NULL stays NULL. The session's own time zone plays no part.
+    """
+    if style == "utc":
+        return f"strftime(timezone('UTC', {instant}), {sql_string(UTC_FORMAT)})"
+    local = f"timezone({sql_string(timezone)}, {instant})"
+    text = f"strftime({local}, {sql_string(TIMESTAMP_FORMAT)})"
+    if style == "local":
+        return text
+    # the offset in seconds: the local wall-clock time read as UTC, less the instant
+    offset = f"cast(round(epoch({local}) - epoch({instant})) as bigint)"
+    clock = f"(timestamp '1970-01-01' + to_seconds(abs({offset})))"
+    return (
+        f"{text} || case when {offset} < 0 then '-' else '+' end"
+        f" || case when {offset} % 60 = 0 then strftime({clock}, '%H:%M')"
+        f" else strftime({clock}, '%H:%M:%S') end"
+    )
 
 
 def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
