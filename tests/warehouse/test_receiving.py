@@ -16,10 +16,15 @@ import subprocess
 import uuid
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 
+from activity_export.periods import parse_period
+from activity_export.warehouse import Warehouse
+from activity_export.writer import write_period
+from tests.support.golden import tenant
 from tests.support.postgres import pg_connect, pg_settings
 from tests.support.project import ROOT
 
@@ -27,12 +32,24 @@ PAGE = ROOT / "docs" / "receiving.md"
 GOLDEN = ROOT / "tests" / "golden" / "erasures_manifest"
 
 
-def snippet(kind: str) -> str:
-    """The SQL block the page marks with ``<!-- test: kind -->``."""
+def snippet(kind: str, language: str = "sql") -> str:
+    """The block the page marks with ``<!-- test: kind -->``."""
     text = PAGE.read_text(encoding="utf-8")
-    found = re.search(rf"<!-- test: {kind} -->\n```sql\n(.*?)\n```", text, flags=re.S)
-    assert found, f"docs/receiving.md has no SQL block marked <!-- test: {kind} -->"
+    found = re.search(rf"<!-- test: {kind} -->\n```{language}\n(.*?)\n```", text, flags=re.S)
+    assert found, f"docs/receiving.md has no {language} block marked <!-- test: {kind} -->"
     return found.group(1)
+
+
+def run_python(kind: str, folder: Path) -> dict[str, Any]:
+    """Run the page's Python block ``kind`` in ``folder``, as a receiver would; its variables."""
+    namespace: dict[str, Any] = {"__name__": "receiving"}
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        exec(compile(snippet(kind, "python"), f"docs/receiving.md ({kind})", "exec"), namespace)  # noqa: S102
+    finally:
+        os.chdir(cwd)
+    return namespace
 
 
 @pytest.fixture
@@ -134,3 +151,47 @@ def test_the_postgres_snippet_loads_the_golden_files_idempotently(delivery: Path
         with db.cursor() as cursor:
             cursor.execute(f"drop schema {schema} cascade")
         db.close()
+
+
+# --- pandas ----------------------------------------------------------------------------------
+
+
+def test_the_pandas_snippet_for_local_times_reads_files_with_the_default_columns(tmp_path: Path) -> None:
+    """The default columns have no eventid: the recipe must not need one."""
+    for path in (ROOT / "tests" / "golden" / "default").iterdir():
+        shutil.copy(path, tmp_path / path.name.replace("GOLD", "BRANDNAAM"))
+    activity = run_python("pandas-local", tmp_path)["activity"]
+    assert len(activity) == _data_rows("activity_GOLD_20261125.csv")
+    assert "eventid" not in activity.columns
+    first = activity.iloc[0]
+    assert str(first["activitydate"]) == "2026-11-25 00:59:59+01:00"
+    assert activity["externalid"].isna().sum() == 4  # NULL; the quoted "" is NULL to pandas too
+
+
+def _deliver(warehouse: Warehouse, folder: Path, timestamps: str, *periods: str) -> None:
+    """The sender's files of ``periods`` under the page's brand name, written by the real writer."""
+    configured = tenant(timestamps=timestamps)
+    for period in periods:
+        for written in write_period(warehouse, configured, parse_period(configured, period), folder / "sent"):
+            target = folder / written.path.name.replace("GOLD", "BRANDNAAM")
+            shutil.move(written.path, target)
+
+
+@pytest.mark.parametrize("timestamps", ["offset", "utc"])
+def test_the_pandas_snippet_reads_every_date_as_its_instant_and_loads_a_file_once(
+    timestamps: str, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    _deliver(warehouse, tmp_path, timestamps, "2026-10-25", "2026-11-25")
+    loaded = run_python("pandas", tmp_path)
+    activity = loaded["activity"]
+    assert len(activity) == 4 + 12  # the autumn night's four rows and 25 November's twelve
+    assert str(activity["activitydate"].dtype) == "datetime64[us, UTC]"
+    night = activity[activity["customerid"] == 16].set_index("activity")["activitydate"]
+    # both happened at 02:30 local time, an hour apart: the open in summer time, the click after
+    assert night["OPEN"].isoformat() == "2026-10-25T00:30:00+00:00"
+    assert night["CLICK"].isoformat() == "2026-10-25T01:30:00+00:00"
+    # a file delivered again (a retry, a backfill) replaces its own rows: nothing twice, and two
+    # alike rows of one file (no eventid by default) both stay
+    again = loaded["add_file"](activity, tmp_path / "activity_BRANDNAAM_20261025.csv")
+    assert len(again) == len(activity)
+    assert again.drop(columns="file").duplicated().sum() == activity.drop(columns="file").duplicated().sum()
