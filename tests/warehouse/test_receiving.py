@@ -1,14 +1,16 @@
-"""docs/receiving.md cannot rot: its DuckDB and PostgreSQL snippets load the golden files.
+"""docs/receiving.md cannot rot: every snippet that loads data runs against real files.
 
-The snippets are taken from the page as printed (the fenced block after ``<!-- test: duckdb -->``
-or ``<!-- test: postgres -->``) and run, twice, in a folder holding the golden files of the
-``erasures_manifest`` case under the page's brand name: the real DuckDB, and psql against the real
-PostgreSQL. The loaded tables must hold every row with the right types, an erased customer's
-address nowhere, and nothing twice.
+The snippets are taken from the page as printed (the fenced block after ``<!-- test: duckdb -->``,
+``<!-- test: postgres -->`` and so on). The SQL ones run, twice, in a folder holding the golden
+files of the ``erasures_manifest`` case under the page's brand name: the real DuckDB, and psql
+against the real PostgreSQL. The loaded tables must hold every row with the right types, an erased
+customer's address nowhere, and nothing twice. The pandas ones run in Python on the default golden
+files and on files the writer makes with ``timestamps: offset`` and ``utc``.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -62,8 +64,6 @@ def delivery(tmp_path: Path) -> Path:
 
 def _data_rows(name: str) -> int:
     """Data rows of a golden file, counted by Python's csv module (fields may hold line breaks)."""
-    import csv
-
     with (GOLDEN / name).open(newline="", encoding="utf-8") as handle:
         return len(list(csv.reader(handle, delimiter=";"))) - 1
 
@@ -164,8 +164,11 @@ def test_the_pandas_snippet_for_local_times_reads_files_with_the_default_columns
     assert len(activity) == _data_rows("activity_GOLD_20261125.csv")
     assert "eventid" not in activity.columns
     first = activity.iloc[0]
-    assert str(first["activitydate"]) == "2026-11-25 00:59:59+01:00"
-    assert activity["externalid"].isna().sum() == 4  # NULL; the quoted "" is NULL to pandas too
+    assert str(first["activitydate"]) == "2026-11-24 23:59:59+01:00"  # the bounce registered late
+    with (tmp_path / "activity_BRANDNAAM_20261125.csv").open(newline="", encoding="utf-8") as handle:
+        empty = sum(row["externalid"] == "" for row in csv.DictReader(handle, delimiter=";"))
+    assert activity["externalid"].isna().sum() == empty  # NULL; the quoted "" is NULL to pandas too
+    assert activity.loc[activity["externalid"] == 'K"9', "customerid"].tolist() == [9]
 
 
 def _deliver(warehouse: Warehouse, folder: Path, timestamps: str, *periods: str) -> None:
