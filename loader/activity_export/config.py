@@ -56,6 +56,9 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
     "broadcast": ("campaignid", "fromaddress"),
 }
 
+# Extensions that name a format: a file of the other format may not carry them.
+FORMAT_EXTENSIONS = {"csv": {"csv", "tsv", "txt"}, "parquet": {"parquet", "pq"}}
+
 # Used with fullmatch: "$" would also match before a trailing newline.
 BRAND_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ENV_NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
@@ -237,7 +240,12 @@ class Tenant(_Strict):
         "for hourly tenants).",
     )
     start: date | None = Field(None, description="First period to deliver.")
-    extension: str = Field("csv", description="File extension, without the dot.")
+    format: Literal["csv", "parquet"] = Field(
+        "csv",
+        description="csv: delimited text; parquet: one Parquet file per kind, typed columns "
+        "(delimiter, header, compression and timestamps do not apply).",
+    )
+    extension: str = Field("csv", description="File extension, without the dot (parquet: parquet).")
     delimiter: str = Field(";", description='Exactly one character; "\\t" for tab.')
     header: bool = Field(True, description="Write a line of column titles.")
     compression: Literal["none", "gzip", "zstd"] = Field("none", description="Adds .gz / .zst.")
@@ -277,6 +285,14 @@ class Tenant(_Strict):
         default_factory=dict, description="Renamed column titles."
     )
     destination: Destination
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extension_of_the_format(cls, data: Any) -> Any:
+        """Without an ``extension``, the format's own: ``csv`` or ``parquet``."""
+        if isinstance(data, dict) and "extension" not in data and data.get("format") == "parquet":
+            return {**data, "extension": "parquet"}
+        return data
 
     @field_validator("brand")
     @classmethod
@@ -376,6 +392,7 @@ class Tenant(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Tenant:
+        self._fits_the_format()
         if self.encryption == "pgp" and not self.recipients:
             raise ValueError("encryption = 'pgp' needs recipients: at least one public key file")
         if self.encryption == "none" and self.recipients:
@@ -404,6 +421,31 @@ class Tenant(_Strict):
                 )
         naming.check_naming(self)
         return self
+
+    def _fits_the_format(self) -> None:
+        """Refuse what a file of this format cannot be: a Parquet file named .csv, or gzipped."""
+        other = "parquet" if self.format == "csv" else "csv"
+        if self.extension.lower() in FORMAT_EXTENSIONS[other]:
+            raise ValueError(
+                f"extension = {self.extension!r}: names a {other} file, but format: {self.format} "
+                f"writes {self.format}; leave extension out (it follows the format) or give this "
+                f"tenant its own, e.g. extension: {self.format}"
+            )
+        if self.format != "parquet":
+            return
+        # delimiter and timestamps are left as they are: a defaults' value for the CSV tenants
+        # cannot be misread by a Parquet reader. These two would promise what the file is not.
+        if self.compression != "none":
+            raise ValueError(
+                f"compression = {self.compression!r}: does not apply to format: parquet, which "
+                "compresses its column chunks itself (zstd) and is never wrapped in .gz or .zst; "
+                "give this tenant compression: none"
+            )
+        if not self.header:
+            raise ValueError(
+                "header = false: does not apply to format: parquet, whose columns always carry "
+                "their titles; give this tenant header: true or leave it out"
+            )
 
     @property
     def zone(self) -> ZoneInfo:

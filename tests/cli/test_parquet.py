@@ -38,7 +38,7 @@ def test_run_export_and_backfill_deliver_the_csv_rows_as_parquet(
 ) -> None:
     config = write_config(tmp_path / "parquet", format="parquet", manifest=True, **SETTINGS)
     result = run(built_duckdb, config)
-    assert "activity_BRANDNAAM_20261101.parquet" in result.stdout
+    assert "BRANDNAAM 2026-11-03: " in result.stdout
     delivered = server_files(tmp_path / "parquet")
     assert sorted(delivered) == sorted(
         [name.replace(".csv", ".parquet") for name in EXPECTED]
@@ -73,7 +73,7 @@ def test_run_export_and_backfill_deliver_the_csv_rows_as_parquet(
             assert entry["format"] == "parquet"
             assert entry["hash"] == "sha256:" + hashlib.sha256(data).hexdigest()
             assert entry["rows"] == pq.ParquetFile(server / entry["path"]).metadata.num_rows
-    assert rows > 1000  # the generated days are not empty
+    assert rows > 500  # the generated days are not empty
 
     # export writes the bytes run delivered; backfill sends them again, the same bytes
     exported = export(built_duckdb, config, "2026-11-02", tmp_path / "exported")
@@ -87,7 +87,9 @@ def test_run_export_and_backfill_deliver_the_csv_rows_as_parquet(
     assert {name: sha for name, (sha, _) in again.items()} == {
         name: sha for name, (sha, _) in delivered.items()
     }
-    assert all(again[name][1] != delivered[name][1] for name in delivered)  # really written again
+    # the data files really written again; a manifest describing unchanged data stays as it was
+    kept = [name for name in delivered if again[name][1] == delivered[name][1]]
+    assert kept == [f"manifest_BRANDNAAM_{day}.json" for day in DAYS]
 
 
 def test_a_parquet_tenant_with_a_defaults_compression_is_refused_naming_the_fix(

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pytest
 
 from activity_export.periods import parse_period
 from activity_export.warehouse import Warehouse
 from activity_export.writer import write_period
-from tests.support.golden import tenant
+from tests.support.golden import GOLDEN_CASES, tenant
 from tests.support.postgres import pg_connect, pg_settings
 from tests.support.project import ROOT
 
@@ -198,3 +199,55 @@ def test_the_pandas_snippet_reads_every_date_as_its_instant_and_loads_a_file_onc
     again = loaded["add_file"](activity, tmp_path / "activity_BRANDNAAM_20261025.csv")
     assert len(again) == len(activity)
     assert again.drop(columns="file").duplicated().sum() == activity.drop(columns="file").duplicated().sum()
+
+
+# --- Parquet ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def parquet_delivery(warehouse: Warehouse, tmp_path: Path) -> Path:
+    """The ``erasures_manifest`` case's period as Parquet, under the page's names."""
+    settings, period = GOLDEN_CASES["erasures_manifest"]
+    configured = tenant(**settings, format="parquet")
+    folder = tmp_path / "parquet"
+    for written in write_period(warehouse, configured, parse_period(configured, period), folder / "sent"):
+        shutil.move(written.path, folder / written.path.name.replace("GOLD", "BRANDNAAM"))
+    return folder
+
+
+def test_the_duckdb_parquet_snippet_loads_the_same_rows_as_the_csv_one(
+    parquet_delivery: Path, delivery: Path
+) -> None:
+    loaded = {}
+    for name, folder, kind in (("parquet", parquet_delivery, "duckdb-parquet"), ("csv", delivery, "duckdb")):
+        con = duckdb.connect(str(folder / "receiver.duckdb"))
+        con.execute("set timezone = 'UTC'")
+        cwd = os.getcwd()
+        os.chdir(folder)
+        try:
+            con.execute(snippet(kind))
+            con.execute(snippet(kind))  # a second load of the same files changes nothing
+        finally:
+            os.chdir(cwd)
+        instant = "activitydate" if name == "parquet" else "timezone('Europe/Amsterdam', activitydate)"
+        loaded[name] = con.sql(
+            f"select broadcastid, customerid, externalid, email, activity, {instant}, description, eventid"
+            " from activity order by eventid"
+        ).fetchall()
+        loaded[name + " broadcasts"] = con.sql("select count(*) from broadcast").fetchall()
+        con.close()
+    assert loaded["parquet"] == loaded["csv"]
+    assert len(loaded["parquet"]) == _data_rows("activity_GOLD_20261125.csv")
+    assert loaded["parquet broadcasts"] == loaded["csv broadcasts"]
+
+
+def test_the_pandas_parquet_snippet_reads_types_from_the_file(parquet_delivery: Path) -> None:
+    loaded = run_python("pandas-parquet", parquet_delivery)
+    activity = loaded["activity"]
+    assert len(activity) == _data_rows("activity_GOLD_20261125.csv")
+    assert str(loaded["schema"].field("activitydate").type) == "timestamp[us, tz=UTC]"
+    assert str(activity["customerid"].dtype) == "Int64" and str(activity["eventid"].dtype) == "Int64"
+    row = activity.set_index("eventid").loc[1003]
+    assert row["externalid"] == ""  # the empty string, not NULL: Parquet keeps them apart
+    assert activity.set_index("eventid").loc[1002, "externalid"] is pd.NA  # customer 2, erased
+    assert str(row["activitydate"]) == "2026-11-25 10:20:00+01:00"
