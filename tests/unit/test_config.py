@@ -176,6 +176,15 @@ def test_parquet_files_are_named_parquet_unless_told_otherwise() -> None:
     assert parse_config(raw, Path("tenants.yml")).tenant("T").extension == "parquet"
 
 
+def test_every_setting_a_parquet_file_cannot_honour_is_reported_at_once() -> None:
+    lines = refusal(format="parquet", extension="csv", header=False, compression="zstd").splitlines()[1:]
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "extension = 'csv'",
+        "header = false",
+        "compression = 'zstd'",
+    ]
+
+
 @pytest.mark.parametrize(
     ("settings", "words"),
     [
