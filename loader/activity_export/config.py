@@ -19,7 +19,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from activity_export import naming
 from activity_export.errors import ConfigError, shown_value
@@ -376,6 +384,32 @@ class Tenant(_Strict):
             raise ValueError('must be a printable ASCII character or "\\t" (tab)')
         return value
 
+    @field_validator("extension", "header", "compression")
+    @classmethod
+    def _fits_the_format(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse what a file of the tenant's format cannot be: a Parquet file named .csv, gzipped
+        or without titles. delimiter and timestamps are left as they are: a defaults' value for
+        the CSV tenants cannot be misread by a Parquet reader."""
+        form = info.data.get("format")  # absent when format itself was refused
+        if info.field_name == "extension" and form is not None:
+            other = "parquet" if form == "csv" else "csv"
+            if value.lower() in FORMAT_EXTENSIONS[other]:
+                raise ValueError(
+                    f"names a {other} file, but format: {form} writes {form}; leave extension out "
+                    f"(it follows the format) or give this tenant its own, e.g. extension: {form}"
+                )
+        elif info.field_name == "compression" and form == "parquet" and value != "none":
+            raise ValueError(
+                "does not apply to format: parquet, which compresses its column chunks itself "
+                "(zstd) and is never wrapped in .gz or .zst; give this tenant compression: none"
+            )
+        elif info.field_name == "header" and form == "parquet" and value is False:
+            raise ValueError(
+                "does not apply to format: parquet, whose columns always carry their titles; "
+                "give this tenant header: true or leave it out"
+            )
+        return value
+
     @field_validator("extra_fields")
     @classmethod
     def _catalogue_fields(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -392,7 +426,6 @@ class Tenant(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Tenant:
-        self._fits_the_format()
         if self.encryption == "pgp" and not self.recipients:
             raise ValueError("encryption = 'pgp' needs recipients: at least one public key file")
         if self.encryption == "none" and self.recipients:
@@ -421,31 +454,6 @@ class Tenant(_Strict):
                 )
         naming.check_naming(self)
         return self
-
-    def _fits_the_format(self) -> None:
-        """Refuse what a file of this format cannot be: a Parquet file named .csv, or gzipped."""
-        other = "parquet" if self.format == "csv" else "csv"
-        if self.extension.lower() in FORMAT_EXTENSIONS[other]:
-            raise ValueError(
-                f"extension = {self.extension!r}: names a {other} file, but format: {self.format} "
-                f"writes {self.format}; leave extension out (it follows the format) or give this "
-                f"tenant its own, e.g. extension: {self.format}"
-            )
-        if self.format != "parquet":
-            return
-        # delimiter and timestamps are left as they are: a defaults' value for the CSV tenants
-        # cannot be misread by a Parquet reader. These two would promise what the file is not.
-        if self.compression != "none":
-            raise ValueError(
-                f"compression = {self.compression!r}: does not apply to format: parquet, which "
-                "compresses its column chunks itself (zstd) and is never wrapped in .gz or .zst; "
-                "give this tenant compression: none"
-            )
-        if not self.header:
-            raise ValueError(
-                "header = false: does not apply to format: parquet, whose columns always carry "
-                "their titles; give this tenant header: true or leave it out"
-            )
 
     @property
     def zone(self) -> ZoneInfo:
@@ -805,6 +813,13 @@ def _allowed_keys(location: tuple[Any, ...]) -> str:
     return ", ".join(name for name in model.model_fields if name != "brand")
 
 
+def _yaml_value(value: Any) -> str:
+    """A value for a message, booleans as YAML spells them (``header = false``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return shown_value(value)
+
+
 def _describe(brand: str, exc: ValidationError) -> list[str]:
     """One readable line per pydantic error: tenant, key, value, what is allowed."""
     lines = []
@@ -827,7 +842,7 @@ def _describe(brand: str, exc: ValidationError) -> list[str]:
         elif error["type"] == "union_tag_invalid":
             key, value = f"{key}.type", error.get("ctx", {}).get("tag", value)
             message = "allowed types: sftp, local"
-        shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {shown_value(value)}"
+        shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {_yaml_value(value)}"
         hidden = location[:1] in (["destination"], ["notify"]) and key != "destination.type"
         if error["type"] in {"extra_forbidden", "union_tag_not_found"} or hidden:
             # an unknown key may be a misspelled password, and anything under destination may
