@@ -19,7 +19,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from activity_export import naming
 from activity_export.errors import ConfigError, shown_value
@@ -55,6 +63,9 @@ EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "broadcast": ("campaignid", "fromaddress"),
 }
+
+# Extensions that name a format: a file of the other format may not carry them.
+FORMAT_EXTENSIONS = {"csv": {"csv", "tsv", "txt"}, "parquet": {"parquet", "pq"}}
 
 # Used with fullmatch: "$" would also match before a trailing newline.
 BRAND_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -237,10 +248,20 @@ class Tenant(_Strict):
         "for hourly tenants).",
     )
     start: date | None = Field(None, description="First period to deliver.")
-    extension: str = Field("csv", description="File extension, without the dot.")
+    format: Literal["csv", "parquet"] = Field(
+        "csv",
+        description="csv: delimited text; parquet: one Parquet file per kind, typed columns "
+        "(delimiter, header, compression and timestamps do not apply).",
+    )
+    extension: str = Field("csv", description="File extension, without the dot (parquet: parquet).")
     delimiter: str = Field(";", description='Exactly one character; "\\t" for tab.')
     header: bool = Field(True, description="Write a line of column titles.")
     compression: Literal["none", "gzip", "zstd"] = Field("none", description="Adds .gz / .zst.")
+    timestamps: Literal["local", "offset", "utc"] = Field(
+        "local",
+        description="How dates are written: local time without offset, local time with its UTC "
+        "offset (unambiguous in the repeated hour of a DST change), or UTC with a Z.",
+    )
     file_name: str | None = Field(None, description="File name template.")
     folder: str = Field("", description="Folder template under the destination root.")
     overdue_after_hours: float = Field(
@@ -272,6 +293,14 @@ class Tenant(_Strict):
         default_factory=dict, description="Renamed column titles."
     )
     destination: Destination
+
+    @model_validator(mode="before")
+    @classmethod
+    def _extension_of_the_format(cls, data: Any) -> Any:
+        """Without an ``extension``, the format's own: ``csv`` or ``parquet``."""
+        if isinstance(data, dict) and "extension" not in data and data.get("format") == "parquet":
+            return {**data, "extension": "parquet"}
+        return data
 
     @field_validator("brand")
     @classmethod
@@ -353,6 +382,32 @@ class Tenant(_Strict):
         if not value.isascii() or (not value.isprintable() and value != "\t"):
             # DuckDB's CSV writer takes one byte: a multi-byte character crashes it
             raise ValueError('must be a printable ASCII character or "\\t" (tab)')
+        return value
+
+    @field_validator("extension", "header", "compression")
+    @classmethod
+    def _fits_the_format(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse what a file of the tenant's format cannot be: a Parquet file named .csv, gzipped
+        or without titles. delimiter and timestamps are left as they are: a defaults' value for
+        the CSV tenants cannot be misread by a Parquet reader."""
+        form = info.data.get("format")  # absent when format itself was refused
+        if info.field_name == "extension" and form is not None:
+            other = "parquet" if form == "csv" else "csv"
+            if value.lower() in FORMAT_EXTENSIONS[other]:
+                raise ValueError(
+                    f"names a {other} file, but format: {form} writes {form}; leave extension out "
+                    f"(it follows the format) or give this tenant its own, e.g. extension: {form}"
+                )
+        elif info.field_name == "compression" and form == "parquet" and value != "none":
+            raise ValueError(
+                "does not apply to format: parquet, which compresses its column chunks itself "
+                "(zstd) and is never wrapped in .gz or .zst; give this tenant compression: none"
+            )
+        elif info.field_name == "header" and form == "parquet" and value is False:
+            raise ValueError(
+                "does not apply to format: parquet, whose columns always carry their titles; "
+                "give this tenant header: true or leave it out"
+            )
         return value
 
     @field_validator("extra_fields")
@@ -758,6 +813,13 @@ def _allowed_keys(location: tuple[Any, ...]) -> str:
     return ", ".join(name for name in model.model_fields if name != "brand")
 
 
+def _yaml_value(value: Any) -> str:
+    """A value for a message, booleans as YAML spells them (``header = false``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return shown_value(value)
+
+
 def _describe(brand: str, exc: ValidationError) -> list[str]:
     """One readable line per pydantic error: tenant, key, value, what is allowed."""
     lines = []
@@ -780,7 +842,7 @@ def _describe(brand: str, exc: ValidationError) -> list[str]:
         elif error["type"] == "union_tag_invalid":
             key, value = f"{key}.type", error.get("ctx", {}).get("tag", value)
             message = "allowed types: sftp, local"
-        shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {shown_value(value)}"
+        shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {_yaml_value(value)}"
         hidden = location[:1] in (["destination"], ["notify"]) and key != "destination.type"
         if error["type"] in {"extra_forbidden", "union_tag_not_found"} or hidden:
             # an unknown key may be a misspelled password, and anything under destination may

@@ -2,8 +2,9 @@
 
 A receiver validates a delivery with the ``frictionless`` library or CLI, or reads the descriptor
 to load the files with the right types: every file is a resource with its path (relative to the
-manifest), rows, bytes and SHA-256 of the bytes delivered, format, encoding, compression, CSV
-dialect and a Table Schema (types, timestamp format and timezone, allowed values, descriptions).
+manifest), rows, bytes and SHA-256 of the bytes delivered, format (CSV or Parquet), encoding,
+compression, CSV dialect and a Table Schema (types, timestamp format and timezone, allowed values,
+descriptions).
 The package itself says which brand and period it covers, the watermark at export, how many
 rows arrived late or were held back, and the brand's quarantined events (dated after the clock of
 the sender's build) at that moment. Nothing in it depends on the clock, so the same period gives
@@ -27,7 +28,20 @@ from activity_export.naming import ERASURE
 LAYOUT_VERSION = 1
 
 PROFILE = "tabular-data-package"
-DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # strftime codes, as Table Schema v1 takes them
+# strftime codes, as Table Schema v1 takes them, per ``timestamps`` setting; Python's strptime
+# reads "+01:00" and "Z" with %z, so each format parses its text back to the instant (but local)
+DATETIME_FORMATS = {
+    "local": "%Y-%m-%d %H:%M:%S",
+    "offset": "%Y-%m-%d %H:%M:%S%z",
+    "utc": "%Y-%m-%dT%H:%M:%S%z",
+}
+DATETIME_WORDS = {
+    "local": "local time in {zone}",
+    "offset": "local time in {zone} with its UTC offset",
+    "utc": "UTC",
+    "parquet": "an instant (timestamp with time zone, stored adjusted to UTC)",
+}
+PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
 ACTIVITIES = ("BROADCAST", "OPEN", "CLICK", "SOFTBOUNCE", "HARDBOUNCE", "COMPLAINT", "UNSUBSCRIBE")
 FRICTIONLESS_COMPRESSION = {"none": None, "gzip": "gz", "zstd": "zst"}
 
@@ -122,10 +136,14 @@ def field_descriptor(tenant: Tenant, kind: str, field: str, title: str) -> dict[
     descriptor: dict[str, Any] = {"name": title, "type": kind_type}
     if title != field:
         descriptor["title"] = field
-    if kind_type == "datetime":
-        descriptor["format"] = DATETIME_FORMAT
-        descriptor["timezone"] = tenant.timezone
-        description = description.replace("local time", f"local time in {tenant.timezone}")
+    if kind_type == "datetime" and tenant.format == "parquet":
+        descriptor["timezone"] = "UTC"  # a typed value: no text format to state
+        description = description.replace("local time", DATETIME_WORDS["parquet"])
+    elif kind_type == "datetime":
+        descriptor["format"] = DATETIME_FORMATS[tenant.timestamps]
+        descriptor["timezone"] = "UTC" if tenant.timestamps == "utc" else tenant.timezone
+        words = DATETIME_WORDS[tenant.timestamps].format(zone=tenant.timezone)
+        description = description.replace("local time", words)
     descriptor["description"] = description
     constraints: dict[str, Any] = {}
     if field in REQUIRED[kind]:
@@ -143,7 +161,8 @@ def table_schema(tenant: Tenant, kind: str) -> dict[str, Any]:
     titles = dict(zip(fields, tenant.titles(kind), strict=True))
     schema: dict[str, Any] = {
         "fields": [field_descriptor(tenant, kind, field, titles[field]) for field in fields],
-        "missingValues": [""],
+        # in a CSV file an empty field is NULL; a Parquet file has NULL itself, and "" is a value
+        "missingValues": [] if tenant.format == "parquet" else [""],
     }
     key = [titles[field] for field in KEYS[kind] if field in titles]
     if key:
@@ -171,23 +190,22 @@ def resource(tenant: Tenant, file: DeliveredFile, manifest: PurePosixPath) -> di
         "title": f"{TITLES[file.kind]} of {tenant.brand}",
         "profile": "tabular-data-resource",
         "path": path,
-        "format": "csv",
-        "mediatype": "text/csv",
-        "encoding": "utf-8",
     }
+    if tenant.format == "parquet":
+        # binary and typed: no text encoding, no dialect, its compression inside the file
+        descriptor |= {"format": "parquet", "mediatype": PARQUET_MEDIATYPE}
+    else:
+        descriptor |= {"format": "csv", "mediatype": "text/csv", "encoding": "utf-8"}
     compression = FRICTIONLESS_COMPRESSION[tenant.compression]
     if compression:
         descriptor["compression"] = compression
     if tenant.encryption == "pgp":
         # not a Frictionless property: decrypt first (gpg --decrypt), then validate the rest
         descriptor["encryption"] = "openpgp"
-    descriptor |= {
-        "rows": file.rows,
-        "bytes": file.bytes,
-        "hash": f"sha256:{file.sha256}",
-        "dialect": dialect(tenant),
-        "schema": table_schema(tenant, file.kind),
-    }
+    descriptor |= {"rows": file.rows, "bytes": file.bytes, "hash": f"sha256:{file.sha256}"}
+    if tenant.format == "csv":
+        descriptor["dialect"] = dialect(tenant)
+    descriptor["schema"] = table_schema(tenant, file.kind)
     return descriptor
 
 

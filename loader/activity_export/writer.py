@@ -1,5 +1,10 @@
 """The writer: one period's slice of the export relations, written with DuckDB ``COPY ... TO``.
 
+A CSV file takes the tenant's delimiter, header, compression and ``timestamps`` layout; a Parquet
+file (``format: parquet``) the same columns, titles and order, typed: 64-bit integers, instants
+(``timestamptz``, written adjusted to UTC) and text, with every writer option that decides its
+bytes given, so the same period gives the same file.
+
 All files of a period are read in one transaction, so they come from one consistent snapshot of
 the warehouse. Each file is written under a hidden temporary name and renamed when complete
 (encrypted first, with ``encryption: pgp``); its rows, bytes and SHA-256 of the bytes delivered
@@ -29,7 +34,7 @@ from activity_export.config import Tenant
 from activity_export.encryption import encrypt_file
 from activity_export.errors import ExportError
 from activity_export.folders import PRIVATE, make_folders
-from activity_export.manifest import DeliveredFile, PeriodFacts, data_package
+from activity_export.manifest import FIELDS, DeliveredFile, PeriodFacts, data_package
 from activity_export.naming import ERASURE, partial_name
 from activity_export.periods import Period
 from activity_export.warehouse import (
@@ -44,6 +49,7 @@ from activity_export.warehouse import (
 log = logging.getLogger(__name__)
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 # File field -> expression over the export relation, before timestamps are localized.
 ACTIVITY_FIELDS = {
@@ -73,6 +79,14 @@ BROADCAST_FIELDS = {
     "fromaddress": "from_address",
 }
 ERASURE_FIELDS = {"customerid": "customer_id", "erasuredate": "erased_at"}
+# Table Schema type (manifest.FIELDS) -> the DuckDB type of the Parquet column
+PARQUET_TYPES = {"integer": "bigint", "string": "varchar", "datetime": "timestamptz"}
+# Every option that decides the bytes is given, so that a DuckDB default changing cannot change a
+# delivered file: zstd inside the file (Parquet's own compression), fixed row groups (the same
+# boundaries whatever the thread count), format version 1 (what every reader reads).
+PARQUET_OPTIONS = (
+    "format parquet, compression zstd, compression_level 3, row_group_size 122880, parquet_version 'V1'"
+)
 TIMESTAMP_FIELDS = {"activitydate", "registereddate", "sentdate", "erasuredate"}
 # left empty for an erased customer: the address and number, and the free text that can carry them
 PERSONAL_FIELDS = {"external_id", "email", "description", "url", "message", "user_agent"}
@@ -100,11 +114,45 @@ def _projection(tenant: Tenant, kind: str, overrides: dict[str, str] | None = No
     columns = []
     for field, title in zip(tenant.fields(kind), tenant.titles(kind), strict=True):
         expression = (overrides or {}).get(expressions[field], expressions[field])
-        if field in TIMESTAMP_FIELDS:
-            zone, pattern = sql_string(tenant.timezone), sql_string(TIMESTAMP_FORMAT)
-            expression = f"strftime(timezone({zone}, {expression}), {pattern})"
+        if tenant.format == "parquet":
+            expression = _typed(expression, kind, field)
+        elif field in TIMESTAMP_FIELDS:
+            expression = timestamp_text(expression, tenant.timezone, tenant.timestamps)
         columns.append(f"{expression} as {_quoted(title)}")
     return ",\n    ".join(columns)
+
+
+def _typed(expression: str, kind: str, field: str) -> str:
+    """A Parquet column of the manifest's type, whatever type the warehouse gives it: a 64-bit
+    integer, an instant (``timestamptz``, written adjusted to UTC) to the second as in the CSV,
+    or text."""
+    if field in TIMESTAMP_FIELDS:
+        return f"cast(date_trunc('second', {expression}) as timestamptz)"
+    return f"cast({expression} as {PARQUET_TYPES[FIELDS[kind][field][0]]})"
+
+
+def timestamp_text(instant: str, timezone: str, style: str) -> str:
+    """SQL writing the instant ``instant`` (a ``timestamptz`` expression) as the file's text.
+
+    ``local``: ``2026-10-25 02:30:00``, the wall-clock time in ``timezone``; ``offset``: the same
+    with the zone's UTC offset at that instant, ``2026-10-25 02:30:00+01:00`` (seconds only when
+    the offset has them, as local mean time before 1900 does); ``utc``: ``2026-10-25T01:30:00Z``.
+    NULL stays NULL. The session's own time zone plays no part.
+    """
+    if style == "utc":
+        return f"strftime(timezone('UTC', {instant}), {sql_string(UTC_FORMAT)})"
+    local = f"timezone({sql_string(timezone)}, {instant})"
+    text = f"strftime({local}, {sql_string(TIMESTAMP_FORMAT)})"
+    if style == "local":
+        return text
+    # the offset in seconds: the local wall-clock time read as UTC, less the instant
+    offset = f"cast(round(epoch({local}) - epoch({instant})) as bigint)"
+    clock = f"(timestamp '1970-01-01' + to_seconds(abs({offset})))"
+    return (
+        f"{text} || case when {offset} < 0 then '-' else '+' end"
+        f" || case when {offset} % 60 = 0 then strftime({clock}, '%H:%M')"
+        f" else strftime({clock}, '%H:%M:%S') end"
+    )
 
 
 def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
@@ -191,6 +239,8 @@ def _slice(
 
 
 def _copy_options(tenant: Tenant) -> str:
+    if tenant.format == "parquet":
+        return PARQUET_OPTIONS
     options = [
         "format csv",
         f"delimiter {sql_string(tenant.delimiter)}",
@@ -339,8 +389,12 @@ def period_facts(warehouse: Warehouse, tenant: Tenant, period: Period) -> Period
 def _follower(
     follow: Follow | None, tenant: Tenant, kind: str, temporary: Path, relative: PurePosixPath
 ) -> Sink | None:
-    """Start following the file about to be written, when asked and allowed."""
-    if follow is None or tenant.encryption != "none":
+    """Start following the file about to be written, when asked and allowed.
+
+    A CSV file only grows at its end. A Parquet file is not followed: its writer is DuckDB's to
+    arrange, and the file, compressed column by column, is small enough to send after writing.
+    """
+    if follow is None or tenant.encryption != "none" or tenant.format != "csv":
         return None
     # DuckDB writes into an existing file through a temporary copy renamed at the end (a follower
     # would read the old file): start from no file, and COPY with use_tmp_file false.

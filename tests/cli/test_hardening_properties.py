@@ -94,6 +94,8 @@ EDGE: dict[str, list[Any]] = {
     "delimiter": ["|", ",", "\\t", " ", "~", "'"],
     "header": [True, False],
     "compression": ["none", "gzip", "zstd"],
+    "timestamps": ["local", "offset", "utc"],
+    "format": ["csv", "parquet"],
     "file_name": [
         "{kind}_{brand}_{period:%Y%m%d%H}.{extension}",
         "{brand}-{kind}-{period:%Y-%m-%d %H.%M}.{extension}",

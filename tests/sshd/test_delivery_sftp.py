@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tests.support.pgp import Keys
 from tests.support.project import Project
 from tests.support.sshd import SshServer
 from tests.support.tenants import EXPECTED, NOW, run, sftp_tenant, write_tenants
@@ -199,3 +204,50 @@ def test_check_connect_logs_in_and_names_the_tenant_it_cannot_trust(
         and "ssh-keyscan" in lines["MODEHUIS"]
     )
     assert list(good.upload.iterdir()) == []  # the probe file was removed again
+
+
+def test_run_delivers_encrypted_parquet_that_decrypts_to_what_export_writes(
+    built_duckdb: Project, sshd_server: SshServer, keys: Keys, tmp_path: Path
+) -> None:
+    account = sshd_server.add_account()
+    known_hosts = sshd_server.write_known_hosts(tmp_path / "known_hosts")
+    sealed = {
+        **sftp_tenant(sshd_server, account, known_hosts),
+        "format": "parquet",
+        "encryption": "pgp",
+        "recipients": [str(keys.receiver)],
+        "manifest": True,
+    }
+    config = write_tenants(tmp_path / "tenants.yml", {"BRANDNAAM": sealed})
+    built_duckdb.run("run", "--config", str(config), "--now", NOW, *built_duckdb.cli_args())
+
+    days = ("20261101", "20261102", "20261103")
+    assert sorted(p.name for p in account.upload.iterdir()) == sorted(
+        [f"{kind}_BRANDNAAM_{day}.parquet.gpg" for kind in ("activity", "broadcast") for day in days]
+        + [f"manifest_BRANDNAAM_{day}.json" for day in days]
+    )
+    fetched = tmp_path / "fetched"
+    fetched.mkdir()
+    get = sshd_server.openssh_sftp(account, f"get /upload/*_BRANDNAAM_20261102.* {fetched}/\n")
+    assert get.returncode == 0, get.stderr
+    manifest = json.loads((fetched / "manifest_BRANDNAAM_20261102.json").read_text(encoding="utf-8"))
+    for entry in manifest["resources"]:
+        data = (fetched / entry["path"]).read_bytes()
+        assert entry["encryption"] == "openpgp" and entry["format"] == "parquet"
+        assert entry["hash"] == "sha256:" + hashlib.sha256(data).hexdigest()
+
+    plain = write_tenants(
+        tmp_path / "plain" / "tenants.yml",
+        {"BRANDNAAM": {"format": "parquet", "destination": {"type": "local", "root": str(tmp_path / "x")}}},
+    )
+    out = tmp_path / "plain" / "export"
+    built_duckdb.run(
+        "export", "--config", str(plain), "--brand", "BRANDNAAM", "--period", "2026-11-02", "--out", str(out),
+        *built_duckdb.cli_args(),
+    )  # fmt: skip
+    for kind in ("activity", "broadcast"):
+        opened = keys.decrypt(fetched / f"{kind}_BRANDNAAM_20261102.parquet.gpg")
+        assert opened == (out / f"{kind}_BRANDNAAM_20261102.parquet").read_bytes()
+    table = pq.read_table(out / "activity_BRANDNAAM_20261102.parquet")
+    assert table.num_rows == manifest["resources"][0]["rows"] > 0
+    assert table.schema.field("customerid").type == pa.int64()

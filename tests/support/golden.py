@@ -414,6 +414,13 @@ GOLDEN_CASES: dict[str, tuple[dict[str, Any], str]] = {
     "hourly_kolkata": ({"interval": "hourly", "timezone": "Asia/Kolkata"}, "2026-11-25T13"),
     "dst_spring_amsterdam": ({}, "2026-03-29"),
     "dst_autumn_amsterdam": ({}, "2026-10-25"),
+    # the repeated hour of the autumn night: 1203 and 1204 both happened at 02:30 local time
+    "dst_autumn_amsterdam_offset": ({"timestamps": "offset"}, "2026-10-25"),
+    "dst_autumn_amsterdam_utc": ({"timestamps": "utc"}, "2026-10-25"),
+    "hourly_kolkata_offset": (
+        {"interval": "hourly", "timezone": "Asia/Kolkata", "timestamps": "offset"},
+        "2026-11-25T13",
+    ),
     "erasures_manifest": (
         {"erasures": True, "manifest": True, "extra_fields": {"activity": ["eventid"]}},
         "2026-11-25",

@@ -153,6 +153,62 @@ def test_folder_template_and_manifest_name() -> None:
     assert str(configured.manifest_path(period)) == "manifest/2026/11/manifest_T_20261125.json"
 
 
+def test_parquet_files_are_named_parquet_unless_told_otherwise() -> None:
+    period_text = "2026-11-25"
+    configured = tenant(format="parquet", erasures=True, manifest=True)
+    period = parse_period(configured, period_text)
+    assert [str(configured.relative_path(kind, period)) for kind in configured.delivered_kinds()] == [
+        "activity_T_20261125.parquet",
+        "broadcast_T_20261125.parquet",
+        "erasure_T_20261125.parquet",
+        "manifest_T_20261125.json",
+    ]
+    assert tenant(format="parquet", extension="pq").relative_path("activity", period).name == (
+        "activity_T_20261125.pq"
+    )
+    sealed = tenant(format="parquet", encryption="pgp", recipients=["/k.asc"])
+    assert sealed.relative_path("activity", period).name == "activity_T_20261125.parquet.gpg"
+    # a defaults' delimiter or timestamps has nothing to say to a Parquet file: accepted, unused
+    raw = {
+        "defaults": {"delimiter": "|", "timestamps": "utc"},
+        "tenants": {"T": {"format": "parquet", "destination": {"type": "local", "root": "/x"}}},
+    }
+    assert parse_config(raw, Path("tenants.yml")).tenant("T").extension == "parquet"
+
+
+def test_every_setting_a_parquet_file_cannot_honour_is_reported_at_once() -> None:
+    lines = refusal(format="parquet", extension="csv", header=False, compression="zstd").splitlines()[1:]
+    assert [line.split(":")[1].strip() for line in lines] == [
+        "extension = 'csv'",
+        "header = false",
+        "compression = 'zstd'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"format": "xlsx"}, ["tenant T: format = 'xlsx'", "'csv' or 'parquet'"]),
+        (
+            {"format": "parquet", "compression": "gzip"},
+            ["tenant T: compression = 'gzip'", "format: parquet", "compression: none"],
+        ),
+        ({"format": "parquet", "header": False}, ["tenant T: header = false", "format: parquet"]),
+        (
+            {"format": "parquet", "extension": "csv"},
+            ["tenant T: extension = 'csv'", "format: parquet", "parquet"],
+        ),
+        ({"extension": "parquet"}, ["tenant T: extension = 'parquet'", "format: csv"]),
+    ],
+)
+def test_settings_that_make_no_sense_for_the_format_are_refused(
+    settings: dict[str, Any], words: list[str]
+) -> None:
+    message = refusal(**settings)
+    for word in words:
+        assert word in message, message
+
+
 # --- refusals, one per rule -------------------------------------------------------------------
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import typer.main
 
 from activity_export.cli import app
-from activity_export.config import LocalDestination, Notify, SftpDestination, Tenant
+from activity_export.config import LocalDestination, Notify, SftpDestination, Tenant, load_config
 from tests.support.project import ROOT
 
 
@@ -32,3 +33,17 @@ def test_every_command_is_in_the_readme() -> None:
     assert len(commands) >= 8
     missing = [name for name in commands if f"activity-export {name}" not in readme]
     assert not missing, f"README.md does not show: {', '.join(missing)}"
+
+
+def test_the_configuration_examples_are_accepted(tmp_path: Path) -> None:
+    """Every whole tenants.yml the reference shows (a block starting with defaults: or tenants:)."""
+    reference = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", reference, flags=re.S)
+    documents = [block for block in blocks if block.startswith(("defaults:", "tenants:"))]
+    assert len(documents) >= 4
+    tenants = []
+    for number, document in enumerate(documents):
+        path = tmp_path / f"example{number}.yml"
+        path.write_text(document, encoding="utf-8")
+        tenants += load_config(path).tenants.values()
+    assert [t.extension for t in tenants if t.format == "parquet"] == ["parquet"]

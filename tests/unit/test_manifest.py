@@ -10,10 +10,12 @@ the SHA-256 of the delivered bytes itself, decompresses, and validates the rest.
 from __future__ import annotations
 
 import copy
+import csv
 import hashlib
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +160,36 @@ def test_package_states_brand_period_watermark_and_versions(warehouse: Warehouse
     assert date["format"] == "%Y-%m-%d %H:%M:%S" and date["timezone"] == "Asia/Kolkata"
     kinds = next(field for field in activity if field["name"] == "activity")
     assert kinds["constraints"]["enum"] == list(ACTIVITY_VALUES)
+
+
+@pytest.mark.parametrize(
+    ("timestamps", "pattern", "zone", "words"),
+    [
+        ("local", "%Y-%m-%d %H:%M:%S", "Europe/Amsterdam", "local time in Europe/Amsterdam"),
+        ("offset", "%Y-%m-%d %H:%M:%S%z", "Europe/Amsterdam", "with its UTC offset"),
+        ("utc", "%Y-%m-%dT%H:%M:%S%z", "UTC", "UTC"),
+    ],
+)
+def test_timestamp_fields_say_how_their_text_parses(
+    timestamps: str, pattern: str, zone: str, words: str, warehouse: Warehouse, tmp_path: Path
+) -> None:
+    files = _write(warehouse, tmp_path, {"timestamps": timestamps}, "2026-10-25")
+    package = json.loads(files[-1].path.read_text(encoding="utf-8"))
+    fields = package["resources"][0]["schema"]["fields"]
+    date = next(field for field in fields if field["name"] == "activitydate")
+    assert (date["format"], date["timezone"]) == (pattern, zone)
+    assert words in date["description"]
+    # strptime with the manifest's own format reads every date of the file back to its instant
+    with files[0].path.open(newline="", encoding="utf-8") as handle:
+        texts = [row["activitydate"] for row in csv.DictReader(handle, delimiter=";")]
+    parsed = [datetime.strptime(text, pattern) for text in texts]
+    if timestamps != "local":
+        assert [moment.astimezone(UTC).strftime("%H:%M") for moment in parsed] == [
+            "22:00",
+            "00:30",
+            "01:30",
+            "22:59",
+        ]
 
 
 def test_renamed_columns_keep_their_field_name_as_title(warehouse: Warehouse, tmp_path: Path) -> None:

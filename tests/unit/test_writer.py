@@ -8,8 +8,10 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 import pytest
@@ -17,7 +19,7 @@ import pytest
 from activity_export.errors import ExportError
 from activity_export.periods import parse_period
 from activity_export.warehouse import Target, Warehouse, connect
-from activity_export.writer import write_period
+from activity_export.writer import timestamp_text, write_period
 from tests.support.golden import (
     GOLDEN,
     GOLDEN_CASES,
@@ -76,6 +78,71 @@ def test_default_activity_file_reads_as_the_spec_says(warehouse: Warehouse, tmp_
     with files[1].path.open(newline="", encoding="utf-8") as handle:
         broadcast_ids = [row[0] for row in csv.reader(handle, delimiter=";")][1:]
     assert broadcast_ids == ["101", "102", "103", "106"]  # 102: a year old, touched today
+
+
+def _activity_dates(warehouse: Warehouse, tmp_path: Path, timestamps: str) -> dict[str, list[str]]:
+    """Activity type -> the activitydate texts of customer 16's rows on the autumn DST night."""
+    configured = tenant(timestamps=timestamps)
+    files = write_period(warehouse, configured, parse_period(configured, "2026-10-25"), tmp_path / timestamps)
+    with files[0].path.open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle, delimiter=";") if row["customerid"] == "16"]
+    return {row["activity"]: [row["activitydate"]] for row in rows}
+
+
+def test_the_repeated_autumn_hour_is_unambiguous_with_offset_or_utc(
+    warehouse: Warehouse, tmp_path: Path
+) -> None:
+    # an OPEN at 00:30 UTC (02:30 summer time) and a CLICK at 01:30 UTC (02:30 winter time)
+    local = _activity_dates(warehouse, tmp_path, "local")
+    assert local == {"OPEN": ["2026-10-25 02:30:00"], "CLICK": ["2026-10-25 02:30:00"]}
+    offset = _activity_dates(warehouse, tmp_path, "offset")
+    assert offset == {"OPEN": ["2026-10-25 02:30:00+02:00"], "CLICK": ["2026-10-25 02:30:00+01:00"]}
+    utc = _activity_dates(warehouse, tmp_path, "utc")
+    assert utc == {"OPEN": ["2026-10-25T00:30:00Z"], "CLICK": ["2026-10-25T01:30:00Z"]}
+    # what a receiver's parser makes of them: the same two instants either way
+    for dates in (offset, utc):
+        instants = {kind: datetime.fromisoformat(text[0]).astimezone(UTC) for kind, text in dates.items()}
+        assert instants == {
+            "OPEN": datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+            "CLICK": datetime(2026, 10, 25, 1, 30, tzinfo=UTC),
+        }
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "Europe/Amsterdam",
+        "America/St_Johns",
+        "Asia/Kolkata",
+        "Australia/Lord_Howe",
+        "Pacific/Kiritimati",
+        "UTC",
+    ],
+)
+def test_offset_and_utc_texts_read_back_as_the_same_instants_as_python_says(zone: str) -> None:
+    """Every 97 minutes through 2026, past each DST change: the text Python parses back is the
+    instant, and the wall-clock time and offset are the ones zoneinfo gives."""
+    con = duckdb.connect()
+    con.execute("set timezone = 'UTC'")
+    offset_sql = timestamp_text("moment", zone, "offset")
+    utc_sql = timestamp_text("moment", zone, "utc")
+    rows = con.execute(
+        f"select moment, {offset_sql}, {utc_sql} from ("
+        "select timestamptz '2026-01-01 00:00:00+00' + i * interval 97 minutes as moment"
+        " from range(5500) as r(i)) order by moment"
+    ).fetchall()
+    for moment, offset_text, utc_text in rows:
+        expected = moment.astimezone(ZoneInfo(zone))
+        assert offset_text == expected.isoformat(sep=" "), moment
+        assert datetime.fromisoformat(offset_text) == moment
+        assert utc_text == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert datetime.fromisoformat(utc_text) == moment
+    assert con.execute(
+        f"select {offset_sql}, {utc_sql} from (select null::timestamptz as moment)"
+    ).fetchone() == (
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])

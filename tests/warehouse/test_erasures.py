@@ -14,9 +14,11 @@ import csv
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 
 from activity_export.periods import parse_period
@@ -58,7 +60,10 @@ def pg_golden(golden_database: Path, pg_database: str) -> Iterator[Target]:
     db.close()
 
 
-@pytest.mark.parametrize("case", ["default", "erasures_manifest", "tab_delimiter"])
+@pytest.mark.parametrize(
+    "case",
+    ["default", "erasures_manifest", "tab_delimiter", "dst_autumn_amsterdam_offset", "hourly_kolkata_offset"],
+)
 def test_postgres_slices_give_the_golden_files(case: str, pg_golden: Target, tmp_path: Path) -> None:
     settings, period_text = GOLDEN_CASES[case]
     configured = tenant(**settings)
@@ -178,6 +183,51 @@ def test_run_backfill_and_export_never_write_an_erased_customer(
     ]
     assert _assert_anonymous(out, customer, email, number) > 0
     assert validate(str(out / "manifest_BRANDNAAM_20261101.json")).valid
+
+
+def test_parquet_files_never_hold_an_erased_customer_either(
+    erased: tuple[Project, int, str, str], tmp_path: Path
+) -> None:
+    project, customer, email, number = erased
+    config = write_config(
+        tmp_path, format="parquet", erasures=True, extra_fields={"activity": ["url", "message", "useragent"]}
+    )
+    project.run("run", "--config", str(config), "--now", NOW, *project.cli_args())
+    project.run(
+        "backfill", "--config", str(config), "--brand", "BRANDNAAM", "--from", "2026-11-01", "--to", "2026-11-01",
+        *project.cli_args(),
+    )  # fmt: skip
+    server = tmp_path / "server"
+    kept = 0
+    for path in sorted(server.glob("activity_*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            assert email not in row.values() and number not in row.values(), path.name
+            if row["customerid"] == customer:
+                kept += 1
+                personal = ("externalid", "email", "description", "url", "message", "useragent")
+                assert {field: row[field] for field in personal} == dict.fromkeys(personal), path.name
+    assert kept > 0  # rows kept, address gone
+    assert pq.read_table(server / "erasure_BRANDNAAM_20261102.parquet").to_pylist() == [
+        {"customerid": customer, "erasuredate": datetime(2026, 11, 2, 12, 0, tzinfo=UTC)}
+    ]
+
+
+def test_postgres_and_duckdb_write_the_same_parquet_bytes(
+    golden_database: Path, pg_golden: Target, tmp_path: Path
+) -> None:
+    configured = tenant(
+        format="parquet", erasures=True, manifest=True, extra_fields={"activity": ["eventid"]}
+    )
+    period = parse_period(configured, "2026-11-25")
+    written = {}
+    for name, target in (
+        ("duckdb", Target("golden", "duckdb", "main", duckdb_path=golden_database)),
+        ("pg", pg_golden),
+    ):
+        with connect(target) as warehouse:
+            files = write_period(warehouse, configured, period, tmp_path / name)
+        written[name] = [(f.relative, f.sha256) for f in files]
+    assert written["duckdb"] == written["pg"]
 
 
 def test_without_raw_erasures_nobody_is_erased(built_duckdb: Project, tmp_path: Path) -> None:
