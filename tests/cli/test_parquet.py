@@ -38,7 +38,7 @@ def test_run_export_and_backfill_deliver_the_csv_rows_as_parquet(
 ) -> None:
     config = write_config(tmp_path / "parquet", format="parquet", manifest=True, **SETTINGS)
     result = run(built_duckdb, config)
-    assert "BRANDNAAM 2026-11-03: " in result.stdout
+    assert "BRANDNAAM 2026-11-03: " in result.stderr
     delivered = server_files(tmp_path / "parquet")
     assert sorted(delivered) == sorted(
         [name.replace(".csv", ".parquet") for name in EXPECTED]

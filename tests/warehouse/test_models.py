@@ -489,7 +489,7 @@ CAPTURE_QUERIES = textwrap.dedent(
                      "description"],
         "broadcast": ["broadcastid", "broadcasttype", "description", "subject", "sentdate"],
     }
-    tenant = SimpleNamespace(brand="MODEHUIS", timezone="Europe/Amsterdam",
+    tenant = SimpleNamespace(brand="MODEHUIS", timezone="Europe/Amsterdam", format="csv", timestamps="local",
                              fields=lambda kind: fields[kind], titles=lambda kind: fields[kind])
     period = SimpleNamespace(start_utc=datetime(2026, 11, 5, 23, tzinfo=timezone.utc),
                              end_utc=datetime(2026, 11, 6, 23, tzinfo=timezone.utc))
