@@ -7,7 +7,9 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,7 +20,7 @@ from activity_export.config import parse_config
 from activity_export.destinations import s3 as s3_module
 from activity_export.destinations.s3 import S3Bucket, S3Error
 from tests.support.pgp import Keys
-from tests.support.project import Project
+from tests.support.project import BIN, ROOT, Project
 from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedServer
 from tests.support.tenants import EXPECTED, NOW, run, write_tenants
 
@@ -166,6 +168,42 @@ def test_a_run_killed_mid_upload_leaves_no_object_and_the_next_delivers_all(
 
     run(built_duckdb, config, env=CREDENTIALS)
     assert sorted(s3_server.objects(bucket)) == sorted(PREFIX + name for name in EXPECTED)
+
+
+def test_a_signal_during_an_upload_stops_the_run_with_every_object_whole(
+    built_duckdb: Project, s3_server: SeaweedServer, bucket: str, tmp_path: Path
+) -> None:
+    config = s3_config(tmp_path, s3_server, bucket)
+    env = {**built_duckdb.env, **CREDENTIALS, "ACTIVITY_EXPORT_FAILPOINT": "mid-upload:pause"}
+    command = [str(BIN / "activity-export"), "run", "--config", str(config), "--now", NOW]
+    process = subprocess.Popen(
+        [*command, *built_duckdb.cli_args()],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("paused at mid-upload"):
+            break
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, "".join(seen) + err
+    assert "INTERRUPTED" in out
+    exported = export(built_duckdb, config, tmp_path / "local", 1, 2, 3)
+    stopped = s3_server.objects(bucket)
+    assert len(stopped) < len(EXPECTED)  # it stopped
+    for key, body in stopped.items():  # and what is there is whole
+        assert body == exported[key.removeprefix(PREFIX)]
+    assert s3_server.client().list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+    run(built_duckdb, config, env=CREDENTIALS)  # the next run finishes the job
+    objects = s3_server.objects(bucket)
+    assert {key.removeprefix(PREFIX): body for key, body in objects.items()} == exported
 
 
 def test_wrong_credentials_fail_the_tenant_without_showing_the_secret(
