@@ -376,3 +376,27 @@ def test_an_unfinished_upload_a_killed_run_left_is_aborted_by_the_next(
     unfinished = client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
     assert [(u["Key"], u["UploadId"]) for u in unfinished] == [(PREFIX + "other.csv", other["UploadId"])]
     assert s3_server.objects(bucket)[PREFIX + "big.csv"] == big.read_bytes()
+
+
+def test_without_env_keys_the_aws_credential_chain_is_used_or_its_absence_named(
+    built_duckdb: Project, s3_server: SeaweedServer, bucket: str, tmp_path: Path
+) -> None:
+    destination = s3_destination(s3_server, bucket)
+    del destination["access_key_id_env"], destination["secret_access_key_env"]
+    config = write_tenants(tmp_path / "tenants.yml", {"BRANDNAAM": {"destination": destination}})
+    nowhere = {
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+    }
+    chain = built_duckdb.run(
+        "check", "--config", str(config), "--connect",
+        env={**nowhere, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+    )  # fmt: skip
+    assert "probe object" in chain.stdout and "AWS credential chain" in chain.stdout
+
+    none = built_duckdb.run("check", "--config", str(config), "--connect", check=False, env=nowhere)
+    assert none.returncode == 1
+    assert "no credentials; set destination.access_key_id_env" in none.stdout, none.stdout + none.stderr
