@@ -77,7 +77,7 @@ class S3Bucket(Destination):
 
     def open(self) -> None:
         """Make the client and check that the bucket is there and these credentials reach it."""
-        self._call("reach the bucket", None, lambda s3: s3.head_bucket(Bucket=self.config.bucket))
+        self._call("reach", None, lambda s3: s3.head_bucket(Bucket=self.config.bucket))
 
     def close(self) -> None:
         if self._client is not None:
@@ -135,7 +135,7 @@ class S3Bucket(Destination):
         """Reach the bucket, write a probe object twice (the second time conditionally), remove it."""
         key = self.config.prefix + partial_name(f"activity-export-probe-{uuid.uuid4().hex[:8]}")
         body = b"activity-export probe\n"
-        self._call("reach the bucket", None, lambda s3: s3.head_bucket(Bucket=self.config.bucket))
+        self._call("reach", None, lambda s3: s3.head_bucket(Bucket=self.config.bucket))
         self._call(
             "write a probe object",
             key,
@@ -389,7 +389,7 @@ class S3Bucket(Destination):
     def _call(self, what: str, key: str | None, action: Callable[[Any], T]) -> T:
         """Run ``action`` with the client; a refusal or a network failure as an S3Error that says
         what was done where (botocore's own messages carry no secret: they are kept)."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
         where = self.config.url(key) if key is not None else f"bucket {self.config.bucket}"
         try:
@@ -404,6 +404,12 @@ class S3Bucket(Destination):
                 + (f" {detail}" if detail and detail != code else "")
                 + (f"; {hint}" if hint else ""),
                 code,
+            ) from None
+        except NoCredentialsError:
+            raise S3Error(
+                f"{self.describe()}: could not {what} {where}: no credentials; set "
+                "destination.access_key_id_env and secret_access_key_env, or give the AWS credential "
+                "chain some (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, a role)"
             ) from None
         except BotoCoreError as exc:
             raise S3Error(f"{self.describe()}: could not {what} {where}: {exc}") from None
