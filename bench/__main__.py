@@ -14,7 +14,9 @@ Scenarios:
      and psql \\copy of the slice without an order (the floor), and our write alone;
   3. --tenants tenants with small days: one whole `run` to sshd, total and per tenant;
   4. an incremental `dbt build` of one new day with 1x and 10x history (bench/dbt_incremental.py);
-  5. gzip and zstd against none for the --small day: time and bytes.
+  5. gzip and zstd against none for the --small day: time and bytes;
+  6. the --small day (DuckDB) to an S3 bucket (a SeaweedFS store on loopback): `activity-export export`
+     + a plain boto3 put_object of the same files, against `activity-export run` to the bucket.
 
 Needs root (the sshd fixture creates chrooted accounts), openssh-server, and PostgreSQL (PG*).
 """
@@ -40,6 +42,9 @@ from pathlib import Path
 
 from tests.support.postgres import create_database, drop_database, pg_variables
 from tests.support.project import BIN, ROOT, copy_profiles, dbt_env
+from tests.support.seaweedfs import ACCESS_KEY as S3_ACCESS_KEY
+from tests.support.seaweedfs import SECRET_KEY as S3_SECRET_KEY
+from tests.support.seaweedfs import SeaweedServer
 from tests.support.sshd import SshServer
 from tests.support.tenants import sftp_destination, write_tenants
 
@@ -545,6 +550,94 @@ def startup(work: Path) -> list[Row]:
     return rows
 
 
+# -- scenario 6 ---------------------------------------------------------------------------------
+
+
+def s3_day(rows: int, work: Path) -> list[Row]:
+    """Scenario 6: export + plain boto3 put_object against activity-export run, same day, same bucket."""
+    space = workspace(work, "s3_day", "duckdb", {"ACTIVITY_EXPORT_DUCKDB": str(work / "s3_day.duckdb")})
+    folder, profiles, env, target = space.folder, space.profiles, space.env, space.target
+    print(f"[6] generating {rows:,} events into DuckDB", flush=True)
+    timed(cli("generate", "--brands", "BENCH", "--days", "1", "--events-per-day", str(rows),
+              "--start", DAY, *target), env)  # fmt: skip
+    dbt_models(profiles, "duckdb", env)
+    (work / "seaweedfs").mkdir()
+    store = SeaweedServer(work / "seaweedfs").start()
+    try:
+        bucket = store.new_bucket()
+        env = {**env, "BENCH_S3_KEY_ID": S3_ACCESS_KEY, "BENCH_S3_SECRET": S3_SECRET_KEY}
+        config = write_tenants(
+            folder / "tenants.yml",
+            {
+                "BENCH": {
+                    "start": DAY,
+                    "timezone": "UTC",
+                    "destination": {
+                        "type": "s3",
+                        "bucket": bucket,
+                        "prefix": "ours/",
+                        "region": "us-east-1",
+                        "endpoint_url": store.endpoint,
+                        "access_key_id_env": "BENCH_S3_KEY_ID",
+                        "secret_access_key_env": "BENCH_S3_SECRET",
+                    },
+                }
+            },
+        )
+        store.client().put_object(Bucket=bucket, Key="warm-up", Body=b"x")  # the bucket's volumes
+        results: list[Row] = []
+        for round_number in range(2):
+            print(f"[6] round {round_number + 1}: export + boto3 put_object", flush=True)
+            out = folder / f"baseline{round_number}"
+            written = timed(cli("export", "--config", str(config), "--brand", "BENCH", "--period", DAY,
+                                "--out", str(out), *target), env)  # fmt: skip
+            put_started, put_cpu = time.perf_counter(), busy_cpu()
+            client = store.client()
+            files = sorted(out.iterdir())
+            for path in files:
+                with path.open("rb") as body:
+                    client.put_object(Bucket=bucket, Key=f"base/{path.name}", Body=body)
+            put_seconds, put_cpu = time.perf_counter() - put_started, busy_cpu() - put_cpu
+            baseline_seconds = written.seconds + put_seconds
+            size = sum(path.stat().st_size for path in files) / 1e6
+            activity = next(path for path in files if path.name.startswith("activity_"))
+            activity_rows = sum(1 for _ in activity.open("rb")) - 1  # the header line
+            print(f"[6] round {round_number + 1}: activity-export run to S3", flush=True)
+            ours = timed(cli("run", "--config", str(config), "--ledger", str(folder / "ledger.sqlite"),
+                             "--now", NOW, "--force", *target), env)  # fmt: skip
+            delivered = client.get_object(Bucket=bucket, Key=f"ours/{activity.name}")["Body"].read()
+            identical = delivered == activity.read_bytes()
+            results.append(
+                Row(
+                    "6",
+                    f"baseline export + boto3 put_object (round {round_number + 1})",
+                    baseline_seconds,
+                    written.peak_rss_mb,
+                    activity_rows,
+                    size,
+                    f"export {written.seconds:.1f}s + put {put_seconds:.1f}s; "
+                    f"busy CPU {written.busy_cpu + put_cpu:.1f}s",
+                )
+            )
+            results.append(
+                Row(
+                    "6",
+                    f"activity-export run to S3 (round {round_number + 1})",
+                    ours.seconds,
+                    ours.peak_rss_mb,
+                    activity_rows,
+                    size,
+                    f"{ours.seconds / baseline_seconds:.2f}x baseline; same bytes: {identical}; "
+                    f"busy CPU {ours.busy_cpu:.1f}s",
+                    {"ratio": ours.seconds / baseline_seconds},
+                )
+            )
+            shutil.rmtree(out)
+        return results
+    finally:
+        store.stop()
+
+
 # -- scenario 5 ---------------------------------------------------------------------------------
 
 
@@ -793,6 +886,8 @@ def main() -> None:
             attempt("4", lambda: incremental_dbt(work, args.out))
         if "5" in chosen:
             attempt("5", lambda: compression(args.small, work))
+        if "6" in chosen:
+            attempt("6", lambda: s3_day(args.small, work))
     chart(rows, args.out / "bench.png")
     print(markdown(rows, started))
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from activity_export.config import Config, LocalDestination, SftpDestination, Tenant
+from activity_export.config import Config, LocalDestination, S3Destination, SftpDestination, Tenant
 from activity_export.encryption import recipient_problems
 from activity_export.errors import ConfigError, ExportError
 from activity_export.naming import KINDS
@@ -72,6 +72,19 @@ def describe_destination(tenant: Tenant) -> str:
     destination = tenant.destination
     if isinstance(destination, LocalDestination):
         return destination.describe()
+    retention = (
+        f", files older than {destination.retention_days} days pruned"
+        if destination.retention_days
+        else ", files kept forever"
+    )
+    if isinstance(destination, S3Destination):
+        login = (
+            f"credentials from ${destination.access_key_id_env} and ${destination.secret_access_key_env}"
+            if destination.access_key_id_env
+            else "credentials from the AWS credential chain"
+        )
+        region = f", region {destination.region}" if destination.region else ""
+        return f"{destination.describe()}{region}, {login}{retention}"
     login = (
         f"key {destination.private_key}"
         if destination.private_key is not None
@@ -79,11 +92,6 @@ def describe_destination(tenant: Tenant) -> str:
     )
     if destination.passphrase_env:
         login += f" (passphrase from ${destination.passphrase_env})"
-    retention = (
-        f", files older than {destination.retention_days} days pruned"
-        if destination.retention_days
-        else ", files kept forever"
-    )
     return f"{destination.describe()}, {login}, known_hosts {destination.known_hosts}{retention}"
 
 
@@ -93,11 +101,14 @@ def environment_problems(tenant: Tenant) -> list[str]:
 
     notify_env = tenant.notify.secret_env if tenant.notify else None
     destination = tenant.destination
-    keys = (
-        {destination.password_env: "password_env", destination.passphrase_env: "passphrase_env"}
-        if isinstance(destination, SftpDestination)
-        else {}
-    )
+    keys: dict[str | None, str] = {}
+    if isinstance(destination, SftpDestination):
+        keys = {destination.password_env: "password_env", destination.passphrase_env: "passphrase_env"}
+    elif isinstance(destination, S3Destination):
+        keys = {
+            destination.access_key_id_env: "access_key_id_env",
+            destination.secret_access_key_env: "secret_access_key_env",
+        }
     problems = [
         f"tenant {tenant.brand}: destination.{keys.get(name, 'password_env')}: environment variable "
         f"{name} is not set (it must hold the secret)"
@@ -387,6 +398,8 @@ def _server(tenant: Tenant) -> tuple[str, PurePosixPath]:
     destination = tenant.destination
     if isinstance(destination, LocalDestination):
         return "this machine", PurePosixPath(destination.root.resolve())
+    if isinstance(destination, S3Destination):
+        return f"bucket {destination.endpoint}/{destination.bucket}", PurePosixPath("/", destination.prefix)
     host = f"[{destination.host.lower()}]" if ":" in destination.host else destination.host.lower()
     return f"sftp {host}:{destination.port}", PurePosixPath("/") / PurePosixPath(destination.root or "/")
 
@@ -461,7 +474,7 @@ def collisions(config: Config) -> list[tuple[tuple[str, str], str]]:
     for server, tenants in rendered.items():
         for pruner, own in tenants:
             destination = pruner.destination
-            if not isinstance(destination, SftpDestination) or not destination.retention_days:
+            if isinstance(destination, LocalDestination) or not destination.retention_days:
                 continue
             if "{brand}" in pruner.name_template:
                 # its names carry its brand code, so it does not take another tenant's files for

@@ -586,7 +586,7 @@ def prune(
     if not any(getattr(t.destination, "retention_days", None) for t in tenants):
         typer.echo(
             f"nothing to prune: no {'selected ' if brand else ''}tenant in {config} has "
-            "destination.retention_days, so every file is kept (set retention_days on an sftp "
+            "destination.retention_days, so every file is kept (set retention_days on an sftp or s3 "
             "destination to delete this product's files older than that many days)"
         )
         return

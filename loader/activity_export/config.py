@@ -195,7 +195,162 @@ class SftpDestination(_Strict):
         return [name for name in (self.password_env, self.passphrase_env) if name]
 
 
-Destination = Annotated[LocalDestination | SftpDestination, Field(discriminator="type")]
+# S3's bucket naming rules (general purpose buckets): 3 to 63 lowercase letters, digits, dots and
+# hyphens, a letter or digit at both ends
+BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# One folder of a prefix: S3's "safe characters" for object key names, nothing a shell or URL bends
+PREFIX_PART_PATTERN = re.compile(r"[A-Za-z0-9!_.*'()=+-]{1,255}")
+REGION_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class S3Destination(_Strict):
+    """An S3 bucket: AWS S3 or any S3-compatible store (MinIO, SeaweedFS, Ceph, R2, ...)."""
+
+    type: Literal["s3"]
+    bucket: str = Field(description="Bucket name (S3's rules: 3-63 of a-z, 0-9, '.', '-').")
+    prefix: str = Field(
+        "", description="Key prefix the tenant's folders and files go under (plays the part of root)."
+    )
+    region: str | None = Field(
+        None, description="Region, e.g. eu-west-1; without it, the AWS configuration's (AWS_REGION)."
+    )
+    endpoint_url: str | None = Field(
+        None, description="https:// URL of an S3-compatible store; without it, AWS S3."
+    )
+    access_key_id_env: str | None = Field(
+        None, description="Environment variable holding the access key id; else the AWS credential chain."
+    )
+    secret_access_key_env: str | None = Field(
+        None, description="Environment variable holding the secret access key (with access_key_id_env)."
+    )
+    retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="`prune` deletes this product's objects older than this.",
+    )
+
+    @field_validator("bucket", "prefix", "region", "endpoint_url", mode="before")
+    @classmethod
+    def _no_control_characters(cls, value: Any) -> Any:
+        if value == "":
+            return value  # an empty prefix is the bucket's top; the other keys refuse it below
+        return _plain_text(value, "value")
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_name(cls, value: str) -> str:
+        rules = (
+            "must be an S3 bucket name: 3 to 63 lowercase letters, digits, '.' and '-', "
+            "beginning and ending with a letter or digit (no s3:// and no folder: those go in prefix)"
+        )
+        if not BUCKET_PATTERN.fullmatch(value) or ".." in value:
+            raise ValueError(rules)
+        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", value):
+            raise ValueError(f"{rules}; not an IP address")
+        return value
+
+    @field_validator("prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        if value in ("", "/"):
+            return ""
+        parts = value.strip("/").split("/")
+        if value.startswith("/") or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(
+                "must be a relative key prefix such as activity-export/ : no leading '/', "
+                "no empty, '.' or '..' folder"
+            )
+        if not all(PREFIX_PART_PATTERN.fullmatch(part) for part in parts) or len(value) > 512:
+            raise ValueError(
+                "folders of letters, digits and !_.*'()=+- only, separated by '/', at most 512 characters"
+            )
+        return "/".join(parts) + "/"  # a folder: the files go below it
+
+    @field_validator("region")
+    @classmethod
+    def _region_name(cls, value: str | None) -> str | None:
+        if value is not None and not REGION_PATTERN.fullmatch(value):
+            raise ValueError("must be a region name such as eu-west-1 (lowercase letters, digits, '-')")
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        allowed = "must be an https:// URL of the S3 API without a path, e.g. https://s3.example.nl"
+        try:
+            parts = urlsplit(value)
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{allowed}; this one has a malformed host or port") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(allowed)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(f"{allowed}; no login in it (credentials go in the *_env variables)")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"{allowed}; the bucket goes in bucket, folders in prefix")
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+            # the files hold e-mail addresses: in clear text only to a store on this machine
+            raise ValueError(f"{allowed}; http:// only to a store on this machine (localhost)")
+        if port == 0:
+            raise ValueError(f"{allowed}; port 0 is not a port")
+        return value.rstrip("/")
+
+    @field_validator("access_key_id_env", "secret_access_key_env")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_NAME_PATTERN.fullmatch(value):
+            raise ValueError(
+                "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> S3Destination:
+        if (self.access_key_id_env is None) != (self.secret_access_key_env is None):
+            raise ValueError(
+                "set both access_key_id_env and secret_access_key_env, or neither (then the AWS "
+                "credential chain: AWS_ACCESS_KEY_ID, AWS_PROFILE, an instance role, ...)"
+            )
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 API's address: ``endpoint_url``, or AWS S3 (``https://s3.amazonaws.com``)."""
+        return self.endpoint_url or "https://s3.amazonaws.com"
+
+    def describe(self) -> str:
+        """Where the files go, as every command shows it and the ledger records it (no secret)."""
+        where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f"{self.url(self.prefix)}{where}"
+
+    @property
+    def key(self) -> str:
+        """A destination's identity, without secrets: ``s3:endpoint/bucket/prefix``.
+
+        Two tenants with the same key write into the same folder tree; a tenant whose key changes
+        writes somewhere else than its deliveries so far.
+        """
+        parts = urlsplit(self.endpoint)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        default = {"https": 443, "http": 80}[parts.scheme]
+        port = f":{parts.port}" if parts.port not in (None, default) else ""
+        return f"s3:{parts.scheme}://{host.lower()}{port}/{self.bucket}/{self.prefix}"
+
+    def url(self, key: str | PurePosixPath) -> str:
+        """``s3://bucket/key`` of an object, for logs and messages."""
+        return f"s3://{self.bucket}/{str(key).lstrip('/')}"
+
+    def secret_env_vars(self) -> list[str]:
+        """The environment variables this destination reads secrets from."""
+        return [name for name in (self.access_key_id_env, self.secret_access_key_env) if name]
+
+
+Destination = Annotated[LocalDestination | SftpDestination | S3Destination, Field(discriminator="type")]
 
 
 class Notify(_Strict):
@@ -518,7 +673,8 @@ class Tenant(_Strict):
 
     def missing_secrets(self) -> list[str]:
         """Environment variables this tenant needs that are not set (checked by ``check``)."""
-        names = self.destination.secret_env_vars() if isinstance(self.destination, SftpDestination) else []
+        destination = self.destination
+        names = destination.secret_env_vars() if not isinstance(destination, LocalDestination) else []
         if self.notify is not None:
             names.append(self.notify.secret_env)
         return [name for name in names if not os.environ.get(name)]
@@ -807,7 +963,8 @@ def _allowed_keys(location: tuple[Any, ...]) -> str:
     """The keys a section takes, for an "unknown key" message."""
     model: type[BaseModel] = Tenant
     if location[:1] == ("destination",) and len(location) > 2:
-        model = LocalDestination if location[1] == "local" else SftpDestination
+        chosen: dict[str, type[BaseModel]] = {"local": LocalDestination, "s3": S3Destination}
+        model = chosen.get(str(location[1]), SftpDestination)
     elif location[:1] == ("notify",) and len(location) > 1:
         model = Notify
     return ", ".join(name for name in model.model_fields if name != "brand")
@@ -820,6 +977,16 @@ def _yaml_value(value: Any) -> str:
     return shown_value(value)
 
 
+# Destination settings that are never a secret, so a message may show their value
+SHOWN_DESTINATION_KEYS = (
+    "destination.type",
+    "destination.bucket",
+    "destination.prefix",
+    "destination.region",
+    "destination.retention_days",
+)
+
+
 def _describe(brand: str, exc: ValidationError) -> list[str]:
     """One readable line per pydantic error: tenant, key, value, what is allowed."""
     lines = []
@@ -827,7 +994,7 @@ def _describe(brand: str, exc: ValidationError) -> list[str]:
         raw_location = tuple(error["loc"])
         location = [str(part) for part in raw_location if not str(part).startswith("function-")]
         # a discriminated union puts the chosen type in the path, a dict its "[key]": drop them
-        location = [part for part in location if part not in {"local", "sftp", "[key]"}]
+        location = [part for part in location if part not in {"local", "sftp", "s3", "[key]"}]
         key = ".".join(_label(part) for part in location)
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
@@ -838,12 +1005,12 @@ def _describe(brand: str, exc: ValidationError) -> list[str]:
         elif error["type"] == "missing":
             message = "required"
         elif error["type"] == "union_tag_not_found":
-            message = "needs a type: sftp or local"
+            message = "needs a type: sftp, s3 or local"
         elif error["type"] == "union_tag_invalid":
             key, value = f"{key}.type", error.get("ctx", {}).get("tag", value)
-            message = "allowed types: sftp, local"
+            message = "allowed types: sftp, s3, local"
         shown = "" if isinstance(value, dict) or error["type"] == "missing" else f" = {_yaml_value(value)}"
-        hidden = location[:1] in (["destination"], ["notify"]) and key != "destination.type"
+        hidden = location[:1] in (["destination"], ["notify"]) and key not in SHOWN_DESTINATION_KEYS
         if error["type"] in {"extra_forbidden", "union_tag_not_found"} or hidden:
             # an unknown key may be a misspelled password, and anything under destination may
             # be a host name, a login or a secret: the key is named, the value never shown

@@ -233,7 +233,7 @@ def deliver_period(
             with logs.context(kind=written.kind):
                 location = destination.publish_staged(
                     written.relative, written.bytes, written.sha256
-                ) or destination.publish(written.path, written.relative)
+                ) or destination.publish(written.path, written.relative, replace=force)
                 log.info(
                     "delivered %s: %d rows, %d bytes",
                     location,

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from activity_export.config import SftpDestination, Tenant
+from activity_export.config import LocalDestination, Tenant
 from activity_export.destinations import open_destination
 from activity_export.naming import delivered_kinds, folders_between, period_of_name
 from activity_export.periods import period_containing
@@ -41,7 +41,7 @@ def prune_tenant(tenant: Tenant, now: datetime, *, dry_run: bool) -> PruneReport
     """Delete (or list, with ``dry_run``) the tenant's files older than its retention."""
     report = PruneReport(tenant)
     destination_config = tenant.destination
-    if not isinstance(destination_config, SftpDestination) or destination_config.retention_days is None:
+    if isinstance(destination_config, LocalDestination) or destination_config.retention_days is None:
         return report
     cutoff = now - timedelta(days=destination_config.retention_days)
     first = period_containing(tenant, cutoff - LOOK_BACK)

@@ -1,10 +1,10 @@
 """Property: whatever hostile value any configuration key holds, the outcome is a clear refusal
 (exit 2 naming the tenant and the key) or a run that succeeds; never a traceback, never a secret.
 
-Every key of the tenant schema and of both destination types is drawn, so a key added later is
+Every key of the tenant schema and of every destination type is drawn, so a key added later is
 covered without touching this file. For a local destination an accepted configuration is run for
-real (files written and published); for SFTP, which needs a server per case, the property stops at
-``check``.
+real (files written and published); for SFTP and S3, which need a server per case, the property
+stops at ``check``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from activity_export.cli import app
-from activity_export.config import LocalDestination, SftpDestination, Tenant
+from activity_export.config import LocalDestination, S3Destination, SftpDestination, Tenant
 from tests.support.project import Project
 from tests.support.sshd import generate_key
 from tests.support.tenants import write_tenants
@@ -33,7 +33,9 @@ SECRET = "Hunter2-s3cret-VALUE"
 TENANT_KEYS = sorted(key for key in Tenant.model_fields if key not in {"brand", "destination"})
 SFTP_KEYS = sorted(key for key in SftpDestination.model_fields if key != "type")
 LOCAL_KEYS = sorted(key for key in LocalDestination.model_fields if key != "type")
-SECRET_KEYS = {"password_env", "passphrase_env"}  # values that may be a secret pasted by mistake
+S3_KEYS = sorted(key for key in S3Destination.model_fields if key != "type")
+# values that may be a secret pasted by mistake
+SECRET_KEYS = {"password_env", "passphrase_env", "access_key_id_env", "secret_access_key_env"}
 # No shrinking: a failing case already names its key and value, and shrinking real runs takes minutes.
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
 FULL_RUN_FROM = date(2026, 10, 1)  # an earlier accepted start is run with --dry-run (years of files)
@@ -212,6 +214,37 @@ def test_any_hostile_value_is_refused_clearly_or_runs(
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
     assert result.exit_code == 0, f"check accepted {key} = {value!r}, run failed:\n{result.output}"
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    phases=PHASES,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(key=st.sampled_from(S3_KEYS), value=values, secret=st.booleans())
+def test_any_hostile_s3_value_is_refused_clearly_or_checked(
+    tmp_path_factory: pytest.TempPathFactory, key: str, value: Any, secret: bool
+) -> None:
+    folder = Path(tempfile.mkdtemp(dir=tmp_path_factory.getbasetemp()))
+    destination: dict[str, Any] = {
+        "type": "s3",
+        "bucket": "brandnaam-exports",
+        "prefix": "activity-export/",
+        "access_key_id_env": "BRANDNAAM_S3_KEY_ID",
+        "secret_access_key_env": "BRANDNAAM_S3_SECRET",
+    }
+    if key in SECRET_KEYS and secret:
+        value = f"{SECRET} {value}"  # a secret pasted where a variable name belongs
+    if key == "endpoint_url" and secret and isinstance(value, str):
+        value = f"https://key:{SECRET}@{value}"  # a login in the URL
+    destination[key] = value
+    config = _write(folder, {"destination": destination})
+    code, output = _outcome(
+        config, "check", env={"BRANDNAAM_S3_KEY_ID": "AKIAEXAMPLE", "BRANDNAAM_S3_SECRET": SECRET}
+    )
+    _assert_refused_or_fine(code, output, key)
+    assert SECRET not in output
 
 
 @pytest.fixture(scope="module")

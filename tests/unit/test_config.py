@@ -90,6 +90,38 @@ def test_the_spec_example_is_accepted_as_written(tmp_path: Path) -> None:
     assert str(brandnaam.relative_path("activity", period)) == "activity_BRANDNAAM_20261125.csv"
 
 
+SPEC_S3_DESTINATION = {
+    "type": "s3",
+    "bucket": "brandnaam-exports",
+    "prefix": "activity-export/",
+    "region": "eu-west-1",
+    "endpoint_url": "https://s3.example.nl",
+    "access_key_id_env": "BRANDNAAM_S3_KEY_ID",
+    "secret_access_key_env": "BRANDNAAM_S3_SECRET",
+    "retention_days": 60,
+}
+
+
+def test_the_spec_s3_destination_is_accepted_as_written() -> None:
+    s3 = tenant(destination=SPEC_S3_DESTINATION).destination
+    assert s3.type == "s3" and s3.retention_days == 60
+    assert s3.describe() == "s3://brandnaam-exports/activity-export/ at https://s3.example.nl"
+    assert s3.secret_env_vars() == ["BRANDNAAM_S3_KEY_ID", "BRANDNAAM_S3_SECRET"]
+
+
+def test_an_s3_destination_is_identified_by_endpoint_bucket_and_prefix() -> None:
+    def key(**settings: Any) -> str:
+        return tenant(destination={"type": "s3", "bucket": "exports", **settings}).destination.key
+
+    assert key() == "s3:https://s3.amazonaws.com/exports/"
+    assert key(prefix="a/b") == key(prefix="a/b/") == "s3:https://s3.amazonaws.com/exports/a/b/"
+    assert key(endpoint_url="https://S3.Example.NL:443/") == "s3:https://s3.example.nl/exports/"
+    assert key(endpoint_url="http://127.0.0.1:8333") == "s3:http://127.0.0.1:8333/exports/"
+    # the region and the credentials do not move the files anywhere else
+    assert key(region="eu-west-1") == key(region="us-east-1")
+    assert key(access_key_id_env="A", secret_access_key_env="B") == key()
+
+
 def test_tenant_settings_override_defaults() -> None:
     raw = {
         "defaults": {"delimiter": "|", "compression": "gzip", "header": False},
@@ -469,6 +501,22 @@ def test_check_reports_an_unset_password_variable_as_a_configuration_error(
     assert "PROBLEM" in render_summary(summaries)
 
 
+def test_check_reports_unset_s3_credential_variables_and_names_them_in_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BRANDNAAM_S3_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.delenv("BRANDNAAM_S3_SECRET", raising=False)
+    summaries = _check_config(tmp_path, SPEC_S3_DESTINATION)
+    assert config_problems(summaries) == [
+        "tenant BRANDNAAM: destination.secret_access_key_env: environment variable BRANDNAAM_S3_SECRET "
+        "is not set (it must hold the secret)"
+    ]
+    summary = render_summary(summaries)
+    assert "s3://brandnaam-exports/activity-export/ at https://s3.example.nl, region eu-west-1" in summary
+    assert "credentials from $BRANDNAAM_S3_KEY_ID and $BRANDNAAM_S3_SECRET" in summary
+    assert "AKIAEXAMPLE" not in summary
+
+
 def test_check_shows_the_variable_name_never_the_secret(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -532,3 +580,31 @@ def test_next_due_period_respects_start_and_run_at() -> None:
     assert next_due_period(daily, parse_now("2026-11-26T08:00:00+01:00")).label == "2026-11-26"
     later = tenant(start="2027-01-04", interval="weekly")
     assert next_due_period(later, at_seven).label == "2027-01-04"
+
+
+@pytest.mark.parametrize(
+    ("second", "collides"),
+    [
+        ({}, True),  # the same endpoint, bucket and prefix
+        ({"region": "us-east-1", "access_key_id_env": "A", "secret_access_key_env": "B"}, True),
+        ({"prefix": "other/"}, False),
+        ({"bucket": "other-exports"}, False),
+        ({"endpoint_url": "https://s3.other.example"}, False),
+    ],
+)
+def test_s3_tenants_collide_on_the_same_endpoint_bucket_and_prefix(
+    second: dict[str, object], collides: bool
+) -> None:
+    from activity_export.check import path_collisions
+
+    raw = {
+        "defaults": {"file_name": "{kind}_{period:%Y%m%d}.{extension}"},
+        "tenants": {
+            "BRANDNAAM": {"destination": SPEC_S3_DESTINATION},
+            "MODEHUIS": {"destination": {**SPEC_S3_DESTINATION, **second}},
+        },
+    }
+    problems = path_collisions(parse_config(raw, Path("tenants.yml")))
+    assert bool(problems) == collides, problems
+    if collides:
+        assert "both write /activity-export/activity_2026" in problems[0]

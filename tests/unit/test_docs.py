@@ -8,14 +8,21 @@ from pathlib import Path
 import typer.main
 
 from activity_export.cli import app
-from activity_export.config import LocalDestination, Notify, SftpDestination, Tenant, load_config
+from activity_export.config import (
+    LocalDestination,
+    Notify,
+    S3Destination,
+    SftpDestination,
+    Tenant,
+    load_config,
+)
 from tests.support.project import ROOT
 
 
 def configuration_keys() -> set[str]:
-    """Every key tenants.yml accepts: top level, tenant, destination (both types) and notify."""
+    """Every key tenants.yml accepts: top level, tenant, destination (every type) and notify."""
     keys = {"defaults", "tenants"}
-    for model in (Tenant, LocalDestination, SftpDestination, Notify):
+    for model in (Tenant, LocalDestination, SftpDestination, S3Destination, Notify):
         keys |= {name for name in model.model_fields if name != "brand"}
     return keys
 

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Protocol
 
-from activity_export.config import DEFAULT_FILE_MODE, LocalDestination, SftpDestination
+from activity_export.config import DEFAULT_FILE_MODE, LocalDestination, S3Destination, SftpDestination
 
 
 class Follower(Protocol):
@@ -52,8 +52,13 @@ class Destination(ABC):
         """Where files go, for logs and summaries; never holds a secret."""
 
     @abstractmethod
-    def publish(self, local: Path, relative: PurePosixPath) -> str:
-        """Place ``local`` at ``relative`` under the root, atomically; return the final location."""
+    def publish(self, local: Path, relative: PurePosixPath, *, replace: bool = True) -> str:
+        """Place ``local`` at ``relative`` under the root, atomically; return the final location.
+
+        ``replace`` is False when the delivery is not forced (``--force``, ``backfill``): a
+        destination that can refuse to overwrite atomically (S3's conditional writes) keeps a file
+        already there then. Local folders and SFTP rely on the ledger and replace.
+        """
 
     @abstractmethod
     def exists(self, relative: PurePosixPath) -> bool:
@@ -86,11 +91,11 @@ class Destination(ABC):
 
     def list_files(self, folder: PurePosixPath) -> list[str]:
         """Names of the regular files in a folder under the root, partial files left out (``prune``)."""
-        raise NotImplementedError(f"{self.describe()}: retention (retention_days) is for SFTP destinations")
+        raise NotImplementedError(f"{self.describe()}: retention (retention_days) is for SFTP and S3")
 
     def delete(self, relative: PurePosixPath) -> None:
         """Remove one file under the root (``prune``); a file already gone is not an error."""
-        raise NotImplementedError(f"{self.describe()}: retention (retention_days) is for SFTP destinations")
+        raise NotImplementedError(f"{self.describe()}: retention (retention_days) is for SFTP and S3")
 
     def sha256(self, relative: PurePosixPath) -> str | None:
         """SHA-256 (hex) of the file under its final name, or None when it is absent or unknown.
@@ -101,17 +106,24 @@ class Destination(ABC):
 
 
 def open_destination(
-    config: LocalDestination | SftpDestination, brand: str, file_mode: int = int(DEFAULT_FILE_MODE, 8)
+    config: LocalDestination | SftpDestination | S3Destination,
+    brand: str,
+    file_mode: int = int(DEFAULT_FILE_MODE, 8),
 ) -> Destination:
     """The destination for one tenant's configuration (not yet connected).
 
-    ``file_mode`` is the tenant's ``file_mode`` setting as a number. ``ACTIVITY_EXPORT_SFTP_RETRY_SECONDS``
-    bounds how long one SFTP operation retries transient failures (default 60).
+    ``file_mode`` is the tenant's ``file_mode`` setting as a number (objects in a bucket have
+    none). ``ACTIVITY_EXPORT_SFTP_RETRY_SECONDS`` bounds how long one SFTP operation retries
+    transient failures (default 60). Each backend is imported only when a tenant uses it.
     """
     if isinstance(config, LocalDestination):
         from activity_export.destinations.local import LocalFolder
 
         return LocalFolder(config, file_mode)
+    if isinstance(config, S3Destination):
+        from activity_export.destinations.s3 import S3Bucket
+
+        return S3Bucket(config, brand)
     from activity_export.destinations.sftp import SftpServer
     from activity_export.environment import sftp_retry_seconds
 

@@ -56,7 +56,7 @@ class LocalFolder(Destination):
     def describe(self) -> str:
         return self.config.describe()
 
-    def publish(self, local: Path, relative: PurePosixPath) -> str:
+    def publish(self, local: Path, relative: PurePosixPath, *, replace: bool = True) -> str:
         with self._folder(relative.parent, create=True) as folder:
             assert folder is not None  # created when missing
             name = relative.name

@@ -115,7 +115,7 @@ class SftpServer(Destination):
     def close(self) -> None:
         self._ssh.disconnect()
 
-    def publish(self, local: Path, relative: PurePosixPath) -> str:
+    def publish(self, local: Path, relative: PurePosixPath, *, replace: bool = True) -> str:
         """Upload ``local`` to ``root/relative`` via a hidden partial name; return the final path.
 
         A broken connection mid-upload reconnects and uploads the whole file again, within the
