@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import shutil
 import subprocess
 import uuid
@@ -30,17 +29,7 @@ from activity_export.writer import write_period
 from tests.support.golden import GOLDEN_CASES, tenant
 from tests.support.postgres import pg_connect, pg_settings
 from tests.support.project import ROOT
-
-PAGE = ROOT / "docs" / "receiving.md"
-GOLDEN = ROOT / "tests" / "golden" / "erasures_manifest"
-
-
-def snippet(kind: str, language: str = "sql") -> str:
-    """The block the page marks with ``<!-- test: kind -->``."""
-    text = PAGE.read_text(encoding="utf-8")
-    found = re.search(rf"<!-- test: {kind} -->\n```{language}\n(.*?)\n```", text, flags=re.S)
-    assert found, f"docs/receiving.md has no {language} block marked <!-- test: {kind} -->"
-    return found.group(1)
+from tests.support.receiving import GOLDEN, snippet
 
 
 def run_python(kind: str, folder: Path) -> dict[str, Any]:
