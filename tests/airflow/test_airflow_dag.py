@@ -133,3 +133,58 @@ def _assert_same_bytes_as_export(
             for written in target.rglob("*"):
                 if written.is_file():
                     assert (out / brand / written.name).read_bytes() == written.read_bytes(), written.name
+
+
+def test_a_stale_source_fails_the_dag_run_but_what_is_complete_is_delivered_and_overdue_is_not_retried(
+    duckdb_project: Project, tmp_path: Path
+) -> None:
+    """The platform stopped sending nine days ago: `dbt source freshness` fails, the build and the
+    deliveries still run (the runbook: healthy periods go out, the stopped brand turns overdue),
+    and a shard that is only overdue fails at once instead of being retried (a retry cannot bring
+    the data)."""
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=12)
+    env = {**duckdb_project.env, "ACTIVITY_EXPORT_DUCKDB": str(tmp_path / "warehouse.duckdb")}
+    env["DBT_TARGET_PATH"] = str(tmp_path / "target")
+    project = Project("duckdb", duckdb_project.profiles_dir, env)
+    project.run(
+        "generate", "--brands", "BRANDNAAM", "--days", "3", "--events-per-day", "300",
+        "--start", first.isoformat(), *project.cli_args(),
+    )  # fmt: skip
+    out = tmp_path / "delivered"
+    config = tmp_path / "tenants.yml"
+    config.write_text(
+        f"defaults:\n  start: {first.isoformat()}\ntenants:\n"
+        f"  BRANDNAAM:\n    destination: {{type: local, root: {out}/BRANDNAAM}}\n"
+    )
+    airflow_env = {
+        **env,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "orchestration" / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "ACTIVITY_EXPORT_HOME": str(ROOT),
+        "ACTIVITY_EXPORT_BIN": str(BIN),
+        "ACTIVITY_EXPORT_CONFIG": str(config),
+        "ACTIVITY_EXPORT_SHARDS": "1",
+        "DBT_PROFILES_DIR": str(project.profiles_dir),
+        "DBT_TARGET": "duckdb",
+    }
+    airflow_env.pop("VIRTUAL_ENV", None)
+    logical = datetime.combine(today, time(6, 15), ZoneInfo("Europe/Amsterdam")).isoformat()
+    _airflow(airflow_env, "db", "migrate")
+    completed = subprocess.run(
+        [str(AIRFLOW), "dags", "test", "activity_export", logical],
+        env=airflow_env, capture_output=True, text=True, timeout=1200, check=False,
+    )  # fmt: skip
+    log = completed.stdout + completed.stderr
+    assert "state=failed" in log, log[-8000:]
+    for task in ("source_freshness", "dbt_build", "deliver"):
+        assert f"end task task_id={task}" in log, (task, log[-8000:])
+    assert "overdue, not retried" in log, log[-8000:]
+    assert "up_for_retry" not in log.lower(), log[-8000:]
+    # what the warehouse holds completely went out: the three generated days
+    assert sorted(_tree(out)) == sorted(
+        f"BRANDNAAM/{kind}_BRANDNAAM_{first + timedelta(days=n):%Y%m%d}.csv"
+        for kind in ("activity", "broadcast")
+        for n in range(3)
+    )
