@@ -446,8 +446,8 @@ def run(
     started.context.on_delivered = progress.delivered
     with stop_on_signals(started.context.stop) as received:
         try:
-            if build:
-                dbt_build(project_dir, profiles_dir, warehouse_target.name)
+            if build:  # dbt's own progress on a terminal
+                dbt_build(project_dir, profiles_dir, warehouse_target.name, progress=logs.live_bar())
             reports = deliver_tenants(
                 started, warehouse_target, parallel, on_tenant_done=progress.tenant_done
             )

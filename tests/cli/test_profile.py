@@ -9,6 +9,7 @@ hands it, as dbt-duckdb does (``duckdb.connect(credentials.path)``).
 from __future__ import annotations
 
 import os
+import pty
 import subprocess
 import sys
 import textwrap
@@ -22,7 +23,7 @@ import pytest
 
 from activity_export.errors import ConfigError
 from activity_export.profile import Target, resolve_target
-from tests.support.project import ROOT, Project
+from tests.support.project import BIN, ROOT, Project
 
 PROJECT = "name: p\nversion: '1.0.0'\nconfig-version: 2\nprofile: \"{{ env_var('P_PROFILE', 'shop') }}\"\n"
 
@@ -294,12 +295,42 @@ def test_run_build_from_another_folder_builds_and_delivers_one_warehouse(
     generate = ["generate", "--brands", "BRANDNAAM", "--days", "2", "--events-per-day", "50"]
     duckdb_project.run(*generate, *duckdb_project.cli_args(), cwd=workdir, env=env)
     run = ["run", "--build", "--config", str(config), "--now", "2026-11-03T07:00:00+00:00"]
-    duckdb_project.run(*run, *duckdb_project.cli_args(), cwd=workdir, env=env)
+    piped = duckdb_project.run(*run, *duckdb_project.cli_args(), cwd=workdir, env=env)
+    assert "Running with dbt=" not in piped.stderr  # not a terminal: dbt is quiet
 
     assert (workdir / "relative.duckdb").is_file()
     assert not (ROOT / "relative.duckdb").exists()
     delivered = workdir / "out" / "activity_BRANDNAAM_20261101.csv"
     assert len(delivered.read_text().splitlines()) > 1
+
+    # on a terminal, dbt's own lines show the build moving; stdout keeps only the run's table
+    shown, stdout, code = _on_a_terminal(
+        [str(BIN / "activity-export"), *run, "--force", *duckdb_project.cli_args()],
+        cwd=workdir, env={**duckdb_project.env, **env},
+    )  # fmt: skip
+    assert code == 0, shown
+    assert "Running with dbt=" in shown and "export_activities" in shown, shown
+    assert "Running with dbt=" not in stdout and "BRANDNAAM" in stdout
+
+
+def _on_a_terminal(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[str, str, int]:
+    """Run ``command`` with stderr on a pseudo-terminal: what the terminal showed, stdout, exit code."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal's other end closed: the process is done with it
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    stdout = process.stdout.read() if process.stdout else b""
+    process.wait(timeout=300)
+    return shown.decode(errors="replace"), stdout.decode(errors="replace"), process.returncode
 
 
 @pytest.mark.parametrize(
