@@ -39,6 +39,41 @@ def _airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     return completed
 
 
+def _generated(base: Project, tmp_path: Path, brands: tuple[str, ...], first: date) -> Project:
+    """A DuckDB warehouse of its own in ``tmp_path``: three days of ``brands`` from ``first``."""
+    env = {**base.env, "ACTIVITY_EXPORT_DUCKDB": str(tmp_path / "warehouse.duckdb")}
+    env["DBT_TARGET_PATH"] = str(tmp_path / "target")
+    project = Project("duckdb", base.profiles_dir, env)
+    project.run(
+        "generate", "--brands", ",".join(brands), "--days", "3", "--events-per-day", "300",
+        "--start", first.isoformat(), *project.cli_args(),
+    )  # fmt: skip
+    return project
+
+
+def _airflow_env(project: Project, tmp_path: Path, config: Path, shards: int) -> dict[str, str]:
+    """Airflow's environment in ``tmp_path``, with the DAG pointed at this project and ``config``."""
+    env = {
+        **project.env,
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "orchestration" / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "ACTIVITY_EXPORT_HOME": str(ROOT),
+        "ACTIVITY_EXPORT_BIN": str(BIN),
+        "ACTIVITY_EXPORT_CONFIG": str(config),
+        "ACTIVITY_EXPORT_SHARDS": str(shards),
+        "DBT_PROFILES_DIR": str(project.profiles_dir),
+        "DBT_TARGET": "duckdb",
+    }
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def _this_morning(today: date) -> str:
+    """The scheduled run of ``today``: 06:15 in Amsterdam."""
+    return datetime.combine(today, time(6, 15), ZoneInfo("Europe/Amsterdam")).isoformat()
+
+
 def _tree(folder: Path) -> dict[str, tuple[str, int]]:
     return {
         str(path.relative_to(folder)): (
@@ -56,13 +91,7 @@ def test_dag_builds_then_each_shard_delivers_and_a_rerun_delivers_nothing_twice(
     # `dbt source freshness` compares with the real clock, so the data ends this morning (UTC).
     today = datetime.now(UTC).date()
     first = today - timedelta(days=3)
-    env = {**duckdb_project.env, "ACTIVITY_EXPORT_DUCKDB": str(tmp_path / "warehouse.duckdb")}
-    env["DBT_TARGET_PATH"] = str(tmp_path / "target")
-    project = Project("duckdb", duckdb_project.profiles_dir, env)
-    project.run(
-        "generate", "--brands", ",".join(BRANDS), "--days", "3", "--events-per-day", "300",
-        "--start", first.isoformat(), *project.cli_args(),
-    )  # fmt: skip
+    project = _generated(duckdb_project, tmp_path, BRANDS, first)
     # `dbt source freshness` checks every source, the optional raw.erasures included (`generate`
     # makes it empty): this platform erases customers too, one who never had activity, so the
     # files stay comparable and the erasures are fresh
@@ -79,21 +108,8 @@ def test_dag_builds_then_each_shard_delivers_and_a_rerun_delivers_nothing_twice(
     # the two brands fall in different shards, so both mapped delivery tasks have work
     assert shard_of("BRANDNAAM", SHARDS) != shard_of("MODEHUIS", SHARDS)
 
-    airflow_env = {
-        **env,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "orchestration" / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "ACTIVITY_EXPORT_HOME": str(ROOT),
-        "ACTIVITY_EXPORT_BIN": str(BIN),
-        "ACTIVITY_EXPORT_CONFIG": str(config),
-        "ACTIVITY_EXPORT_SHARDS": str(SHARDS),
-        "DBT_PROFILES_DIR": str(project.profiles_dir),
-        "DBT_TARGET": "duckdb",
-    }
-    airflow_env.pop("VIRTUAL_ENV", None)
-    # the scheduled run of this morning, 06:15 in Amsterdam
-    logical = datetime.combine(today, time(6, 15), ZoneInfo("Europe/Amsterdam")).isoformat()
+    airflow_env = _airflow_env(project, tmp_path, config, SHARDS)
+    logical = _this_morning(today)
     _airflow(airflow_env, "db", "migrate")
     run = _airflow(airflow_env, "dags", "test", "activity_export", logical)
 
@@ -144,33 +160,15 @@ def test_a_stale_source_fails_the_dag_run_but_what_is_complete_is_delivered_and_
     the data)."""
     today = datetime.now(UTC).date()
     first = today - timedelta(days=12)
-    env = {**duckdb_project.env, "ACTIVITY_EXPORT_DUCKDB": str(tmp_path / "warehouse.duckdb")}
-    env["DBT_TARGET_PATH"] = str(tmp_path / "target")
-    project = Project("duckdb", duckdb_project.profiles_dir, env)
-    project.run(
-        "generate", "--brands", "BRANDNAAM", "--days", "3", "--events-per-day", "300",
-        "--start", first.isoformat(), *project.cli_args(),
-    )  # fmt: skip
+    project = _generated(duckdb_project, tmp_path, ("BRANDNAAM",), first)
     out = tmp_path / "delivered"
     config = tmp_path / "tenants.yml"
     config.write_text(
         f"defaults:\n  start: {first.isoformat()}\ntenants:\n"
         f"  BRANDNAAM:\n    destination: {{type: local, root: {out}/BRANDNAAM}}\n"
     )
-    airflow_env = {
-        **env,
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "orchestration" / "airflow"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "ACTIVITY_EXPORT_HOME": str(ROOT),
-        "ACTIVITY_EXPORT_BIN": str(BIN),
-        "ACTIVITY_EXPORT_CONFIG": str(config),
-        "ACTIVITY_EXPORT_SHARDS": "1",
-        "DBT_PROFILES_DIR": str(project.profiles_dir),
-        "DBT_TARGET": "duckdb",
-    }
-    airflow_env.pop("VIRTUAL_ENV", None)
-    logical = datetime.combine(today, time(6, 15), ZoneInfo("Europe/Amsterdam")).isoformat()
+    airflow_env = _airflow_env(project, tmp_path, config, 1)
+    logical = _this_morning(today)
     _airflow(airflow_env, "db", "migrate")
     completed = subprocess.run(
         [str(AIRFLOW), "dags", "test", "activity_export", logical],
