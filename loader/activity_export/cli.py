@@ -229,7 +229,7 @@ def export(
     from activity_export.periods import parse_period
     from activity_export.warehouse import connect, read_watermark, resolve_target
 
-    tenant = load_config(config).tenant(brand)
+    tenant = load_config(config, project_dir).tenant(brand)
     chosen = parse_period(tenant, period)
     require_recipients(tenant)
     with connect(resolve_target(project_dir, profiles_dir, target)) as warehouse:
@@ -281,8 +281,8 @@ def demo(
             f"{config}: the demo's configuration not found (looked for {config.absolute()}); "
             "run the demo from the project folder, or give its place with --config PATH"
         )
-    settings = load_config(config)
-    demo_job.check_config_is_the_demos(settings, own=DEMO_CONFIG, force=force)
+    settings = load_config(config, project_dir)
+    demo_job.check_config_is_the_demos(settings, own=DEMO_CONFIG, force=force, project_dir=project_dir)
     tenants = settings.selected(None)
     moment = parse_now(now) if now else datetime.now(UTC)
     plan = demo_job.demo_plan(tenants, days, events_per_day, moment)
@@ -312,7 +312,7 @@ def demo(
     # shows what this demo delivered and `run` knows it was delivered
     demo_job.remove_previous_ledger(default_ledger_path(config))
     # force: the demo's own folder gets the same bytes again under the same names
-    started = start_run(config, now=moment, force=True)
+    started = start_run(config, project_dir=project_dir, now=moment, force=True)
     started.tenants = demo_job.from_first_day(started.tenants, plan)
     reports = deliver_tenants(started, warehouse_target)
     typer.echo(run_summary(reports))
@@ -356,7 +356,7 @@ def check(
     from activity_export.ledger import ledger_location
     from activity_export.periods import parse_now
 
-    settings = load_config(config)
+    settings = load_config(config, project_dir)
     moment = parse_now(now) if now else datetime.now(UTC)
     summaries = check_config(settings, moment, brand)
     typer.echo(render_summary(summaries))
@@ -430,6 +430,7 @@ def run(
 
     started = start_run(
         config,
+        project_dir=project_dir,
         ledger=ledger,
         brands=brand,
         shard=shard,
@@ -477,7 +478,7 @@ def backfill(
     from activity_export.stopping import stop_on_signals
     from activity_export.warehouse import resolve_target
 
-    started = start_run(config, ledger=ledger, brands=[brand], dry_run=dry_run)
+    started = start_run(config, project_dir=project_dir, ledger=ledger, brands=[brand], dry_run=dry_run)
     [tenant] = started.tenants
     first, last = parse_period(tenant, from_), parse_period(tenant, to)
     if last.start_utc < first.start_utc:
@@ -522,7 +523,7 @@ def status(
     from activity_export.status import collect_status, drifted_periods, read_warehouse
     from activity_export.warehouse import connect, resolve_target
 
-    settings = load_config(config)
+    settings = load_config(config, project_dir)
     tenants = settings.selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)
     warehouse_target = resolve_target(project_dir, profiles_dir, target)
@@ -572,6 +573,7 @@ def prune(
     now: NowOption = None,
     dry_run: DryRunOption = False,
     config: ConfigOption = Path("tenants.yml"),
+    project_dir: ProjectDirOption = Path(),
 ) -> None:
     """On destinations with retention_days, delete this product's own files older than that."""
     from activity_export.check import raise_on_collisions
@@ -579,7 +581,7 @@ def prune(
     from activity_export.periods import parse_now
     from activity_export.prune import prune_tenant
 
-    settings = load_config(config)
+    settings = load_config(config, project_dir)
     raise_on_collisions(settings)  # one tenant's prune must never delete another's files
     tenants = settings.selected(brand)
     moment = parse_now(now) if now else datetime.now(UTC)

@@ -23,46 +23,20 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from activity_export import naming
+from activity_export import catalogue, naming
+from activity_export.catalogue import Catalogue
 from activity_export.errors import ConfigError, shown_value
-from activity_export.naming import ERASURE, KINDS
+from activity_export.naming import KINDS
 from activity_export.periods import Period
 
 log = logging.getLogger(__name__)
-
-STANDARD_COLUMNS: dict[str, tuple[str, ...]] = {
-    "activity": (
-        "broadcastid",
-        "customerid",
-        "externalid",
-        "email",
-        "activity",
-        "activitydate",
-        "description",
-    ),
-    "broadcast": ("broadcastid", "broadcasttype", "description", "subject", "sentdate"),
-    ERASURE: ("customerid", "erasuredate"),
-}
-
-EXTRA_FIELDS: dict[str, tuple[str, ...]] = {
-    "activity": (
-        "eventid",
-        "registereddate",
-        "url",
-        "message",
-        "os",
-        "device",
-        "browser",
-        "useragent",
-    ),
-    "broadcast": ("campaignid", "fromaddress"),
-}
 
 # Extensions that name a format: a file of the other format may not carry them.
 FORMAT_EXTENSIONS = {"csv": {"csv", "tsv", "txt"}, "parquet": {"parquet", "pq"}}
@@ -391,9 +365,17 @@ class Notify(_Strict):
         return value
 
 
+def _catalogue(info: ValidationInfo) -> Catalogue:
+    """The column catalogue a tenant is validated against: the one ``load_config`` read from the
+    dbt project, else (a tenant built in code) the project in the working folder's."""
+    given = (info.context or {}).get("catalogue")
+    return given if isinstance(given, Catalogue) else catalogue.load(Path())
+
+
 class Tenant(_Strict):
     """One brand's delivery: period, file format, and destination."""
 
+    _catalogue: Catalogue = PrivateAttr()
     brand: str = Field(description="Brand code as in the source tables.")
     timezone: str = Field("Europe/Amsterdam", description="IANA timezone of periods and dates.")
     interval: Literal["hourly", "daily", "weekly"] = Field("daily", description="Period length.")
@@ -567,20 +549,21 @@ class Tenant(_Strict):
 
     @field_validator("extra_fields")
     @classmethod
-    def _catalogue_fields(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+    def _catalogue_fields(cls, value: dict[str, list[str]], info: ValidationInfo) -> dict[str, list[str]]:
         for kind, fields in value.items():
-            allowed = EXTRA_FIELDS[kind]
+            allowed = _catalogue(info).extras(kind)
             for field in fields:
                 if field not in allowed:
                     raise ValueError(
-                        f"{kind}: {field!r} is not an extra field; allowed: {', '.join(allowed)}"
+                        f"{kind}: {field!r} is not an extra field; allowed: {', '.join(allowed) or 'none'}"
                     )
             if len(set(fields)) != len(fields):
                 raise ValueError(f"{kind}: a field is listed twice")
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> Tenant:
+    def _consistent(self, info: ValidationInfo) -> Tenant:
+        self._catalogue = _catalogue(info)
         if self.encryption == "pgp" and not self.recipients:
             raise ValueError("encryption = 'pgp' needs recipients: at least one public key file")
         if self.encryption == "none" and self.recipients:
@@ -646,9 +629,14 @@ class Tenant(_Strict):
         """What follows the template's name: ``.gz``/``.zst``, then ``.gpg`` (data files only)."""
         return naming.suffix(self, kind)
 
+    @property
+    def catalogue(self) -> Catalogue:
+        """The fields the files can hold, from the dbt project the tenant was read with."""
+        return self._catalogue
+
     def fields(self, kind: str) -> tuple[str, ...]:
         """The file's fields in order: the standard columns, then the configured extras."""
-        return STANDARD_COLUMNS[kind] + self.extras(kind)
+        return self._catalogue.standard(kind) + self.extras(kind)
 
     def extras(self, kind: str) -> tuple[str, ...]:
         """The configured additional fields of one kind of file, in order."""
@@ -787,8 +775,10 @@ StrictLoader.add_implicit_resolver(
 )
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate ``tenants.yml``; every problem is reported at once as a ConfigError."""
+def load_config(path: Path, project_dir: Path = Path()) -> Config:
+    """Read and validate ``tenants.yml`` against the column catalogue of the dbt project in
+    ``project_dir``; every problem is reported at once as a ConfigError."""
+    columns = catalogue.load(project_dir)
     try:
         text = path.read_text(encoding="utf-8")
         # libyaml's safe loader when present: the same documents, ten times faster on many tenants
@@ -808,7 +798,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: not valid YAML{_yaml_position(exc, text)}") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
-    return parse_config(raw, path)
+    return parse_config(raw, path, columns)
 
 
 # What PyYAML quotes in a message that is YAML's own syntax (an indicator, a token name such as
@@ -858,8 +848,10 @@ def _label(name: Any) -> str:
     return text if text.isprintable() and text.strip() == text and len(text) <= 80 else shown_value(text)
 
 
-def parse_config(raw: Any, path: Path) -> Config:
-    """Validate an already-parsed ``tenants.yml`` document."""
+def parse_config(raw: Any, path: Path, columns: Catalogue | None = None) -> Config:
+    """Validate an already-parsed ``tenants.yml`` document (against ``columns``, else the column
+    catalogue of the dbt project in the working folder)."""
+    columns = columns or catalogue.load(Path())
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with 'tenants:' (and optional 'defaults:')")
     problems = [
@@ -903,7 +895,7 @@ def parse_config(raw: Any, path: Path) -> Config:
             continue
         merged = {**defaults, **(settings or {}), "brand": brand}
         try:
-            tenants[brand] = Tenant.model_validate(merged)
+            tenants[brand] = Tenant.model_validate(merged, context={"catalogue": columns})
         except ValidationError as exc:
             problems.extend(_describe(_label(brand), exc))
     if problems:

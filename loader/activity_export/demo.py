@@ -63,7 +63,7 @@ def _nearest_day(zone: ZoneInfo, instant: datetime) -> date:
     return (instant + timedelta(hours=12)).astimezone(zone).date()
 
 
-def check_config_is_the_demos(config: Config, *, own: Path, force: bool) -> None:
+def check_config_is_the_demos(config: Config, *, own: Path, force: bool, project_dir: Path = Path()) -> None:
     """Refuse a configuration that is not a demo configuration (unless ``force``), saying how to
     mend the demo's ``own`` file when that is the one edited, and pointing at it only while it is
     usable itself."""
@@ -80,7 +80,7 @@ def check_config_is_the_demos(config: Config, *, own: Path, force: bool) -> None
             f"local folders. To run the demo, {mend} (`git checkout {own}` restores the original), "
             "or pass --force if this really is a demo"
         )
-    instead = f"Use the demo's own {own}, or pass" if _usable(own) else "Pass"
+    instead = f"Use the demo's own {own}, or pass" if _usable(own, project_dir) else "Pass"
     raise ConfigError(
         f"{refused}; the demo delivers synthetic data and would send it to these tenants. "
         f"{instead} --force if this really is a demo"
@@ -101,10 +101,10 @@ def _not_a_demo(config: Config) -> tuple[str, str] | None:
     return None
 
 
-def _usable(path: Path) -> bool:
+def _usable(path: Path, project_dir: Path) -> bool:
     """Whether ``path`` is a valid demo configuration, so that a message may send people to it."""
     try:
-        return _not_a_demo(load_config(path)) is None
+        return _not_a_demo(load_config(path, project_dir)) is None
     except ConfigError:
         return False
 

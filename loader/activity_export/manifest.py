@@ -35,58 +35,17 @@ DATETIME_FORMATS = {
     "offset": "%Y-%m-%d %H:%M:%S%z",
     "utc": "%Y-%m-%dT%H:%M:%S%z",
 }
+# what the manifest adds to a date's description, per ``timestamps`` setting (and for Parquet)
 DATETIME_WORDS = {
-    "local": "local time in {zone}",
-    "offset": "local time in {zone} with its UTC offset",
-    "utc": "UTC",
-    "parquet": "an instant (timestamp with time zone, stored adjusted to UTC)",
+    "local": "Local time in {zone}.",
+    "offset": "Local time in {zone} with its UTC offset.",
+    "utc": "UTC.",
+    "parquet": "An instant (timestamp with time zone, stored adjusted to UTC).",
 }
+ERASED_WORDS = "Empty for an erased customer."
 PARQUET_MEDIATYPE = "application/vnd.apache.parquet"
-ACTIVITIES = ("BROADCAST", "OPEN", "CLICK", "SOFTBOUNCE", "HARDBOUNCE", "COMPLAINT", "UNSUBSCRIBE")
 FRICTIONLESS_COMPRESSION = {"none": None, "gzip": "gz", "zstd": "zst"}
 
-# field -> (Table Schema type, description); datetimes get format and timezone from the tenant
-FIELDS: dict[str, dict[str, tuple[str, str]]] = {
-    "activity": {
-        "broadcastid": ("integer", "The broadcast (mailing) of this activity; see the broadcast file."),
-        "customerid": ("integer", "The platform's customer id, unique within the brand."),
-        "externalid": ("string", "The brand's own customer number; empty when unknown or erased."),
-        "email": ("string", "The address the mailing went to; empty when the customer was erased."),
-        "activity": ("string", "What the customer did."),
-        "activitydate": ("datetime", "When it happened, local time."),
-        "description": (
-            "string",
-            "The clicked URL for CLICK, the provider's message for bounces and complaints, else empty.",
-        ),
-        "eventid": ("integer", "The platform's event id: unique, the key for an idempotent load."),
-        "registereddate": ("datetime", "When the platform registered the activity, local time."),
-        "url": ("string", "The clicked link."),
-        "message": ("string", "The provider's literal bounce or complaint message."),
-        "os": ("string", "Operating system, for opens and clicks when known."),
-        "device": ("string", "Device class, for opens and clicks when known."),
-        "browser": ("string", "Browser or mail client, for opens and clicks when known."),
-        "useragent": ("string", "The raw user agent, for opens and clicks when known."),
-    },
-    "broadcast": {
-        "broadcastid": ("integer", "The broadcast's id, unique."),
-        "broadcasttype": ("string", "SINGLE, CAMPAIGN, QUICKMAIL, SPLITRUN, ... (an open set)."),
-        "description": ("string", "Name of the campaign, quickmail or single mail."),
-        "subject": ("string", "The subject line; may hold raw template text."),
-        "sentdate": ("datetime", "Start of sending, local time; empty while unsent."),
-        "campaignid": ("integer", "The campaign the broadcast belongs to."),
-        "fromaddress": ("string", "The sender address."),
-    },
-    ERASURE: {
-        "customerid": ("integer", "A customer the platform erased (right to erasure)."),
-        "erasuredate": ("datetime", "When the platform erased the customer, local time."),
-    },
-}
-REQUIRED = {
-    "activity": {"broadcastid", "customerid", "activity", "activitydate"},
-    "broadcast": {"broadcastid", "broadcasttype"},
-    ERASURE: {"customerid", "erasuredate"},
-}
-KEYS = {"activity": ("eventid",), "broadcast": ("broadcastid",), ERASURE: ("customerid",)}
 TITLES = {
     "activity": "Activity",
     "broadcast": "Broadcasts",
@@ -131,25 +90,28 @@ def _quarantined(facts: PeriodFacts) -> dict[str, Any] | None:
 
 
 def field_descriptor(tenant: Tenant, kind: str, field: str, title: str) -> dict[str, Any]:
-    """One Table Schema field: name (the column title), type, format, constraints, description."""
-    kind_type, description = FIELDS[kind][field]
-    descriptor: dict[str, Any] = {"name": title, "type": kind_type}
+    """One Table Schema field: name (the column title), type, format, constraints, description
+    (the column catalogue's, with how dates are written and what erasure empties)."""
+    declared = tenant.catalogue.column(kind, field)
+    descriptor: dict[str, Any] = {"name": title, "type": declared.type}
     if title != field:
         descriptor["title"] = field
-    if kind_type == "datetime" and tenant.format == "parquet":
+    words = [declared.description]
+    if declared.personal:
+        words.append(ERASED_WORDS)
+    if declared.type == "datetime" and tenant.format == "parquet":
         descriptor["timezone"] = "UTC"  # a typed value: no text format to state
-        description = description.replace("local time", DATETIME_WORDS["parquet"])
-    elif kind_type == "datetime":
+        words.append(DATETIME_WORDS["parquet"])
+    elif declared.type == "datetime":
         descriptor["format"] = DATETIME_FORMATS[tenant.timestamps]
         descriptor["timezone"] = "UTC" if tenant.timestamps == "utc" else tenant.timezone
-        words = DATETIME_WORDS[tenant.timestamps].format(zone=tenant.timezone)
-        description = description.replace("local time", words)
-    descriptor["description"] = description
+        words.append(DATETIME_WORDS[tenant.timestamps].format(zone=tenant.timezone))
+    descriptor["description"] = " ".join(words)
     constraints: dict[str, Any] = {}
-    if field in REQUIRED[kind]:
+    if declared.required:
         constraints["required"] = True
-    if kind == "activity" and field == "activity":
-        constraints["enum"] = list(ACTIVITIES)
+    if declared.values:
+        constraints["enum"] = list(declared.values)
     if constraints:
         descriptor["constraints"] = constraints
     return descriptor
@@ -164,7 +126,7 @@ def table_schema(tenant: Tenant, kind: str) -> dict[str, Any]:
         # in a CSV file an empty field is NULL; a Parquet file has NULL itself, and "" is a value
         "missingValues": [] if tenant.format == "parquet" else [""],
     }
-    key = [titles[field] for field in KEYS[kind] if field in titles]
+    key = [titles[field] for field in fields if tenant.catalogue.column(kind, field).key]
     if key:
         schema["primaryKey"] = key
     return schema

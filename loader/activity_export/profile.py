@@ -79,7 +79,7 @@ def resolve_target(project_dir: Path, profiles: Path | None, target: str | None)
     """Read the dbt profile named in ``dbt_project.yml`` and return the chosen target."""
     folder = profiles_dir(profiles)
     hint = "copy profiles.yml.example there or pass --profiles-dir"
-    raw_profiles = _read_yaml(folder / PROFILES_FILE, hint)
+    raw_profiles = read_yaml(folder / PROFILES_FILE, hint)
     profile_name = os.environ.get("DBT_PROFILE") or _project_profile(project_dir)
     where = folder / PROFILES_FILE
     raw_profile = raw_profiles.get(profile_name)
@@ -114,14 +114,14 @@ def resolve_target(project_dir: Path, profiles: Path | None, target: str | None)
 
 
 def _project_profile(project_dir: Path) -> str:
-    project = _read_yaml(project_dir / PROJECT_FILE, "pass the dbt project folder with --project-dir")
+    project = read_yaml(project_dir / PROJECT_FILE, "pass the dbt project folder with --project-dir")
     name = project.get("profile")
     if name is None:
         raise ConfigError(f"{project_dir / PROJECT_FILE} names no profile (add `profile: <name>`)")
     return str(_render(name, (), f"{project_dir / PROJECT_FILE}: profile"))
 
 
-def _read_yaml(path: Path, hint: str) -> dict[str, Any]:
+def read_yaml(path: Path, hint: str) -> dict[str, Any]:
     import yaml
 
     try:

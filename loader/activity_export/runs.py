@@ -64,6 +64,7 @@ class Run:
 def start_run(
     config: Path,
     *,
+    project_dir: Path = Path(),
     ledger: str | Path | None = None,
     brands: list[str] | None = None,
     shard: str | None = None,
@@ -78,7 +79,7 @@ def start_run(
 
     Bad configuration or a ledger that cannot be opened is one error here, before any work.
     """
-    settings = load_config(config)
+    settings = load_config(config, project_dir)
     raise_on_collisions(settings)
     tenants = settings.selected(brands)
     if shard:

@@ -30,11 +30,12 @@ from typing import Protocol
 
 import duckdb
 
+from activity_export.catalogue import MODELS
 from activity_export.config import Tenant
 from activity_export.encryption import encrypt_file
 from activity_export.errors import ExportError
 from activity_export.folders import PRIVATE, make_folders
-from activity_export.manifest import FIELDS, DeliveredFile, PeriodFacts, data_package
+from activity_export.manifest import DeliveredFile, PeriodFacts, data_package
 from activity_export.naming import ERASURE, partial_name
 from activity_export.periods import Period
 from activity_export.warehouse import (
@@ -51,35 +52,7 @@ log = logging.getLogger(__name__)
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
-# File field -> expression over the export relation, before timestamps are localized.
-ACTIVITY_FIELDS = {
-    "broadcastid": "broadcast_id",
-    "customerid": "customer_id",
-    "externalid": "external_id",
-    "email": "email",
-    "activity": "activity",
-    "activitydate": "occurred_at",
-    "description": "description",
-    "eventid": "event_id",
-    "registereddate": "registered_at",
-    "url": "url",
-    "message": "message",
-    "os": "os",
-    "device": "device",
-    "browser": "browser",
-    "useragent": "user_agent",
-}
-BROADCAST_FIELDS = {
-    "broadcastid": "broadcast_id",
-    "broadcasttype": "broadcast_type",
-    "description": "description",
-    "subject": "subject",
-    "sentdate": "sent_at",
-    "campaignid": "campaign_id",
-    "fromaddress": "from_address",
-}
-ERASURE_FIELDS = {"customerid": "customer_id", "erasuredate": "erased_at"}
-# Table Schema type (manifest.FIELDS) -> the DuckDB type of the Parquet column
+# The file's type (the column catalogue's) -> the DuckDB type of the Parquet column
 PARQUET_TYPES = {"integer": "bigint", "string": "varchar", "datetime": "timestamptz"}
 # Every option that decides the bytes is given, so that a DuckDB default changing cannot change a
 # delivered file: zstd inside the file (Parquet's own compression), fixed row groups (the same
@@ -87,10 +60,6 @@ PARQUET_TYPES = {"integer": "bigint", "string": "varchar", "datetime": "timestam
 PARQUET_OPTIONS = (
     "format parquet, compression zstd, compression_level 3, row_group_size 122880, parquet_version 'V1'"
 )
-TIMESTAMP_FIELDS = {"activitydate", "registereddate", "sentdate", "erasuredate"}
-# left empty for an erased customer: the address and number, and the free text that can carry them
-PERSONAL_FIELDS = {"external_id", "email", "description", "url", "message", "user_agent"}
-FIELD_EXPRESSIONS = {"activity": ACTIVITY_FIELDS, "broadcast": BROADCAST_FIELDS, ERASURE: ERASURE_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -110,25 +79,25 @@ def _quoted(name: str) -> str:
 
 
 def _projection(tenant: Tenant, kind: str, overrides: dict[str, str] | None = None) -> str:
-    expressions = FIELD_EXPRESSIONS[kind]
     columns = []
     for field, title in zip(tenant.fields(kind), tenant.titles(kind), strict=True):
-        expression = (overrides or {}).get(expressions[field], expressions[field])
+        declared = tenant.catalogue.column(kind, field)
+        expression = (overrides or {}).get(declared.column, declared.column)
         if tenant.format == "parquet":
-            expression = _typed(expression, kind, field)
-        elif field in TIMESTAMP_FIELDS:
+            expression = _typed(expression, declared.type)
+        elif declared.type == "datetime":
             expression = timestamp_text(expression, tenant.timezone, tenant.timestamps)
         columns.append(f"{expression} as {_quoted(title)}")
     return ",\n    ".join(columns)
 
 
-def _typed(expression: str, kind: str, field: str) -> str:
-    """A Parquet column of the manifest's type, whatever type the warehouse gives it: a 64-bit
+def _typed(expression: str, file_type: str) -> str:
+    """A Parquet column of the catalogue's type, whatever type the warehouse gives it: a 64-bit
     integer, an instant (``timestamptz``, written adjusted to UTC) to the second as in the CSV,
     or text."""
-    if field in TIMESTAMP_FIELDS:
+    if file_type == "datetime":
         return f"cast(date_trunc('second', {expression}) as timestamptz)"
-    return f"cast({expression} as {PARQUET_TYPES[FIELDS[kind][field][0]]})"
+    return f"cast({expression} as {PARQUET_TYPES[file_type]})"
 
 
 def timestamp_text(instant: str, timezone: str, style: str) -> str:
@@ -163,7 +132,7 @@ def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
 
     A left join to the erasures: an erased customer keeps its rows (the customer id stays, so the
     receiver can match them with the erasure file) but never its e-mail address, external id or a
-    free-text field (``PERSONAL_FIELDS``).
+    free-text field (the catalogue's ``personal`` columns).
     """
     where = (
         f"activities.brand = {warehouse.brand_literal(tenant.brand)}"
@@ -171,7 +140,7 @@ def activity_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
         f" and activities.available_at < {sql_instant(period.end_utc)}"
     )
     order = "activities.occurred_at, activities.event_id"
-    return _slice(warehouse, tenant, "activity", "export_activities", where, order, erasures=True)
+    return _slice(warehouse, tenant, "activity", MODELS["activity"], where, order, erasures=True)
 
 
 def erasure_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
@@ -181,7 +150,7 @@ def erasure_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
         f" and erased_at >= {sql_instant(period.start_utc)}"
         f" and erased_at < {sql_instant(period.end_utc)}"
     )
-    return _slice(warehouse, tenant, ERASURE, "export_erasures", where, "erased_at, customer_id")
+    return _slice(warehouse, tenant, ERASURE, MODELS[ERASURE], where, "erased_at, customer_id")
 
 
 def broadcast_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str:
@@ -193,7 +162,7 @@ def broadcast_query(warehouse: Warehouse, tenant: Tenant, period: Period) -> str
         f" and touched_at >= {sql_instant(period.start_utc)}"
         f" and touched_at < {sql_instant(period.end_utc)})"
     )
-    return _slice(warehouse, tenant, "broadcast", "export_broadcasts", where, "broadcast_id")
+    return _slice(warehouse, tenant, "broadcast", MODELS["broadcast"], where, "broadcast_id")
 
 
 def _slice(
@@ -215,8 +184,9 @@ def _slice(
     ``activities``) are left-joined to ``export_erasures`` (alias ``erased``, one row per brand
     and customer) and the personal columns are empty for an erased customer.
     """
-    expressions = FIELD_EXPRESSIONS[kind]
-    needed = dict.fromkeys(expressions[field] for field in tenant.fields(kind))
+    declared = [tenant.catalogue.column(kind, field) for field in tenant.fields(kind)]
+    needed = dict.fromkeys(column.column for column in declared)
+    personal = {column.column for column in declared if column.personal}
     source = warehouse.native_relation(table)
     qualified: dict[str, str] = {}
     if erasures:
@@ -226,7 +196,7 @@ def _slice(
         )
         qualified = {
             column: f"case when erased.customer_id is null then activities.{column} end"
-            if column in PERSONAL_FIELDS
+            if column in personal
             else f"activities.{column}"
             for column in needed
         }

@@ -44,7 +44,12 @@ def cli(
         capture_output=True,
         text=True,
         cwd=cwd or ROOT,
-        env={**{k: v for k, v in os.environ.items() if k != "ACTIVITY_EXPORT_CONFIG"}, **(env or {})},
+        # the dbt project as a job's environment names it (a systemd unit's EnvironmentFile)
+        env={
+            **{k: v for k, v in os.environ.items() if k != "ACTIVITY_EXPORT_CONFIG"},
+            "DBT_PROJECT_DIR": str(ROOT),
+            **(env or {}),
+        },
         check=False,
     )
 
@@ -218,7 +223,7 @@ def test_read_only_commands_create_no_files(built_duckdb: Project, tmp_path: Pat
     before = files_under(tmp_path)
     common = ["--config", str(config), "--now", NOW]
     for args in (
-        ["check", *common],
+        ["check", *common, "--project-dir", str(ROOT)],
         ["status", *common, *built_duckdb.cli_args()],
         ["status", "--json", *common, *built_duckdb.cli_args()],
         ["run", "--dry-run", *common, *built_duckdb.cli_args()],

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from activity_export.cli import app
 from activity_export.config import LocalDestination, S3Destination, SftpDestination, Tenant
-from tests.support.project import Project
+from tests.support.project import ROOT, Project
 from tests.support.sshd import generate_key
 from tests.support.tenants import write_tenants
 
@@ -141,7 +141,9 @@ def _inside(folder: Path) -> Iterator[None]:
 
 def _outcome(config: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
     with _inside(config.parent):
-        result = CliRunner().invoke(app, [*args, "--config", str(config), "--now", NOW], env=env)
+        # the dbt project (its contract gives the files' columns) from elsewhere, as a job may
+        project = ["--project-dir", str(ROOT)]
+        result = CliRunner().invoke(app, [*args, "--config", str(config), "--now", NOW, *project], env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise AssertionError(f"{args[0]} crashed: {result.exception!r}\n{result.output}")
     return result.exit_code, result.output

@@ -26,11 +26,12 @@ class Project:
     target: str
     profiles_dir: Path
     env: dict[str, str]
+    project_dir: Path = ROOT  # the dbt project: this repository's, or a copy a test changes
 
     def cli_args(self) -> list[str]:
         return [
             "--project-dir",
-            str(ROOT),
+            str(self.project_dir),
             "--profiles-dir",
             str(self.profiles_dir),
             "--target",
@@ -48,7 +49,7 @@ class Project:
         completed = subprocess.run(
             [str(BIN / "activity-export"), *args],
             env={**self.env, **(env or {})},
-            cwd=cwd or ROOT,
+            cwd=cwd or self.project_dir,
             capture_output=True,
             text=True,
             check=False,
@@ -63,10 +64,10 @@ class Project:
     def dbt(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         # a dbt deprecation fails the suite, so CI finds it before a dbt upgrade removes the feature
         command = [str(BIN / "dbt"), "--warn-error-options", '{"error": ["Deprecations"]}', *args]
-        command += ["--project-dir", str(ROOT)]
+        command += ["--project-dir", str(self.project_dir)]
         command += ["--profiles-dir", str(self.profiles_dir), "--target", self.target]
         completed = subprocess.run(
-            command, env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
+            command, env=self.env, cwd=self.project_dir, capture_output=True, text=True, timeout=timeout
         )
         if completed.returncode != 0:
             raise AssertionError(f"dbt {' '.join(args)} failed:\n{completed.stdout[-6000:]}")
@@ -77,6 +78,22 @@ class Project:
         warehouse data, run once per adapter in the session's ``built_duckdb`` and ``built_postgres``
         fixtures rather than in every test's build."""
         return self.dbt("build", "--exclude-resource-type", "unit_test", *args, timeout=timeout)
+
+
+# what `dbt build` reads: a copy of these is a dbt project of its own
+PROJECT_PARTS = ("dbt_project.yml", "models", "macros", "seeds", "tests/dbt")
+
+
+def copy_of_project(folder: Path) -> Path:
+    """A copy of this repository's dbt project in ``folder``, for a test that changes models."""
+    for part in PROJECT_PARTS:
+        source, copy = ROOT / part, folder / part
+        if source.is_dir():
+            shutil.copytree(source, copy)
+        else:
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, copy)
+    return folder
 
 
 def dbt_env(folder: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

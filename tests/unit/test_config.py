@@ -449,7 +449,7 @@ def test_bad_configuration_is_refused_before_any_work(path: Path, tmp_path: Path
             "--out",
             str(out),
             "--project-dir",
-            str(tmp_path / "no-project"),
+            str(ROOT),  # the column catalogue; the warehouse would be next, and is never reached
             "--profiles-dir",
             str(tmp_path / "no-profiles"),
         ],

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer.main
 
+from activity_export import catalogue
 from activity_export.cli import app
 from activity_export.config import (
     LocalDestination,
@@ -16,6 +17,7 @@ from activity_export.config import (
     Tenant,
     load_config,
 )
+from activity_export.naming import ERASURE
 from tests.support.project import ROOT
 
 
@@ -54,3 +56,36 @@ def test_the_configuration_examples_are_accepted(tmp_path: Path) -> None:
         path.write_text(document, encoding="utf-8")
         tenants += load_config(path).tenants.values()
     assert [t.extension for t in tenants if t.format == "parquet"] == ["parquet"]
+
+
+def _table_rows(text: str, after: str) -> list[list[str]]:
+    """The cells of the first Markdown table after the line that begins with ``after``."""
+    lines = text[text.index("\n" + after) + 1 :].splitlines()[1:]
+    start = next(number for number, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_column_tables_list_every_field_of_the_catalogue() -> None:
+    """docs/file-format.md and docs/configuration.md against the contract the loader reads."""
+    columns = catalogue.load(ROOT)
+    file_format = (ROOT / "docs" / "file-format.md").read_text(encoding="utf-8")
+    for kind, heading in (
+        ("activity", "Activity file"),
+        ("broadcast", "Broadcast file"),
+        (ERASURE, "Erasure file"),
+    ):
+        documented = [re.findall(r"`([a-z_]+)`", row[0]) for row in _table_rows(file_format, heading)]
+        assert [names[0] for names in documented] == list(columns.standard(kind)), kind
+    extras = file_format[file_format.index("**Extra fields**") :].split("\n\n")[0]
+    configuration = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = _table_rows(configuration, "### Extra fields")
+    for kind in ("activity", "broadcast"):
+        listed = [name for row in table if row[0] == kind for name in re.findall(r"`([a-z_]+)`", row[1])]
+        assert listed == list(columns.extras(kind)), f"docs/configuration.md, extra fields of {kind}"
+        missing = [name for name in columns.extras(kind) if not re.search(rf"\b{name}\b", extras)]
+        assert not missing, f"docs/file-format.md, extra fields: {missing}"
