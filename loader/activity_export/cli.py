@@ -445,6 +445,8 @@ def run(
     # each period delivered is a line on stderr; a terminal there also gets a bar of tenants done
     progress = Progress(len(started.tenants), interactive=logs.live_bar())
     started.context.on_delivered = progress.delivered
+    if logs.live_bar():  # the bytes of a period being written, only where someone watches
+        started.context.on_writing = progress.writing
     with stop_on_signals(started.context.stop) as received:
         try:
             if build:  # dbt's own progress on a terminal

@@ -71,6 +71,8 @@ class Context:
     adopt: bool = False  # files already on the destination with the same bytes count as delivered
     stop: threading.Event = field(default_factory=threading.Event)
     on_delivered: Callable[[str, Delivered], None] | None = None
+    # (brand, period label, kind, bytes written so far) while a period's files are written
+    on_writing: Callable[[str, str, str, int], None] | None = None
 
     def check_stop(self) -> None:
         """Raise ``Interrupted`` when a stop was requested: called only at safe points."""
@@ -158,8 +160,16 @@ def deliver_period(
         streams = force or (record is None and not adopt)  # adopting compares before publishing
         return destination.follow(growing, relative) if streams else None
 
+    watch = context.on_writing if context is not None else None
+
+    def on_bytes(kind: str, size: int) -> None:
+        if watch is not None:
+            watch(tenant.brand, period.label, kind, size)
+
     try:
-        files = write_period(warehouse, tenant, period, folder, follow=follow)
+        files = write_period(
+            warehouse, tenant, period, folder, follow=follow, on_bytes=on_bytes if watch else None
+        )
     except BaseException:
         destination.discard_staged()
         raise

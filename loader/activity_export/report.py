@@ -6,9 +6,13 @@ import json
 import subprocess
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from activity_export.deliver import Delivered, TenantReport
 from activity_export.status import TenantStatus
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -246,32 +250,55 @@ def status_table(statuses: list[TenantStatus], *, verified: bool) -> str:
 
 
 class Progress:
-    """A live bar of tenants done, on a terminal's stderr; the lines each period delivered writes
+    """A live bar of tenants done, on a terminal's stderr, and below it a line per period being
+    written (its bytes so far, four times a second); the lines each period delivered writes
     (``logs.say``) print above it."""
 
     def __init__(self, tenants: int, *, interactive: bool) -> None:
         self._bar = None
+        self._total = tenants
+        self._writing: dict[str, TaskID] = {}  # brand -> its line while a period is written
         if interactive:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+            from rich.progress import BarColumn, TextColumn
             from rich.progress import Progress as Bar
 
             self._bar = Bar(
                 TextColumn("{task.description}"),
                 BarColumn(),
-                MofNCompleteColumn(),
+                TextColumn("{task.fields[detail]}"),
                 console=Console(stderr=True),
             )
-            self._task = self._bar.add_task("tenants", total=tenants)
+            self._task = self._bar.add_task("tenants", total=tenants, detail=f"0/{tenants}")
             self._bar.start()
+
+    def writing(self, brand: str, label: str, kind: str, size: int) -> None:
+        """A period's files being written: ``BRANDNAAM 2026-11-25 activity ... 312,400,000 bytes written``."""
+        if self._bar is None:
+            return
+        description, detail = f"  {brand} {label} {kind}", f"{size:,} bytes written"
+        line = self._writing.get(brand)
+        if line is None:
+            self._writing[brand] = self._bar.add_task(description, total=None, detail=detail)
+        else:
+            self._bar.update(line, description=description, detail=detail)
 
     def delivered(self, brand: str, delivered: Delivered) -> None:
         if self._bar is not None:
+            self._done_writing(brand)
             self._bar.update(self._task, description=f"{brand} {delivered.period.label}")
 
-    def tenant_done(self) -> None:
+    def tenant_done(self, brand: str) -> None:
         if self._bar is not None:
             self._bar.advance(self._task)
+            task = self._bar.tasks[self._task]
+            self._bar.update(self._task, detail=f"{int(task.completed)}/{self._total}")
+            self._done_writing(brand)
+
+    def _done_writing(self, brand: str) -> None:
+        line = self._writing.pop(brand, None)
+        if line is not None and self._bar is not None:
+            self._bar.remove_task(line)
 
     def stop(self) -> None:
         if self._bar is not None:

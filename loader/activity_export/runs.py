@@ -111,7 +111,7 @@ def deliver_tenants(
     target: Target,
     parallel: int = 1,
     periods: Callable[[Tenant], list[Period]] | None = None,
-    on_tenant_done: Callable[[], None] | None = None,
+    on_tenant_done: Callable[[str], None] | None = None,
 ) -> list[TenantReport]:
     """Every tenant's report: its due periods (or ``periods(tenant)``, re-delivered) delivered
     under its lock; a warehouse that cannot be read fails every tenant, loudly."""
@@ -121,7 +121,7 @@ def deliver_tenants(
             return deliver_one(run, warehouse, tenant, complete_until, periods(tenant) if periods else None)
         finally:
             if on_tenant_done:
-                on_tenant_done()
+                on_tenant_done(tenant.brand)
 
     try:
         run.context.check_stop()

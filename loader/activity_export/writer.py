@@ -23,7 +23,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -252,8 +254,54 @@ class Sink(Protocol):
 Follow = Callable[[str, Path, PurePosixPath], Sink | None]
 
 
+# (the kind being written, bytes of the period's data files written so far)
+OnBytes = Callable[[str, int], None]
+PROGRESS_SECONDS = 0.25
+
+
+def _size_so_far(path: Path) -> int:
+    """Bytes DuckDB has written to ``path``, or to the ``tmp_`` file it renames to it at the end."""
+    for candidate in (path, path.with_name(f"tmp_{path.name}")):
+        try:
+            return candidate.stat().st_size
+        except OSError:
+            continue
+    return 0
+
+
+@contextmanager
+def _watching(path: Path, kind: str, before: int, on_bytes: OnBytes | None) -> Iterator[None]:
+    """While DuckDB writes ``path``: ``on_bytes(kind, before + its size)`` four times a second."""
+    if on_bytes is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(PROGRESS_SECONDS):
+            try:
+                on_bytes(kind, before + _size_so_far(path))
+            except Exception:  # a progress display never stops a delivery
+                log.debug("progress of %s not shown", path.name, exc_info=True)
+                return
+
+    watcher = threading.Thread(target=poll, name=f"progress-{kind}", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
 def write_period(
-    warehouse: Warehouse, tenant: Tenant, period: Period, out: Path, *, follow: Follow | None = None
+    warehouse: Warehouse,
+    tenant: Tenant,
+    period: Period,
+    out: Path,
+    *,
+    follow: Follow | None = None,
+    on_bytes: OnBytes | None = None,
 ) -> list[WrittenFile]:
     """Write the period's data files (activity, broadcast, erasure) and manifest under ``out``.
 
@@ -264,7 +312,8 @@ def write_period(
     With ``follow``, each data file is also read while DuckDB appends to it, so its upload runs
     beside the writing; the bytes and SHA-256 the follower saw (all of the file) are then reused
     instead of reading the file once more. Only unencrypted files are followed: nothing in clear
-    text leaves the machine for an encrypting tenant.
+    text leaves the machine for an encrypting tenant. With ``on_bytes``, the bytes written so far
+    are told four times a second while a file is written, and once more when it is complete.
     """
     kinds = tenant.data_kinds()
     queries = {kind: QUERIES[kind](warehouse, tenant, period) for kind in kinds}
@@ -273,6 +322,7 @@ def write_period(
     temporaries: list[Path] = []
     followers: list[Sink | None] = []
     committed = False
+    written = 0
     con.execute("begin transaction")  # one snapshot for all files
     try:
         for kind in kinds:
@@ -285,13 +335,17 @@ def write_period(
             followers.append(follower)
             try:
                 options = _copy_options(tenant) + (", use_tmp_file false" if follower else "")
-                result = con.execute(
-                    f"copy ({queries[kind]}) to {sql_string(str(temporary))} ({options})"
-                ).fetchone()
+                with _watching(temporary, kind, written, on_bytes):
+                    result = con.execute(
+                        f"copy ({queries[kind]}) to {sql_string(str(temporary))} ({options})"
+                    ).fetchone()
             finally:
                 if follower is not None:
                     follower.finish(complete=sys.exc_info()[0] is None)
             staged.append((kind, temporary, final, relative, int(result[0]) if result else 0))
+            if on_bytes is not None:
+                written += _size_so_far(temporary)
+                on_bytes(kind, written)
         facts = period_facts(warehouse, tenant, period) if tenant.manifest else PeriodFacts(None)
         con.execute("commit")
         committed = True

@@ -274,3 +274,49 @@ def test_demo_without_its_configuration_says_where_it_looked(tmp_path: Path) -> 
     assert result.returncode == 2
     assert str(tmp_path / "demo" / "tenants.yml") in result.stderr and "--config" in result.stderr
     assert "ACTIVITY_EXPORT_CONFIG" not in result.stderr  # the demo never reads it
+
+
+def test_a_period_being_written_shows_its_bytes_on_a_terminal(built_duckdb: Project, tmp_path: Path) -> None:
+    """Below the bar of tenants, a line per period being written: its bytes so far. Held at
+    ``after-write`` (all files of the period written), the line shows the period's data bytes."""
+    import pty
+    import re
+    import select
+    import time
+
+    config = write_config(tmp_path)
+    run = ["run", "--config", str(config), "--now", NOW, *built_duckdb.cli_args()]
+    piped = built_duckdb.run(*run, "--dry-run")
+    assert "bytes written" not in piped.stderr  # not a terminal: no live lines
+
+    leader, follower = pty.openpty()
+    env = {**built_duckdb.env, "ACTIVITY_EXPORT_FAILPOINT": "after-write:wait", "COLUMNS": "200"}
+    process = subprocess.Popen(
+        [str(BIN / "activity-export"), *run], cwd=ROOT, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=follower,
+    )  # fmt: skip
+    os.close(follower)
+    shown, screens = b"", []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.1)
+        try:
+            chunk = os.read(leader, 65536) if ready else b""
+        except OSError:  # the process closed the terminal: it is done
+            break
+        shown += chunk
+        if shown.count(b"waiting at after-write") > len(screens):
+            time.sleep(0.5)  # the bar draws ten times a second
+            ready, _, _ = select.select([leader], [], [], 0.1)
+            shown += os.read(leader, 65536) if ready else b""
+            screens.append(shown.decode(errors="replace"))
+            assert process.stdin is not None
+            process.stdin.write(b"\n")
+            process.stdin.flush()
+    os.close(leader)
+    assert process.wait(timeout=60) == 0, shown.decode(errors="replace")
+    assert len(screens) == 3, "one hold per period of the three days"
+    first = re.findall(r"BRANDNAAM 2026-11-01 broadcast\S*\s.*?([\d,]+) bytes written", screens[0])
+    assert first, screens[0]
+    files = [tmp_path / "server" / f"{kind}_BRANDNAAM_20261101.csv" for kind in ("activity", "broadcast")]
+    assert int(first[-1].replace(",", "")) == sum(path.stat().st_size for path in files)

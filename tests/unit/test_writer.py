@@ -248,3 +248,27 @@ def test_a_stale_partial_file_is_overwritten(warehouse: Warehouse, tmp_path: Pat
         "broadcast_GOLD_20261125.csv",
     ]
     assert files[0].bytes < 100000
+
+
+def test_the_bytes_of_a_file_being_written_are_told_as_it_grows(tmp_path: Path) -> None:
+    """While DuckDB writes a big file, its size so far is told four times a second (plus the
+    bytes of the period's files before it); DuckDB's own ``tmp_`` name counts too."""
+    import time
+
+    from activity_export.writer import _watching
+
+    growing = tmp_path / ".activity.csv.partial"
+    told: list[tuple[str, int]] = []
+    with _watching(growing, "activity", 1000, lambda kind, size: told.append((kind, size))):
+        pending = tmp_path / f"tmp_{growing.name}"
+        with pending.open("wb") as handle:
+            for _ in range(8):
+                handle.write(b"x" * 4096)
+                handle.flush()
+                time.sleep(0.15)
+    assert len(told) >= 3, told
+    sizes = [size for _, size in told]
+    assert sizes == sorted(sizes) and sizes[-1] > 1000 and all(kind == "activity" for kind, _ in told)
+    count = len(told)
+    time.sleep(0.6)
+    assert len(told) == count, "nothing is told once the file is written"
