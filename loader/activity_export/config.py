@@ -367,7 +367,7 @@ class Notify(_Strict):
 
 def _catalogue(info: ValidationInfo) -> Catalogue:
     """The column catalogue a tenant is validated against: the one ``load_config`` read from the
-    dbt project, else (a tenant built in code) the project in the working folder's."""
+    dbt project, else (a tenant built in code) the working folder's project."""
     given = (info.context or {}).get("catalogue")
     return given if isinstance(given, Catalogue) else catalogue.load(Path())
 

@@ -481,6 +481,7 @@ CAPTURE_QUERIES = textwrap.dedent(
     from pathlib import Path
     from types import SimpleNamespace
 
+    from activity_export import catalogue
     from activity_export.warehouse import connect, period_counts, resolve_target
     from activity_export.writer import activity_query, broadcast_query
 
@@ -490,7 +491,8 @@ CAPTURE_QUERIES = textwrap.dedent(
         "broadcast": ["broadcastid", "broadcasttype", "description", "subject", "sentdate"],
     }
     tenant = SimpleNamespace(brand="MODEHUIS", timezone="Europe/Amsterdam", format="csv", timestamps="local",
-                             fields=lambda kind: fields[kind], titles=lambda kind: fields[kind])
+                             fields=lambda kind: fields[kind], titles=lambda kind: fields[kind],
+                             catalogue=catalogue.load(Path(sys.argv[1])))
     period = SimpleNamespace(start_utc=datetime(2026, 11, 5, 23, tzinfo=timezone.utc),
                              end_utc=datetime(2026, 11, 6, 23, tzinfo=timezone.utc))
     target = resolve_target(Path(sys.argv[1]), Path(sys.argv[2]), "postgres")
