@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from activity_export.errors import ConfigError
+from activity_export.folders import read_regular_file
 from activity_export.naming import ERASURE
 
 # the relation each kind of file is read from
@@ -155,7 +156,7 @@ def _load(folders: tuple[Path, ...], stamps: tuple[tuple[str, int, int], ...]) -
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return read_regular_file(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
 

@@ -129,12 +129,13 @@ def environment_problems(tenant: Tenant) -> list[str]:
             if path is None:
                 continue
             try:
-                found = path.is_file()
+                found, there = path.is_file(), path.exists()
             except OSError as exc:  # a name over the system's limit, a loop of links
                 problems.append(f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: {exc.strerror}")
                 continue
             if not found:
-                problems.append(f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: no such file")
+                what = "not a regular file (a named pipe, a device or a folder)" if there else "no such file"
+                problems.append(f"tenant {tenant.brand}: destination.{key} = {str(path)!r}: {what}")
         problems.extend(_key_file_problems(tenant.brand, destination))
     return problems
 

@@ -33,6 +33,7 @@ from pydantic import (
 from activity_export import catalogue, naming
 from activity_export.catalogue import Catalogue
 from activity_export.errors import ConfigError, shown_value
+from activity_export.folders import read_regular_file
 from activity_export.naming import KINDS
 from activity_export.periods import Period
 
@@ -780,7 +781,7 @@ def load_config(path: Path, project_dir: Path = Path()) -> Config:
     ``project_dir``; every problem is reported at once as a ConfigError."""
     columns = catalogue.load(project_dir)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path).decode("utf-8")
         # libyaml's safe loader when present: the same documents, ten times faster on many tenants
         raw = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader or its libyaml twin)
     except FileNotFoundError:

@@ -1,4 +1,5 @@
-"""Folders the loader creates get the mode meant for them, whatever the umask.
+"""Folders the loader creates get the mode meant for them, whatever the umask; the files it reads
+(configuration, known_hosts, the dbt project's YAML) are regular files.
 
 ``mkdir`` passes its mode through the process umask: under ``umask 000`` every folder a plain
 ``mkdir -p`` makes is open to everyone, under ``umask 077`` closed to the receivers' group. So each
@@ -8,7 +9,9 @@ through a link); folders that were there already are the operator's and keep the
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 PRIVATE = 0o700  # the loader's own: the ledger, its locks, work folders
@@ -40,3 +43,14 @@ def make_folders(path: Path, mode: int) -> list[Path]:
             os.close(handle)
         made.append(folder)
     return made
+
+
+def read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path``, which must be a regular file (links followed). A named pipe, a device
+    or a folder in its place is an OSError at once: opening a named pipe to read would wait for a
+    writer forever, and a job would hang instead of failing."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a named pipe, a device or a folder)", str(path))
+        return handle.read()

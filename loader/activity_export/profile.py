@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from activity_export.errors import ConfigError
+from activity_export.folders import read_regular_file
 
 PROFILES_FILE = "profiles.yml"
 PROJECT_FILE = "dbt_project.yml"
@@ -125,7 +126,7 @@ def read_yaml(path: Path, hint: str) -> dict[str, Any]:
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"no {path.name} in {path.parent}; {hint}") from None
     except OSError as exc:

@@ -233,3 +233,38 @@ def test_an_empty_ledger_file_is_read_as_an_empty_ledger(tmp_path: Path) -> None
         done = cli(command, "--config", str(path), "--now", NOW)
         assert "Traceback" not in done.stderr and "no such table" not in done.stderr, done.stderr
     assert cli("check", "--config", str(path), "--now", NOW).returncode == 0
+
+
+# --- a named pipe where a file is read ------------------------------------------------------------
+
+
+def test_a_named_pipe_as_the_configuration_is_refused_at_once(tmp_path: Path) -> None:
+    """Reading a FIFO waits for a writer forever: a job would hang instead of failing."""
+    pipe = tmp_path / "tenants.yml"
+    os.mkfifo(pipe)
+    started = time.monotonic()
+    refused(check(pipe), f"{pipe}: cannot read the configuration file: not a regular file")
+    assert time.monotonic() - started < 30
+
+
+def test_a_named_pipe_as_known_hosts_is_refused_at_once(tmp_path: Path) -> None:
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    pipe = tmp_path / "known_hosts"
+    os.mkfifo(pipe)
+    config = config_file(
+        tmp_path,
+        f"""
+        tenants:
+          BRANDNAAM:
+            destination:
+              type: sftp
+              host: sftp.example.nl
+              username: brandnaam
+              private_key: {key}
+              known_hosts: {pipe}
+        """,
+    )
+    started = time.monotonic()
+    refused(check(config), f"destination.known_hosts = '{pipe}': not a regular file")
+    assert time.monotonic() - started < 30

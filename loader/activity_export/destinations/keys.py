@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from activity_export.errors import ExportError
+from activity_export.folders import read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def load_known_hosts(path: Path, host: str, port: int) -> KnownHostKeys:
     """The keys ``path`` lists for ``host``:``port``; OSError when the file cannot be read."""
     name = host_name(host, port)
     found = KnownHostKeys()
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_regular_file(path).decode("utf-8", errors="replace")
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
