@@ -197,10 +197,16 @@ def summarize(tenant: Tenant, now: datetime) -> TenantSummary:
     )
     schedule = f"{tenant.interval} in {tenant.timezone}, due at {run_at}"
     schedule += f", from {tenant.start.isoformat()}" if tenant.start else ", from the latest due period"
+    if tenant.format == "parquet":  # no delimiter, header, compression or timestamps to show
+        layout = "format parquet (typed columns, dates as instants)"
+    else:
+        layout = (
+            f"format csv, delimiter {readable_delimiter(tenant.delimiter)}, "
+            f"header {'yes' if tenant.header else 'no'}, compression {tenant.compression}, "
+            f"timestamps {tenant.timestamps}"
+        )
     fmt = (
-        f"delimiter {readable_delimiter(tenant.delimiter)}, "
-        f"header {'yes' if tenant.header else 'no'}, compression {tenant.compression}, "
-        f"extension {tenant.extension}, manifest {'yes' if tenant.manifest else 'no'}, "
+        f"{layout}, extension {tenant.extension}, manifest {'yes' if tenant.manifest else 'no'}, "
         f"encryption {tenant.encryption}, erasure file {'yes' if tenant.erasures else 'no'}"
     )
     files = [tenant.relative_path(kind, period) for kind in tenant.delivered_kinds()]

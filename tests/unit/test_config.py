@@ -547,6 +547,7 @@ def test_check_summary_describes_schedule_format_and_names(tmp_path: Path) -> No
         delimiter="\\t",
         header=False,
         compression="zstd",
+        timestamps="offset",
         manifest=True,
         folder="{kind}/{period:%Y}",
         extra_fields={"activity": ["os", "url"], "broadcast": ["campaignid"]},
@@ -559,12 +560,22 @@ def test_check_summary_describes_schedule_format_and_names(tmp_path: Path) -> No
         "next period     2026-11-26T11: 2026-11-26 11:00 IST to 2026-11-26 12:00 IST, due 2026-11-26 12:15 IST"
         in text
     )
-    assert 'delimiter "\\t" (tab), header no, compression zstd, extension csv, manifest yes' in text
+    assert (
+        'format csv, delimiter "\\t" (tab), header no, compression zstd, timestamps offset, extension csv, '
+        "manifest yes" in text
+    )
     assert "activity file   extra fields os, url; renamed externalid as klantnummer" in text
     assert "broadcast file  extra fields campaignid; renamed none" in text
     assert "activity/2026/activity_BRANDNAAM_2026112611.csv.zst" in text
     assert "manifest/2026/manifest_BRANDNAAM_2026112611.json" in text
     assert f"local folder {tmp_path / 'out'}" in text
+
+
+def test_check_summary_of_a_parquet_tenant_leaves_out_what_does_not_apply(tmp_path: Path) -> None:
+    summaries = _check_config(tmp_path, {"type": "local", "root": str(tmp_path / "out")}, format="parquet")
+    text = render_summary(summaries)
+    assert "format parquet (typed columns, dates as instants), extension parquet, manifest no" in text
+    assert "delimiter" not in text and "timestamps" not in text
 
 
 def test_readable_delimiters() -> None:
