@@ -347,15 +347,19 @@ def read_quarantines(warehouse: Warehouse) -> dict[str, Quarantine]:
 def period_counts(warehouse: Warehouse, brand: str, start_utc: datetime, end_utc: datetime) -> PeriodCounts:
     """Late and held rows of one brand's period ``[start_utc, end_utc)`` (see :class:`PeriodCounts`).
 
-    Reads the (brand, available_at) index range of the period and the small held-events table; on
-    PostgreSQL inside PostgreSQL, so the index is used (a scan through the attached catalog would
-    read every row of every brand).
+    On PostgreSQL inside PostgreSQL, so indexes are used (a scan through the attached catalog
+    would read every row of every brand). A late row was placed after its registration
+    (``available_at > registered_at``, always true when ``registered_at`` is before the period
+    and ``available_at`` in it); saying so lets PostgreSQL count the few such rows through the
+    partial index that holds only them, instead of reading every row of the period once more
+    (at 1 M rows a day, 0.15 s and a parallel scan after every delivery). Then the small
+    held-events table.
     """
     start, end, compared = sql_instant(start_utc), sql_instant(end_utc), warehouse.brand_literal(brand)
     query = (
         f"select (select count(*) from {warehouse.native_relation('export_activities')} "  # noqa: S608
         f"where brand = {compared} and available_at >= {start} and available_at < {end} "
-        f"and registered_at < {start}) as late, "
+        f"and available_at > registered_at and registered_at < {start}) as late, "
         f"(select count(*) from {warehouse.native_relation('export_held_events')} "
         f"where brand = {compared} and registered_at >= {start} and registered_at < {end}) as held"
     )
