@@ -422,6 +422,9 @@ def run(
     target: TargetOption = None,
 ) -> None:
     """The nightly job: every due, complete, undelivered period of each tenant, oldest first."""
+    from activity_export.warehouse import start_loading_postgres
+
+    start_loading_postgres(project_dir, profiles_dir, target)  # while the rest is imported and read
     from activity_export.build import dbt_build
     from activity_export.report import Progress, run_json
     from activity_export.runs import deliver_tenants, start_run
