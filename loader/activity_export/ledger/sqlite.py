@@ -227,6 +227,14 @@ class SqliteLedger(Ledger):
                     "insert or replace into meta (name, value) values ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+            # Every run marks each tenant's unfinished attempts (``interrupt_unfinished``): without
+            # this index a scan of every attempt ever made, per tenant, under the ledger's lock
+            # (4.7 ms per tenant with 21,000 attempts, growing by one per tenant and period). Made
+            # here, not in SCHEMA, so ledgers created before it get it too; the PostgreSQL ledger
+            # has the same index.
+            self._db.execute(
+                "create index if not exists attempts_by_tenant on attempts (config, brand, outcome)"
+            )
             self._db.execute("commit")
         except BaseException:
             self._db.execute("rollback")
