@@ -165,7 +165,10 @@ def _key_file_problems(brand: str, destination: SftpDestination) -> list[str]:
     problems = []
     key, passphrase_env = destination.private_key, destination.passphrase_env
     if key is not None and _is_file(key) and not (passphrase_env and not os.environ.get(passphrase_env)):
-        from activity_export.destinations.ssh import CredentialError, load_private_key
+        from activity_export.destinations import paramiko_without_invoke
+
+        with paramiko_without_invoke():
+            from activity_export.destinations.ssh import CredentialError, load_private_key
 
         try:
             load_private_key(destination)

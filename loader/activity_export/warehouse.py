@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,77 @@ def postgres_extension_path() -> Path:
             "install duckdb-extension-postgres with the same version as duckdb"
         )
     return found[0]
+
+
+class _EarlyConnection:
+    """An in-memory DuckDB connection with the postgres extension loaded, made in the background.
+
+    Loading the extension checks its signature, a hash of its 40 MB: 0.2 s of one core, which
+    ``run`` spends importing its modules and reading the configuration on the other meanwhile.
+    The connection holds nothing of a target yet, so whichever ``connect`` comes first may take it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and self._con is None:
+                # not a daemon: the process never ends while the extension's code is running
+                self._thread = threading.Thread(target=self._load, name="load-postgres-extension")
+                self._thread.start()
+
+    def _load(self) -> None:
+        try:
+            con = _postgres_connection()
+        except (duckdb.Error, ExportError) as exc:  # connect() loads it again and says why
+            log.debug("loading the postgres extension in the background failed: %s", exc)
+            return
+        with self._lock:
+            self._con = con
+
+    def take(self) -> duckdb.DuckDBPyConnection | None:
+        """The connection once loaded (waiting for it when under way), or None when none was started."""
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        with self._lock:
+            con, self._con, self._thread = self._con, None, None
+        return con
+
+
+_early = _EarlyConnection()
+
+
+def start_loading_postgres(project_dir: Path, profiles_dir: Path | None, target: str | None) -> None:
+    """When the dbt target is PostgreSQL, start loading DuckDB's postgres extension in the
+    background, for the next ``connect``. A profile that cannot be read is left for the command's
+    own ``resolve_target`` to report, in its place."""
+    try:
+        kind = resolve_target(project_dir, profiles_dir, target).kind
+    except (ConfigError, ExportError):
+        return
+    if kind == "postgres":
+        _early.start()
+
+
+def _postgres_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the postgres extension loaded and set up for slices."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"install '{postgres_extension_path()}'")
+        con.execute("load postgres")
+        # By default the extension splits a large table into ctid ranges and scans each: a read of
+        # the whole table whatever indexes exist. One plain query per slice lets PostgreSQL use
+        # the (brand, registered_at) and (brand, touched_at) indexes (tests/warehouse/test_models.py).
+        con.execute("set pg_use_ctid_scan = false")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def _libpq_quote(value: str) -> str:
@@ -117,13 +189,7 @@ def connect(target: Target, *, read_only: bool = True, threads: int = DUCKDB_THR
             raise ExportError(f"cannot open {target.duckdb_path}: {exc}") from None
         catalog = one_value(con.sql("select current_database()").fetchone())
     else:
-        con = duckdb.connect()
-        con.execute(f"install '{postgres_extension_path()}'")
-        con.execute("load postgres")
-        # By default the extension splits a large table into ctid ranges and scans each: a read of
-        # the whole table whatever indexes exist. One plain query per slice lets PostgreSQL use
-        # the (brand, registered_at) and (brand, touched_at) indexes (tests/warehouse/test_models.py).
-        con.execute("set pg_use_ctid_scan = false")
+        con = _early.take() or _postgres_connection()
         dsn = " ".join(
             f"{key}={_libpq_quote(str(value))}"
             for key, value in (
@@ -347,15 +413,19 @@ def read_quarantines(warehouse: Warehouse) -> dict[str, Quarantine]:
 def period_counts(warehouse: Warehouse, brand: str, start_utc: datetime, end_utc: datetime) -> PeriodCounts:
     """Late and held rows of one brand's period ``[start_utc, end_utc)`` (see :class:`PeriodCounts`).
 
-    Reads the (brand, available_at) index range of the period and the small held-events table; on
-    PostgreSQL inside PostgreSQL, so the index is used (a scan through the attached catalog would
-    read every row of every brand).
+    On PostgreSQL inside PostgreSQL, so indexes are used (a scan through the attached catalog
+    would read every row of every brand). A late row was placed after its registration
+    (``available_at > registered_at``, always true when ``registered_at`` is before the period
+    and ``available_at`` in it); saying so lets PostgreSQL count the few such rows through the
+    partial index that holds only them, instead of reading every row of the period once more
+    (at 1 M rows a day, 0.15 s and a parallel scan after every delivery). Then the small
+    held-events table.
     """
     start, end, compared = sql_instant(start_utc), sql_instant(end_utc), warehouse.brand_literal(brand)
     query = (
         f"select (select count(*) from {warehouse.native_relation('export_activities')} "  # noqa: S608
         f"where brand = {compared} and available_at >= {start} and available_at < {end} "
-        f"and registered_at < {start}) as late, "
+        f"and available_at > registered_at and registered_at < {start}) as late, "
         f"(select count(*) from {warehouse.native_relation('export_held_events')} "
         f"where brand = {compared} and registered_at >= {start} and registered_at < {end}) as held"
     )

@@ -8,6 +8,7 @@
             "{{ export_index(['event_id'], unique=true) }}",
             "{{ export_index(['available_at']) }}",
             "{{ export_index(['brand collate \"C\"', 'available_at']) }}",
+            "{{ export_index(['brand collate \"C\"', 'available_at', 'registered_at'], where='(available_at > registered_at)') }}",
         ],
     )
 }}

@@ -553,7 +553,9 @@ class _GrowingUpload:
     """An upload running beside the writer (``SftpServer.follow``), in a thread of its own.
 
     It only ever writes the hidden partial name. A failure is logged and leaves the file to the
-    ordinary upload after writing; the writer is never held up or failed by it.
+    ordinary upload after writing; the writer is never held up or failed by it. The thread starts
+    only once the file has grown past FOLLOW_MIN_BYTES while being written (``_WATCHER`` looks);
+    a smaller file, as most tenants' are, costs no thread at all.
     """
 
     def __init__(self, server: SftpServer, growing: Path, final: PurePosixPath) -> None:
@@ -561,16 +563,44 @@ class _GrowingUpload:
         self._done = threading.Event()
         self._complete = False
         self._outcome: tuple[int, str] | None = None
-        self._thread = threading.Thread(target=self._run, name=f"upload {final.name}", daemon=True)
-        self._thread.start()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        _WATCHER.watch(self)
 
     def finish(self, *, complete: bool) -> None:
         self._complete = complete
-        self._done.set()
+        with self._lock:
+            self._done.set()
 
     def result(self) -> tuple[int, str] | None:
-        self._thread.join()
+        with self._lock:
+            self._done.set()  # a file not followed by now never will be
+            thread = self._thread
+        if thread is not None:
+            thread.join()
         return self._outcome
+
+    def start_if_worth_it(self) -> bool:
+        """Whether the watcher is done with this file: it started the upload (the file grew past
+        FOLLOW_MIN_BYTES before the writer was done), or the writer finished first. A small file
+        goes up faster in one piece after writing: no second path, no waiting."""
+        with self._lock:
+            if self._done.is_set():
+                return True
+            try:
+                if self._growing.stat().st_size < FOLLOW_MIN_BYTES:
+                    return False
+            except FileNotFoundError:
+                return False  # not created yet
+            except OSError:
+                return True  # not followed: uploaded after writing, as a small file is
+            thread = threading.Thread(target=self._run, name=f"upload {self._final.name}", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to be had: uploaded after writing
+                return True
+            self._thread = thread
+            return True
 
     @contextmanager
     def _opened(self) -> Iterator[BinaryIO]:
@@ -587,26 +617,8 @@ class _GrowingUpload:
         with handle:
             yield handle
 
-    def _worth_it(self) -> bool:
-        """Whether the file grows past FOLLOW_MIN_BYTES before the writer is done.
-
-        A small file goes up faster in one piece after writing: no second path, no waiting.
-        """
-        while True:
-            finished = self._done.is_set()
-            try:
-                if self._growing.stat().st_size >= FOLLOW_MIN_BYTES:
-                    return True
-            except FileNotFoundError:
-                pass
-            if finished:
-                return False
-            self._done.wait(FOLLOW_POLL_SECONDS)
-
     def _run(self) -> None:
         server = self._server
-        if not self._worth_it():
-            return
         # unpredictable and created exclusively, as every upload's temporary name
         temporary = self._final.with_name(unique_partial_name(self._final.name))
         with server._session_lock:
@@ -623,3 +635,41 @@ class _GrowingUpload:
                     "%s: upload while writing failed (%s); uploading after writing", server.describe(), exc
                 )
             server._remove_quietly(temporary)
+
+
+class _Watcher:
+    """One thread for the whole process that looks at the files being written every
+    FOLLOW_POLL_SECONDS and starts an upload for each that has grown past FOLLOW_MIN_BYTES.
+
+    A thread per file, started and joined for every small tenant's two files, cost 0.3 ms of CPU
+    and 2 ms of waiting per file; across 10,000 tenants that was a noticeable part of the run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watched: list[_GrowingUpload] = []
+        self._more = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, upload: _GrowingUpload) -> None:
+        with self._lock:
+            self._watched.append(upload)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="follow growing files", daemon=True)
+                self._thread.start()
+        self._more.set()
+
+    def _loop(self) -> None:
+        while True:
+            self._more.wait()
+            with self._lock:
+                watched = list(self._watched)
+            finished = [upload for upload in watched if upload.start_if_worth_it()]
+            with self._lock:
+                self._watched = [upload for upload in self._watched if upload not in finished]
+                if not self._watched:
+                    self._more.clear()
+            time.sleep(FOLLOW_POLL_SECONDS)
+
+
+_WATCHER = _Watcher()

@@ -190,8 +190,13 @@ class Ledger(ABC):
         """The rows of a shared statement, each readable by column name."""
 
     @abstractmethod
-    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        """Run one shared statement (committed on its own); how many rows it changed."""
+    def _write(self, sql: str, args: tuple[Any, ...] = (), *, durable: bool = True) -> int:
+        """Run one shared statement (committed on its own); how many rows it changed.
+
+        ``durable=False`` for a record nothing outside the run acts on before the next durable
+        write (which makes it durable too): it survives the process being killed, and only a
+        power cut right after it can lose it, with what the next run recovers anyway.
+        """
 
     # -- tenants ---------------------------------------------------------------------------------
 
@@ -301,7 +306,7 @@ class Ledger(ABC):
 
         Called under the tenant's lock, so no other run is still working on them.
         """
-        return self._write(sql.INTERRUPT_UNFINISHED, (now_text(), book.config, book.brand))
+        return self._write(sql.INTERRUPT_UNFINISHED, (now_text(), book.config, book.brand), durable=False)
 
     @serialized
     def attempts(self, book: Book) -> list[tuple[str, str | None]]:
@@ -343,6 +348,8 @@ class Ledger(ABC):
 
     @serialized
     def delivered(self, book: Book, kind: str, period_start: datetime, remote_path: str) -> None:
+        # not durable on its own: the next file's `uploading` or the attempt's end is, and a file
+        # recorded as uploading whose final name holds its SHA-256 counts as delivered
         self._write(
             sql.MARK_DELIVERED,
             (
@@ -354,6 +361,7 @@ class Ledger(ABC):
                 kind,
                 period_start.isoformat(),
             ),
+            durable=False,
         )
 
     @serialized
@@ -400,6 +408,7 @@ class Ledger(ABC):
                 held_rows,
                 now_text(),
             ),
+            durable=False,  # statistics
         )
 
     @serialized

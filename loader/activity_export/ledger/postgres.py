@@ -225,8 +225,8 @@ class PostgresLedger(Ledger):
     def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
         return self._all(_pg(sql), args)
 
-    def _write(self, sql: str, args: tuple[Any, ...] = ()) -> int:
-        return self._run(_pg(sql), args)
+    def _write(self, sql: str, args: tuple[Any, ...] = (), *, durable: bool = True) -> int:
+        return self._run(_pg(sql), args)  # every commit is durable (the server's setting)
 
     # -- tenants ---------------------------------------------------------------------------------
 
