@@ -26,7 +26,7 @@ from activity_export.warehouse import (
     Warehouse,
     one_value,
     read_held_events,
-    read_quarantine,
+    read_quarantines,
     read_watermarks,
 )
 from activity_export.writer import activity_query, broadcast_query
@@ -52,10 +52,11 @@ def read_warehouse(warehouse: Warehouse, tenants: list[Tenant]) -> WarehouseView
         for tenant in tenants
         if (found := watermarks.get(tenant.brand)) is not None and found.held_events
     }
+    every_brand = read_quarantines(warehouse)  # one query, however many tenants
     quarantined = {
         tenant.brand: quarantine
         for tenant in tenants
-        if (quarantine := read_quarantine(warehouse, tenant.brand)).events
+        if (quarantine := every_brand.get(tenant.brand)) is not None and quarantine.events
     }
     return WarehouseView(watermarks, held, quarantined)
 

@@ -320,3 +320,25 @@ def test_a_period_being_written_shows_its_bytes_on_a_terminal(built_duckdb: Proj
     assert first, screens[0]
     files = [tmp_path / "server" / f"{kind}_BRANDNAAM_20261101.csv" for kind in ("activity", "broadcast")]
     assert int(first[-1].replace(",", "")) == sum(path.stat().st_size for path in files)
+
+
+def test_status_check_and_export_leave_pandas_unimported(built_duckdb: Project, tmp_path: Path) -> None:
+    """DuckDB imports pandas (0.35 s) the first time a query binds a Python value, when pandas is
+    installed (a receiver's machine, this suite): the loader's queries bind none."""
+    config = write_config(tmp_path, manifest=True)
+    common = ["--config", str(config), *built_duckdb.cli_args()]
+    probe = (
+        "import sys\nfrom activity_export.cli import app\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "assert 'pandas' not in sys.modules, 'pandas imported'\n"
+    )
+    for command in (
+        ["status", *common, "--now", NOW],
+        ["check", *common, "--now", NOW],
+        ["export", *common, "--brand", "BRANDNAAM", "--period", "2026-11-02", "--out", str(tmp_path / "x")],
+    ):
+        done = subprocess.run(
+            [str(BIN / "python"), "-c", probe, *command],
+            env=built_duckdb.env, cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, f"{command[0]}: {done.stderr[-2000:]}"
