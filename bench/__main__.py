@@ -825,6 +825,17 @@ def read_rows(readme: Path) -> list[Row]:
     return rows
 
 
+READING = "\n## Reading this run\n"
+
+
+def write_readme(path: Path, generated: str) -> None:
+    """The results README: the generated part, then the hand-written section ``## Reading this
+    run`` that an earlier README ended with, kept as it was."""
+    earlier = path.read_text(encoding="utf-8") if path.exists() else ""
+    kept = earlier[earlier.index(READING) :] if READING in earlier else ""
+    path.write_text(generated.rstrip("\n") + "\n" + kept, encoding="utf-8")
+
+
 def merge(folders: list[Path], out: Path, how: str) -> None:
     """One README and chart from several partial runs (``--merge``), in scenario order."""
     rows = sorted(
@@ -836,7 +847,7 @@ def merge(folders: list[Path], out: Path, how: str) -> None:
         if (found := re.search(r"Run (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", (folder / "README.md").read_text()))
     )
     out.mkdir(parents=True, exist_ok=True)
-    (out / "README.md").write_text(markdown(rows, started, how))
+    write_readme(out / "README.md", markdown(rows, started, how))
     chart(rows, out / "bench.png")
 
 
@@ -847,7 +858,7 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=13_700_000, help="events generated for scenario 1")
     parser.add_argument("--small", type=int, default=1_370_000, help="events generated for scenarios 2 and 5")
     parser.add_argument("--tenants", type=int, default=10_000, help="tenants of scenario 3")
-    parser.add_argument("--only", default="0,1,2,3,4,5", help="comma-separated scenarios to run")
+    parser.add_argument("--only", default="0,1,2,3,4,5,6", help="comma-separated scenarios to run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--merge", type=Path, nargs="+", help="merge the READMEs of these result folders")
     parser.add_argument("--how", default="", help="with --merge: how the runs were made")
@@ -862,7 +873,7 @@ def main() -> None:
 
     def save(new: list[Row]) -> None:  # after every scenario: a late failure keeps the others
         rows.extend(new)
-        (args.out / "README.md").write_text(markdown(rows, started))
+        write_readme(args.out / "README.md", markdown(rows, started))
 
     def attempt(scenario: str, run: Callable[[], list[Row]]) -> None:
         try:
