@@ -12,7 +12,8 @@ Scenarios:
   2. the same with 1 million rows (--small events): how cost and memory grow with size;
      both also measure how much of psql's time is PostgreSQL sorting the slice (EXPLAIN ANALYZE)
      and psql \\copy of the slice without an order (the floor), and our write alone;
-  3. --tenants tenants with small days: one whole `run` to sshd, total and per tenant;
+  3. --tenants tenants with small days: one whole `run` to sshd, total and per tenant, against
+     OpenSSH `sftp` per tenant (login, mkdir, two puts) and against the SSH logins alone;
   4. an incremental `dbt build` of one new day with 1x and 10x history (bench/dbt_incremental.py);
   5. gzip and zstd against none for the --small day: time and bytes;
   6. the --small day (DuckDB) to an S3 bucket (a SeaweedFS store on loopback): `activity-export export`
@@ -39,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tests.support.postgres import create_database, drop_database, pg_variables
 from tests.support.project import BIN, ROOT, copy_profiles, dbt_env
@@ -417,6 +419,9 @@ def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
     first = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
     delivered = sum(1 for _ in account.upload.rglob("*.csv"))
     second = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
+    print(f"[3] the same files by OpenSSH sftp, and SSH logins alone, for {count} tenants", flush=True)
+    by_hand = sftp_each_tenant(server, account, brands, work / "by_hand")
+    logins = logins_alone(server, account, count)
     return [
         Row(
             "3",
@@ -436,7 +441,59 @@ def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
             None,
             f"{second.seconds / count * 1000:.1f} ms per tenant",
         ),
+        Row(
+            "3",
+            "baseline OpenSSH sftp per tenant (login, mkdir, 2 puts), 8 in parallel",
+            by_hand,
+            note=f"{by_hand / count * 1000:.0f} ms per tenant; the run is {first.seconds / by_hand:.2f}x of it",
+        ),
+        Row(
+            "3",
+            "SSH logins alone (paramiko, login and SFTP session), 8 threads",
+            logins,
+            note=f"{logins / count * 1000:.0f} ms per tenant: the floor of a login per tenant",
+        ),
     ]
+
+
+def sftp_each_tenant(server: SshServer, account: Any, brands: list[str], local: Path) -> float:
+    """The hand-made path: per tenant, OpenSSH ``sftp -b`` logs in, makes a folder and puts the
+    two files the run delivered, eight tenants at a time; seconds."""
+    batches = {}
+    for brand in brands:
+        mine = local / brand
+        mine.mkdir(parents=True)
+        puts = []
+        for delivered in sorted((account.upload / brand).rglob("*.csv")):
+            shutil.copy(delivered, mine / delivered.name)
+            puts.append(f"put {mine / delivered.name} /upload/by_hand_{brand}/{delivered.name}")
+        batches[brand] = "\n".join([f"mkdir /upload/by_hand_{brand}", *puts]) + "\n"
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda brand: server.openssh_sftp(account, batches[brand]).returncode, brands))
+    if any(codes):
+        raise RuntimeError(f"sftp failed for {sum(1 for c in codes if c)} tenants")
+    return time.perf_counter() - started
+
+
+def logins_alone(server: SshServer, account: Any, count: int) -> float:
+    """``count`` SSH logins with an SFTP session each and nothing else, eight threads; seconds."""
+    import paramiko
+
+    key = paramiko.Ed25519Key.from_private_key_file(str(account.private_key))
+
+    def login(_: int) -> None:
+        transport = paramiko.Transport((server.host, server.port))
+        try:
+            transport.connect(username=account.username, pkey=key)
+            paramiko.SFTPClient.from_transport(transport).close()  # type: ignore[union-attr]
+        finally:
+            transport.close()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(login, range(count)))
+    return time.perf_counter() - started
 
 
 # -- scenario 4 ---------------------------------------------------------------------------------
