@@ -136,6 +136,22 @@ class Workspace:
     target: list[str]
 
 
+def ours_against(
+    scenario: str, what: str, ours: Measurement, baseline: float, rows: int, size: float, identical: bool
+) -> Row:
+    """A round of activity-export, as a ratio to the baseline measured beside it."""
+    return Row(
+        scenario,
+        what,
+        ours.seconds,
+        ours.peak_rss_mb,
+        rows,
+        size,
+        f"{ours.seconds / baseline:.2f}x baseline; same bytes: {identical}; busy CPU {ours.busy_cpu:.1f}s",
+        {"ratio": ours.seconds / baseline},
+    )
+
+
 def workspace(work: Path, name: str, target: str, extra_env: dict[str, str]) -> Workspace:
     folder = work / name
     profiles = copy_profiles(folder)
@@ -347,19 +363,8 @@ def one_tenant_day(rows: int, label: str, server: SshServer, work: Path) -> list
                 f"busy CPU {baseline_cpu:.1f}s",
             )
         )
-        results.append(
-            Row(
-                label,
-                f"activity-export run (round {round_number + 1})",
-                ours.seconds,
-                ours.peak_rss_mb,
-                activity_rows,
-                size,
-                f"{ours.seconds / baseline_seconds:.2f}x baseline; same bytes: {identical}; "
-                f"busy CPU {ours.busy_cpu:.1f}s",
-                {"ratio": ours.seconds / baseline_seconds},
-            )
-        )
+        what = f"activity-export run (round {round_number + 1})"
+        results.append(ours_against(label, what, ours, baseline_seconds, activity_rows, size, identical))
         for path in (account.upload / "ours").glob("*"):
             path.unlink()
     # the two halves of a run on their own: the write alone (no upload), the upload alone (paramiko)
@@ -676,19 +681,8 @@ def s3_day(rows: int, work: Path) -> list[Row]:
                     f"busy CPU {written.busy_cpu + put_cpu:.1f}s",
                 )
             )
-            results.append(
-                Row(
-                    "6",
-                    f"activity-export run to S3 (round {round_number + 1})",
-                    ours.seconds,
-                    ours.peak_rss_mb,
-                    activity_rows,
-                    size,
-                    f"{ours.seconds / baseline_seconds:.2f}x baseline; same bytes: {identical}; "
-                    f"busy CPU {ours.busy_cpu:.1f}s",
-                    {"ratio": ours.seconds / baseline_seconds},
-                )
-            )
+            what = f"activity-export run to S3 (round {round_number + 1})"
+            results.append(ours_against("6", what, ours, baseline_seconds, activity_rows, size, identical))
             shutil.rmtree(out)
         return results
     finally:

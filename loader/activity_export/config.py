@@ -68,6 +68,15 @@ def _plain_text(value: Any, what: str) -> Any:
     return value
 
 
+def _environment_name(value: str | None) -> str | None:
+    """A setting that names an environment variable holding a secret: a name, never the secret."""
+    if value is not None and not ENV_NAME_PATTERN.fullmatch(value):
+        raise ValueError(
+            "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
+        )
+    return value
+
+
 class LocalDestination(_Strict):
     """A directory on this machine: the embedded default, and handy for tests."""
 
@@ -139,11 +148,7 @@ class SftpDestination(_Strict):
     @field_validator("password_env", "passphrase_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME_PATTERN.fullmatch(value):
-            raise ValueError(
-                "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
-            )
-        return value
+        return _environment_name(value)
 
     def describe(self) -> str:
         """Where the files go, as every command shows it and the ledger records it (no secret)."""
@@ -277,11 +282,7 @@ class S3Destination(_Strict):
     @field_validator("access_key_id_env", "secret_access_key_env")
     @classmethod
     def _env_name(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_NAME_PATTERN.fullmatch(value):
-            raise ValueError(
-                "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
-            )
-        return value
+        return _environment_name(value)
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> S3Destination:
@@ -359,10 +360,7 @@ class Notify(_Strict):
     @field_validator("secret_env")
     @classmethod
     def _env_name(cls, value: str) -> str:
-        if not ENV_NAME_PATTERN.fullmatch(value):
-            raise ValueError(
-                "must be the NAME of an environment variable (letters, digits, '_'), not the secret itself"
-            )
+        _environment_name(value)
         return value
 
 
