@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 import pytest
+from paramiko.sftp import CMD_STAT
 
 from activity_export.destinations.sftp import RemotePathError, SftpServer
 from activity_export.destinations.ssh import POOL, SESSIONS_PER_CONNECTION
@@ -91,3 +92,37 @@ def test_an_idle_connection_is_reused_by_the_next_tenant_and_closed_at_the_end(
         assert client_port(second) == port
     POOL.close_all()
     assert transport is not None and not transport.is_active()
+
+
+def sessions_started(server: SshServer) -> int:
+    """SFTP sessions sshd started so far (a ``Starting session`` line each, process and all)."""
+    return server.log.read_text(errors="replace").count("Starting session:")
+
+
+def test_the_next_tenant_takes_over_a_finished_tenants_session(
+    sshd_server: SshServer, sftp_account, tmp_path: Path
+) -> None:
+    """A session left clean (nothing asked and unanswered) goes to the next tenant of the same
+    account: no new channel, no new process on the server for every small tenant."""
+    config = destination(sshd_server, sftp_account())
+    before = sessions_started(sshd_server)
+    with sftp_server(config) as first:
+        first.publish(local_file(tmp_path, "a.csv"), PurePosixPath("A/a.csv"))
+        session = first._ssh._sftp
+    with sftp_server(config) as second:
+        assert second._ssh._sftp is session
+        second.publish(local_file(tmp_path, "b.csv"), PurePosixPath("B/b.csv"))
+    assert sessions_started(sshd_server) - before == 1
+
+
+def test_a_session_with_an_unanswered_request_is_not_handed_on(sshd_server: SshServer, sftp_account) -> None:
+    """An answer still on its way (a tenant stopped mid-request) would reach the next tenant:
+    such a session is closed, and the next tenant starts a new one."""
+    config = destination(sshd_server, sftp_account())
+    with sftp_server(config) as first:
+        session = first._ssh._sftp
+        assert session is not None
+        session._async_request(type(None), CMD_STAT, "/")  # asked, never read
+    with sftp_server(config) as second:
+        assert second._ssh._sftp is not session
+    assert session.sock.closed

@@ -182,12 +182,14 @@ IDLE_CONNECTIONS = 16
 
 @dataclass(eq=False)
 class _Shared:
-    """One logged-in SSH connection and how many SFTP sessions run over it now."""
+    """One logged-in SSH connection, how many SFTP sessions are in use over it now, and the
+    sessions left clean by tenants that are done, for the next tenants."""
 
     transport: paramiko.Transport
     host_key_fingerprint: str
     users: int = 0
     last_used: float = field(default_factory=time.monotonic)
+    idle: list[ExtendedSftpClient] = field(default_factory=list)
 
 
 class ConnectionPool:
@@ -195,10 +197,13 @@ class ConnectionPool:
 
     Tenants share a connection only when host, port, user name, credentials (key file or password
     variable) and known_hosts file are all the same: the host key was checked and the login done
-    exactly as each of them would do it. Each tenant still gets an SFTP session of its own (its
-    own channel), so one tenant's failing file operation never touches another's; a connection
-    that breaks is dropped, and each of its tenants reconnects within its own retry budget.
-    Different accounts never share anything.
+    exactly as each of them would do it. Each tenant has an SFTP session (a channel) to itself
+    while it delivers, so one tenant's failing file operation never touches another's. A session
+    the tenant leaves clean (open, no request without its answer) is handed to the next tenant of
+    the account: a channel opened and a process started on the server for every small tenant were
+    a noticeable part of a run over thousands of them. A connection that breaks is dropped, and
+    each of its tenants reconnects within its own retry budget. Different accounts never share
+    anything.
     """
 
     def __init__(self) -> None:
@@ -208,10 +213,14 @@ class ConnectionPool:
 
     def acquire(
         self, key: tuple[object, ...], open_new: Callable[[], tuple[paramiko.Transport, str]]
-    ) -> _Shared:
-        """A live connection for ``key`` with room for one more session; opened when there is none."""
+    ) -> tuple[_Shared, ExtendedSftpClient | None]:
+        """A live connection for ``key`` and a clean session left on it, or a connection with room
+        for one more session (None: open one); a new connection when there is none."""
         with self._lock:
             opening = self._opening.setdefault(key, threading.Lock())
+            found = self._take(key)  # a session left clean: no login to wait for
+        if found is not None:
+            return found
         with opening:  # one login per account at a time; the others then share it
             with self._lock:
                 found = self._take(key)
@@ -221,9 +230,9 @@ class ConnectionPool:
             shared = _Shared(transport, fingerprint, users=1)
             with self._lock:
                 self._connections.setdefault(key, []).append(shared)
-            return shared
+            return shared, None
 
-    def _take(self, key: tuple[object, ...]) -> _Shared | None:
+    def _take(self, key: tuple[object, ...]) -> tuple[_Shared, ExtendedSftpClient | None] | None:
         live = []
         for shared in self._connections.get(key, []):
             if shared.transport.is_active():
@@ -232,17 +241,28 @@ class ConnectionPool:
                 _close(shared.transport)
         self._connections[key] = live
         for shared in live:
-            if shared.users < SESSIONS_PER_CONNECTION:
+            while shared.idle:
+                session = shared.idle.pop()
+                if _clean(session):
+                    shared.users += 1
+                    return shared, session
+                _close_session(session)
+        for shared in live:
+            if shared.users + len(shared.idle) < SESSIONS_PER_CONNECTION:
                 shared.users += 1
-                return shared
+                return shared, None
         return None
 
-    def release(self, shared: _Shared) -> None:
-        """One session fewer; a dead connection is closed, idle ones beyond a few are closed too."""
+    def release(self, shared: _Shared, session: ExtendedSftpClient | None = None) -> None:
+        """One session fewer in use: a clean ``session`` is kept for the next tenant, any other
+        closed; a dead connection is closed, idle ones beyond a few are closed too."""
         idle: list[tuple[tuple[object, ...], _Shared]] = []
         with self._lock:
             shared.users -= 1
             shared.last_used = time.monotonic()
+            if session is not None and shared.transport.is_active() and _clean(session):
+                shared.idle.append(session)
+                session = None
             for key, connections in self._connections.items():
                 for candidate in connections:
                     if candidate.users == 0:
@@ -252,6 +272,8 @@ class ConnectionPool:
             closing = dead + alive[: max(0, len(alive) - IDLE_CONNECTIONS)]
             for key, candidate in closing:
                 self._connections[key].remove(candidate)
+        if session is not None:
+            _close_session(session)
         for _key, candidate in closing:
             _close(candidate.transport)
 
@@ -262,6 +284,19 @@ class ConnectionPool:
             self._connections.clear()
         for shared in connections:
             _close(shared.transport)
+
+
+def _clean(session: ExtendedSftpClient) -> bool:
+    """Whether a session can serve another tenant: its channel open, every request answered (an
+    answer still on its way would be read by the next tenant's request)."""
+    return not session.sock.closed and not session._expecting
+
+
+def _close_session(session: ExtendedSftpClient) -> None:
+    try:
+        session.close()
+    except (OSError, EOFError, paramiko.SSHException) as exc:
+        log.debug("closing the SFTP session: %s", exc)
 
 
 def _close(transport: paramiko.Transport) -> None:
@@ -309,23 +344,25 @@ class SshConnection:
         return self._sftp
 
     def disconnect(self) -> None:
-        """Close this destination's SFTP session; the connection under it goes back to the pool."""
+        """Done with this destination's SFTP session: it goes back to the pool with the connection
+        under it (kept for the next tenant when clean, else closed)."""
         sftp, shared = self._sftp, self._shared
         self._sftp = self._transport = self._shared = None
-        if sftp is not None:
-            try:
-                sftp.close()
-            except (OSError, EOFError, paramiko.SSHException) as exc:
-                log.debug("closing the SFTP session: %s", exc)
         if shared is not None:
-            POOL.release(shared)
+            POOL.release(shared, sftp)
+        elif sftp is not None:
+            _close_session(sftp)
 
     # -- connection ------------------------------------------------------------------------------
 
     def _connect(self) -> None:
-        shared = POOL.acquire(self._account(), self._login)
+        shared, session = POOL.acquire(self._account(), self._login)
         self._shared, self._transport = shared, shared.transport
         self.host_key_fingerprint = shared.host_key_fingerprint
+        if session is not None:
+            session.get_channel().settimeout(self.timeout)
+            self._sftp = session
+            return
         try:
             self._open_session(shared.transport)
         except BaseException:
