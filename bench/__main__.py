@@ -13,7 +13,8 @@ Scenarios:
      both also measure how much of psql's time is PostgreSQL sorting the slice (EXPLAIN ANALYZE)
      and psql \\copy of the slice without an order (the floor), and our write alone;
   3. --tenants tenants with small days: one whole `run` to sshd, total and per tenant, against
-     OpenSSH `sftp` per tenant (login, mkdir, two puts) and against the SSH logins alone;
+     OpenSSH `sftp` per tenant (login, mkdir, two puts) and against the SSH logins alone; and the
+     same delivery as two `run --shard` processes side by side on this machine, one ledger;
   4. an incremental `dbt build` of one new day with 1x and 10x history (bench/dbt_incremental.py);
   5. gzip and zstd against none for the --small day: time and bytes;
   6. the --small day (DuckDB) to an S3 bucket (a SeaweedFS store on loopback): `activity-export export`
@@ -56,6 +57,8 @@ RESULTS = ROOT / "bench" / "results"
 LOAD_AT_START = " / ".join(f"{load:.1f}" for load in os.getloadavg())
 DAY = "2026-11-01"
 NOW = "2026-11-03T07:00:00+00:00"
+# scenario 3 also delivers its tenants as this many `run --shard` processes on this one machine
+SHARDS = 2
 
 
 @dataclass
@@ -115,6 +118,30 @@ def timed(command: list[str], env: dict[str, str], stdin: str | None = None) -> 
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}\n{out[-3000:]}\n{err[-3000:]}")
     return Measurement(elapsed, usage.ru_maxrss / 1024, out, busy_cpu() - cpu_before)
+
+
+def timed_together(commands: list[list[str]], env: dict[str, str]) -> Measurement:
+    """Wall time until the last of ``commands``, started at once, has ended, and the largest peak
+    RSS among them; failing loudly."""
+    started, cpu_before = time.perf_counter(), busy_cpu()
+    with tempfile.TemporaryDirectory(prefix="aexp-bench-out-") as logs:
+        processes = []
+        for number, command in enumerate(commands):
+            with open(Path(logs) / f"{number}.out", "w") as out:  # files, not pipes: nothing blocks
+                processes.append(
+                    subprocess.Popen(
+                        command, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+                    )
+                )
+        peak = 0.0
+        for number, process in enumerate(processes):
+            _, status, usage = os.wait4(process.pid, 0)
+            peak = max(peak, usage.ru_maxrss / 1024)
+            if os.waitstatus_to_exitcode(status) != 0:
+                output = (Path(logs) / f"{number}.out").read_text(errors="replace")
+                raise SystemExit(f"failed: {' '.join(commands[number])}\n{output[-3000:]}")
+        elapsed = time.perf_counter() - started
+    return Measurement(elapsed, peak, "", busy_cpu() - cpu_before)
 
 
 def pg_env(database: str) -> dict[str, str]:
@@ -424,6 +451,31 @@ def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
     first = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
     delivered = sum(1 for _ in account.upload.rglob("*.csv"))
     second = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
+    print(f"[3] the same delivery as {SHARDS} shard processes side by side, one new ledger", flush=True)
+    for delivered_folder in account.upload.iterdir():  # the account's own folder stays, owner and all
+        shutil.rmtree(delivered_folder)
+    ledger = folder / "shards.ledger.sqlite"
+    sharded = timed_together(
+        [
+            cli(
+                "run",
+                "--config",
+                str(config),
+                "--now",
+                NOW,
+                "--parallel",
+                "4",
+                "--shard",
+                f"{i}/{SHARDS}",
+                "--ledger",
+                str(ledger),
+                *target,
+            )
+            for i in range(1, SHARDS + 1)
+        ],
+        env,
+    )
+    sharded_files = sum(1 for _ in account.upload.rglob("*.csv"))
     print(f"[3] the same files by OpenSSH sftp, and SSH logins alone, for {count} tenants", flush=True)
     by_hand = sftp_each_tenant(server, account, brands, work / "by_hand")
     logins = logins_alone(server, account, count)
@@ -436,6 +488,17 @@ def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
             None,
             None,
             f"{first.seconds / count * 1000:.0f} ms per tenant; {delivered} files",
+        ),
+        Row(
+            "3",
+            f"the same run as {SHARDS} shard processes side by side (one ledger, 4 in parallel each)",
+            sharded.seconds,
+            sharded.peak_rss_mb,
+            None,
+            None,
+            f"{sharded.seconds / count * 1000:.0f} ms per tenant; {sharded_files} files; "
+            f"{first.seconds / sharded.seconds:.2f}x faster than one process; busy CPU "
+            f"{sharded.busy_cpu:.0f}s, one process {first.busy_cpu:.0f}s",
         ),
         Row(
             "3",

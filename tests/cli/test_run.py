@@ -13,6 +13,7 @@ import duckdb
 import pytest
 import yaml
 
+from activity_export.shards import shard_of
 from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project
 from tests.support.tenants import EXPECTED, NOW, run, server_files, write_config
 
@@ -185,6 +186,55 @@ def test_two_concurrent_runs_deliver_each_period_once(built_duckdb: Project, tmp
     assert 0 in [process.returncode for process in runs], outputs
     assert sorted(server_files(tmp_path)) == sorted(EXPECTED)
     assert [label for label, _ in attempts(config)] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+
+
+def test_two_shards_side_by_side_on_one_ledger_deliver_every_tenant_once(
+    built_duckdb: Project, tmp_path: Path
+) -> None:
+    """Shard processes on one machine share the ledger beside the configuration (docs/scaling.md):
+    each delivers only its own tenants, and together every tenant's periods once."""
+    brands = ["BRANDNAAM", "MODEHUIS"]
+    assert shard_of("BRANDNAAM", 2) != shard_of("MODEHUIS", 2)
+    config = tmp_path / "tenants.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "defaults": {"start": "2026-11-01"},
+                "tenants": {
+                    brand: {"destination": {"type": "local", "root": str(tmp_path / "server" / brand)}}
+                    for brand in brands
+                },
+            }
+        )
+    )
+    command = [str(BIN / "activity-export"), "run", "--config", str(config), "--now", NOW]
+    shards = [
+        subprocess.Popen(
+            [*command, "--shard", f"{i}/2", *built_duckdb.cli_args()],
+            env=built_duckdb.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
+    outputs = [process.communicate(timeout=120) for process in shards]
+    assert [process.returncode for process in shards] == [0, 0], outputs
+    for i, (_, stderr) in enumerate(outputs, start=1):
+        mine = next(brand for brand in brands if shard_of(brand, 2) == i)
+        assert f"{mine} 2026-11-01" in stderr and not any(
+            f"{brand} 2026" in stderr for brand in brands if brand != mine
+        ), stderr
+    for brand in brands:
+        assert len(list((tmp_path / "server" / brand).glob("*.csv"))) == 6, brand
+    with sqlite3.connect(tmp_path / "activity-export.ledger.sqlite") as db:
+        rows = db.execute(
+            "select brand, period_label, outcome from attempts order by brand, period_label"
+        ).fetchall()
+    assert rows == [
+        (brand, day, "delivered") for brand in brands for day in ("2026-11-01", "2026-11-02", "2026-11-03")
+    ]
 
 
 def test_failed_tenant_does_not_stop_the_others(built_duckdb: Project, tmp_path: Path) -> None:
