@@ -93,6 +93,7 @@ class Simulation(Loading, Invariants):
         self.broadcast_files: dict[str, set[int]] = {}  # broadcast file -> broadcast ids
         self.first_run_at: datetime | None = None
         self.killed_leftovers: set[str] = set()
+        self.overlapped = False
 
     # --- reporting ------------------------------------------------------------------------------
 
@@ -195,7 +196,11 @@ class Simulation(Loading, Invariants):
                 f"{time.monotonic() - started:.1f}s"
             )
             self.check_run(result)
-        self.check_files()
+        self.overlapped = how == "overlap"
+        try:
+            self.check_files()
+        finally:
+            self.overlapped = False
         if how == "normal":
             self.check_on_time(now)
         return results[0]
