@@ -144,8 +144,8 @@ class Invariants:
     def erasure_known(self, customer: Customer) -> bool:
         """Whether the warehouse the files are written from knows the erasure: the latest build, or
         for a run that a build overlapped the one before it (the run reads one snapshot, which may
-        be taken before that build commits; the erasure then reaches the receiver with its own
-        period's erasure file, as for any erasure that arrives after a file was written)."""
+        be taken before that build commits; the files of every later run leave the customer out,
+        as docs/file-format.md says)."""
         built = self.builds[:-1] if self.overlapped else self.builds
         visible = customer.erasure_visible_at
         return visible is not None and bool(built) and visible <= built[-1]

@@ -218,7 +218,7 @@ class ConnectionPool:
         for one more session (None: open one); a new connection when there is none."""
         with self._lock:
             opening = self._opening.setdefault(key, threading.Lock())
-            found = self._take(key)  # a session left clean: no login to wait for
+            found = self._take(key)  # a clean session or room on a connection: no login to wait for
         if found is not None:
             return found
         with opening:  # one login per account at a time; the others then share it
