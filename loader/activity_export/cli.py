@@ -382,6 +382,15 @@ def run(
     dry_run: DryRunOption = False,
     build: Annotated[bool, typer.Option(help="Run `dbt build` first.")] = False,
     parallel: Annotated[int, typer.Option(min=1, max=64, help="Tenants delivered at once.")] = 4,
+    processes: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes sharing the tenants, each delivering --parallel at once "
+            "(up to the machine's cores, for thousands of small tenants).",
+        ),
+    ] = 1,
     shard: Annotated[
         str | None, typer.Option(help="Only the tenants of shard I of N (I/N), by a stable hash.")
     ] = None,
@@ -427,8 +436,9 @@ def run(
 
     start_loading_postgres(project_dir, profiles_dir, target)  # while the rest is imported and read
     from activity_export.build import dbt_build
+    from activity_export.processes import deliver_in_processes
     from activity_export.report import Progress, run_json
-    from activity_export.runs import deliver_tenants, start_run
+    from activity_export.runs import start_run
     from activity_export.stopping import stop_on_signals
     from activity_export.warehouse import resolve_target
 
@@ -455,8 +465,8 @@ def run(
         try:
             if build:  # dbt's own progress on a terminal
                 dbt_build(project_dir, profiles_dir, warehouse_target.name, progress=logs.live_bar())
-            reports = deliver_tenants(
-                started, warehouse_target, parallel, on_tenant_done=progress.tenant_done
+            reports = deliver_in_processes(
+                started, warehouse_target, parallel, processes, on_tenant_done=progress.tenant_done
             )
         finally:
             progress.stop()

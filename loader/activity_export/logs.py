@@ -73,6 +73,17 @@ def is_json() -> bool:
     return _format["current"] == "json"
 
 
+def current_format() -> str:
+    """``text`` or ``json``: what ``configure`` chose."""
+    return _format["current"]
+
+
+def configure_worker(log_format: str) -> None:
+    """A worker process of a run (``run --processes``): its lines go to the run, which writes
+    them; only the format is known here, for what asks ``is_json``."""
+    _format["current"] = log_format
+
+
 def live_bar() -> bool:
     """Whether a run may draw a progress bar: text lines on a terminal, not ``-q``."""
     return not is_json() and console.isEnabledFor(logging.INFO) and sys.stderr.isatty()
@@ -89,9 +100,9 @@ def configure(verbose: int, *, quiet: bool, log_format: str) -> None:
     """Send log and console lines to stderr at the chosen level and in the chosen format."""
     _format["current"] = log_format
     log_lines = _Stderr()
-    log_lines.addFilter(_add_context)
+    log_lines.addFilter(add_context)
     console_lines = _Stderr()
-    console_lines.addFilter(_add_context)
+    console_lines.addFilter(add_context)
     if log_format == "json":
         log_lines.setFormatter(JsonFormatter())
         console_lines.setFormatter(JsonFormatter())
@@ -126,7 +137,7 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def _add_context(record: logging.LogRecord) -> bool:
+def add_context(record: logging.LogRecord) -> bool:
     for name, value in _context.get({}).items():
         if not hasattr(record, name):
             setattr(record, name, value)
@@ -163,4 +174,6 @@ class JsonFormatter(logging.Formatter):
         entry["message"] = record.getMessage()
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # a worker process's traceback, sent as text
+            entry["exception"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False, default=str)

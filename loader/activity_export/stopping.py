@@ -4,7 +4,8 @@ The first signal only asks the run to stop: the handler sets an event that deliv
 safe points (before a period, between files), so the file being published is finished and
 recorded, temporary files are removed, attempts get an outcome and the summary is printed. The
 command then exits with 128 + the signal number (130 for SIGINT, 143 for SIGTERM). A second signal
-stops the process at once, the way the signal normally would.
+stops the process at once, the way the signal normally would, and its worker processes
+(``run --processes``, listed in ``WORKERS``) with it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# process ids of the run's worker processes: they take no signal themselves (the run passes a stop
+# on), so a second signal kills them here
+WORKERS: set[int] = set()
 
 
 @dataclass
@@ -38,6 +42,9 @@ def stop_on_signals(stop: threading.Event) -> Iterator[Received]:
 
     def handler(signum: int, _frame: FrameType | None) -> None:
         if received.signum is not None:  # the second one: stop now
+            for worker in list(WORKERS):
+                with suppress(ProcessLookupError):
+                    os.kill(worker, signal.SIGKILL)
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
