@@ -12,9 +12,9 @@ Scenarios:
   2. the same with 1 million rows (--small events): how cost and memory grow with size;
      both also measure how much of psql's time is PostgreSQL sorting the slice (EXPLAIN ANALYZE)
      and psql \\copy of the slice without an order (the floor), and our write alone;
-  3. --tenants tenants with small days: one whole `run` to sshd, total and per tenant, against
-     OpenSSH `sftp` per tenant (login, mkdir, two puts) and against the SSH logins alone; and the
-     same delivery as two `run --shard` processes side by side on this machine, one ledger;
+  3. --tenants tenants with small days: one whole `run --processes 2` to sshd, total and per tenant,
+     against OpenSSH `sftp` per tenant (login, mkdir, two puts) and against the SSH logins alone;
+     and the same delivery by one process with 8 threads;
   4. an incremental `dbt build` of one new day with 1x and 10x history (bench/dbt_incremental.py);
   5. gzip and zstd against none for the --small day: time and bytes;
   6. the --small day (DuckDB) to an S3 bucket (a SeaweedFS store on loopback): `activity-export export`
@@ -57,8 +57,8 @@ RESULTS = ROOT / "bench" / "results"
 LOAD_AT_START = " / ".join(f"{load:.1f}" for load in os.getloadavg())
 DAY = "2026-11-01"
 NOW = "2026-11-03T07:00:00+00:00"
-# scenario 3 also delivers its tenants as this many `run --shard` processes on this one machine
-SHARDS = 2
+# scenario 3's run delivers with this many worker processes (`run --processes`), one per core here
+PROCESSES = 2
 
 
 @dataclass
@@ -118,30 +118,6 @@ def timed(command: list[str], env: dict[str, str], stdin: str | None = None) -> 
     if process.returncode != 0:
         raise SystemExit(f"failed ({process.returncode}): {' '.join(command)}\n{out[-3000:]}\n{err[-3000:]}")
     return Measurement(elapsed, usage.ru_maxrss / 1024, out, busy_cpu() - cpu_before)
-
-
-def timed_together(commands: list[list[str]], env: dict[str, str]) -> Measurement:
-    """Wall time until the last of ``commands``, started at once, has ended, and the largest peak
-    RSS among them; failing loudly."""
-    started, cpu_before = time.perf_counter(), busy_cpu()
-    with tempfile.TemporaryDirectory(prefix="aexp-bench-out-") as logs:
-        processes = []
-        for number, command in enumerate(commands):
-            with open(Path(logs) / f"{number}.out", "w") as out:  # files, not pipes: nothing blocks
-                processes.append(
-                    subprocess.Popen(
-                        command, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out, stderr=out
-                    )
-                )
-        peak = 0.0
-        for number, process in enumerate(processes):
-            _, status, usage = os.wait4(process.pid, 0)
-            peak = max(peak, usage.ru_maxrss / 1024)
-            if os.waitstatus_to_exitcode(status) != 0:
-                output = (Path(logs) / f"{number}.out").read_text(errors="replace")
-                raise SystemExit(f"failed: {' '.join(commands[number])}\n{output[-3000:]}")
-        elapsed = time.perf_counter() - started
-    return Measurement(elapsed, peak, "", busy_cpu() - cpu_before)
 
 
 def pg_env(database: str) -> dict[str, str]:
@@ -447,58 +423,39 @@ def many_tenants(count: int, server: SshServer, work: Path) -> list[Row]:
         for brand in brands
     }
     config = write_tenants(folder / "tenants.yml", tenants, {"start": DAY, "timezone": "UTC"})
-    print(f"[3] run for {count} tenants", flush=True)
-    first = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
+    print(f"[3] run for {count} tenants, {PROCESSES} worker processes", flush=True)
+    command = cli("run", "--config", str(config), "--now", NOW, *target)
+    first = timed([*command, "--processes", str(PROCESSES)], env)
     delivered = sum(1 for _ in account.upload.rglob("*.csv"))
-    second = timed(cli("run", "--config", str(config), "--now", NOW, "--parallel", "8", *target), env)
-    print(f"[3] the same delivery as {SHARDS} shard processes side by side, one new ledger", flush=True)
+    second = timed([*command, "--processes", str(PROCESSES)], env)
+    print("[3] the same delivery in one process, 8 threads, a new ledger", flush=True)
     for delivered_folder in account.upload.iterdir():  # the account's own folder stays, owner and all
         shutil.rmtree(delivered_folder)
-    ledger = folder / "shards.ledger.sqlite"
-    sharded = timed_together(
-        [
-            cli(
-                "run",
-                "--config",
-                str(config),
-                "--now",
-                NOW,
-                "--parallel",
-                "4",
-                "--shard",
-                f"{i}/{SHARDS}",
-                "--ledger",
-                str(ledger),
-                *target,
-            )
-            for i in range(1, SHARDS + 1)
-        ],
-        env,
-    )
-    sharded_files = sum(1 for _ in account.upload.rglob("*.csv"))
+    alone = timed([*command, "--parallel", "8", "--ledger", str(folder / "one-process.ledger.sqlite")], env)
+    alone_files = sum(1 for _ in account.upload.rglob("*.csv"))
     print(f"[3] the same files by OpenSSH sftp, and SSH logins alone, for {count} tenants", flush=True)
     by_hand = sftp_each_tenant(server, account, brands, work / "by_hand")
     logins = logins_alone(server, account, count)
     return [
         Row(
             "3",
-            f"run, {count} tenants, sftp, 8 in parallel",
+            f"run, {count} tenants, sftp, --processes {PROCESSES} (4 in parallel each)",
             first.seconds,
             first.peak_rss_mb,
             None,
             None,
-            f"{first.seconds / count * 1000:.0f} ms per tenant; {delivered} files",
+            f"{first.seconds / count * 1000:.0f} ms per tenant; {delivered} files; busy CPU {first.busy_cpu:.0f}s",
         ),
         Row(
             "3",
-            f"the same run as {SHARDS} shard processes side by side (one ledger, 4 in parallel each)",
-            sharded.seconds,
-            sharded.peak_rss_mb,
+            "the same run in one process (--parallel 8, a new ledger)",
+            alone.seconds,
+            alone.peak_rss_mb,
             None,
             None,
-            f"{sharded.seconds / count * 1000:.0f} ms per tenant; {sharded_files} files; "
-            f"{first.seconds / sharded.seconds:.2f}x faster than one process; busy CPU "
-            f"{sharded.busy_cpu:.0f}s, one process {first.busy_cpu:.0f}s",
+            f"{alone.seconds / count * 1000:.0f} ms per tenant; {alone_files} files; "
+            f"{alone.seconds / first.seconds:.2f}x the time of {PROCESSES} worker processes; "
+            f"busy CPU {alone.busy_cpu:.0f}s",
         ),
         Row(
             "3",
