@@ -17,7 +17,15 @@ from activity_export.check import _sharing_a_tree, path_collisions
 from activity_export.config import parse_config
 from tests.support.project import BIN, GENERATE_ARGS, ROOT, Project, fresh_project, make_project
 from tests.support.sshd import generate_key, public_key_line
-from tests.support.tenants import EXPECTED, NOW, run, server_files, write_config, write_tenants
+from tests.support.tenants import (
+    EXPECTED,
+    NOW,
+    run,
+    run_stopped_at,
+    server_files,
+    write_config,
+    write_tenants,
+)
 
 
 def ledger_rows(folder: Path, sql: str) -> list[tuple[object, ...]]:
@@ -51,25 +59,8 @@ def test_signal_stops_at_a_safe_point_and_leaves_nothing_behind(
     config = write_config(tmp_path)
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    env = {**built_duckdb.env, "ACTIVITY_EXPORT_FAILPOINT": f"{point}:pause", "TMPDIR": str(temporary)}
-    command = [str(BIN / "activity-export"), "run", "--config", str(config), "--now", NOW]
-    process = subprocess.Popen(
-        [*command, *built_duckdb.cli_args()],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if line.startswith(f"paused at {point}"):
-            break
-    process.send_signal(signum)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signum, "".join(seen) + err
+    code, out, err = run_stopped_at(built_duckdb, config, {"TMPDIR": str(temporary)}, point, signum)
+    assert code == 128 + signum, err
     assert "INTERRUPTED" in out  # the summary
     assert list(temporary.rglob("*")) == []  # no temporary file with e-mail addresses left
     assert not [p for p in (tmp_path / "server").rglob("*") if p.name.endswith(".partial")]

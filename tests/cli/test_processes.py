@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import yaml
 
-from tests.support.project import BIN, ROOT, Project
-from tests.support.tenants import EXPECTED, NOW, run
+from tests.support.project import Project
+from tests.support.tenants import EXPECTED, NOW, run, run_stopped_at
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
 
@@ -118,25 +117,18 @@ def test_sigterm_to_the_run_stops_its_workers_at_a_safe_point(built_duckdb: Proj
     config = two_tenants(tmp_path)
     temporary = tmp_path / "tmp"
     temporary.mkdir()
-    env = {**built_duckdb.env, "ACTIVITY_EXPORT_FAILPOINT": "after-write:pause", "TMPDIR": str(temporary)}
-    command = [str(BIN / "activity-export"), "run", "--config", str(config), "--now", NOW, "--processes", "2"]
-    process = subprocess.Popen(
-        [*command, *built_duckdb.cli_args()],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    # the run only: its workers take no signal themselves
+    code, out, err = run_stopped_at(
+        built_duckdb,
+        config,
+        {"TMPDIR": str(temporary)},
+        "after-write",
+        signal.SIGTERM,
+        "--processes",
+        "2",
+        pauses=2,
     )
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if sum(1 for said in seen if said.startswith("paused at after-write")) == 2:  # both workers
-            break
-    process.send_signal(signal.SIGTERM)  # the run only: its workers take no signal themselves
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 143, "".join(seen) + err
+    assert code == 143, err
     assert out.count("INTERRUPTED") == 2, out
     assert list(temporary.rglob("*")) == []  # no worker left a temporary file
     assert not [p for p in (tmp_path / "server").rglob("*") if ".partial" in p.name]

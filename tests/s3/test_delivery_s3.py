@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
 import time
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -20,9 +19,9 @@ from activity_export.config import parse_config
 from activity_export.destinations import s3 as s3_module
 from activity_export.destinations.s3 import S3Bucket, S3Error
 from tests.support.pgp import Keys
-from tests.support.project import BIN, ROOT, Project
+from tests.support.project import Project
 from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedServer
-from tests.support.tenants import EXPECTED, NOW, run, write_tenants
+from tests.support.tenants import EXPECTED, NOW, run, run_stopped_at, write_tenants
 
 PREFIX = "activity-export/"
 CREDENTIALS = {"BRAND_S3_KEY_ID": ACCESS_KEY, "BRAND_S3_SECRET": SECRET_KEY}
@@ -174,25 +173,8 @@ def test_a_signal_during_an_upload_stops_the_run_with_every_object_whole(
     built_duckdb: Project, s3_server: SeaweedServer, bucket: str, tmp_path: Path
 ) -> None:
     config = s3_config(tmp_path, s3_server, bucket)
-    env = {**built_duckdb.env, **CREDENTIALS, "ACTIVITY_EXPORT_FAILPOINT": "mid-upload:pause"}
-    command = [str(BIN / "activity-export"), "run", "--config", str(config), "--now", NOW]
-    process = subprocess.Popen(
-        [*command, *built_duckdb.cli_args()],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if line.startswith("paused at mid-upload"):
-            break
-    process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 128 + signal.SIGTERM, "".join(seen) + err
+    code, out, err = run_stopped_at(built_duckdb, config, CREDENTIALS, "mid-upload", signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, err
     assert "INTERRUPTED" in out
     exported = export(built_duckdb, config, tmp_path / "local", 1, 2, 3)
     stopped = s3_server.objects(bucket)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.project import Project
+from tests.support.project import BIN, ROOT, Project
 from tests.support.sshd import Account, SshServer
 
 NOW = "2026-11-04T07:00:00+01:00"  # the three generated days are due and complete
@@ -89,3 +89,37 @@ def server_files(folder: Path) -> dict[str, tuple[str, int]]:
         for p in sorted((folder / "server").rglob("*"))
         if p.is_file()
     }
+
+
+def run_stopped_at(
+    project: Project, config: Path, env: dict[str, str], point: str, signum: int, *args: str, pauses: int = 1
+) -> tuple[int, str, str]:
+    """``run`` of ``config`` at NOW with the failpoint ``point`` pausing it, sent ``signum`` once
+    ``pauses`` processes (a run's workers) have said they are paused there: exit code, stdout and
+    stderr (all of it)."""
+    process = subprocess.Popen(
+        [
+            str(BIN / "activity-export"),
+            "run",
+            "--config",
+            str(config),
+            "--now",
+            NOW,
+            *args,
+            *project.cli_args(),
+        ],
+        env={**project.env, **env, "ACTIVITY_EXPORT_FAILPOINT": f"{point}:pause"},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if sum(1 for said in seen if said.startswith(f"paused at {point}")) == pauses:
+            break
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, "".join(seen) + err
